@@ -30,12 +30,14 @@ contract PaymentChannels is IPaymentChannels, ReentrancyGuardTransient {
 
     /// @notice keccak256("Voucher(uint256 channelId,uint96 cumulativeAmount)")
     bytes32 public constant VOUCHER_TYPEHASH = keccak256("Voucher(uint256 channelId,uint96 cumulativeAmount)");
-    bytes32 private constant DOMAIN_TYPEHASH =
-        keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
+    bytes32 private constant DOMAIN_TYPEHASH = keccak256(
+        "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+    );
     bytes32 private constant NAME_HASH = keccak256("paychan");
     bytes32 private constant VERSION_HASH = keccak256("1");
-    bytes32 private constant OPEN_AUTHORIZATION_TYPEHASH =
-        keccak256("OpenChannel(address payee,address signer,uint32 withdrawDelay,bytes32 salt)");
+    bytes32 private constant OPEN_AUTHORIZATION_TYPEHASH = keccak256(
+        "OpenChannel(address payee,address signer,uint32 withdrawDelay,bytes32 salt)"
+    );
     bytes32 private constant TOPUP_AUTHORIZATION_TYPEHASH = keccak256("TopUpChannel(uint256 channelId,bytes32 salt)");
 
     /// @dev secp256k1 order / 2. NOTE: a signature with a larger s is a malleable twin and is refused.
@@ -181,6 +183,7 @@ contract PaymentChannels is IPaymentChannels, ReentrancyGuardTransient {
     /// @dev The loop is assembly because it runs once per channel and decides the batch's gas:
     /// per item one cold storage word (read and write), two keccaks, one ecrecover and one log.
     /// It applies exactly the checks of {claim} (see {_claimOrRevert}, the readable version).
+    // solhint-disable-next-line function-max-lines
     function claimBatch(bytes calldata items) external nonReentrant returns (uint256 claimedCount) {
         if (items.length % BATCH_ITEM_SIZE != 0) revert PaymentChannelsMalformedBatch(items.length);
         bytes32 separator = _domainSeparator();
@@ -233,7 +236,10 @@ contract PaymentChannels is IPaymentChannels, ReentrancyGuardTransient {
                         if extcodesize(shr(24, channelId)) {
                             // isValidSignature(bytes32 digest, bytes r ‖ s ‖ v) on the wallet,
                             // with the same gas cap and 32-byte answer as {_isValidERC1271}.
-                            mstore(add(scratch, 0xc0), 0x1626ba7e00000000000000000000000000000000000000000000000000000000)
+                            mstore(
+                                add(scratch, 0xc0),
+                                0x1626ba7e00000000000000000000000000000000000000000000000000000000
+                            )
                             mstore(add(scratch, 0xc4), digest)
                             mstore(add(scratch, 0xe4), 0x40)
                             mstore(add(scratch, 0x104), 65)
@@ -581,7 +587,7 @@ contract PaymentChannels is IPaymentChannels, ReentrancyGuardTransient {
 
     /// @dev A failed permit is ignored: it may have been front-run, and the allowance then decides.
     function _tryPermit(address token, uint256 amount, uint256 deadline, uint8 v, bytes32 r, bytes32 s) private {
-        try IERC20Permit(token).permit(msg.sender, address(this), amount, deadline, v, r, s) {} catch {} // solhint-disable-line no-empty-blocks
+        try IERC20Permit(token).permit(msg.sender, address(this), amount, deadline, v, r, s) {} catch {}
     }
 
     function _payRoute(uint256 route, uint256 amount) private {
@@ -610,7 +616,11 @@ contract PaymentChannels is IPaymentChannels, ReentrancyGuardTransient {
     }
 
     /// @dev keccak256("\x19\x01" ‖ separator ‖ keccak256(VOUCHER_TYPEHASH ‖ channelId ‖ amount)).
-    function _voucherDigest(bytes32 separator, uint256 channelId, uint256 amount) private pure returns (bytes32 digest) {
+    function _voucherDigest(
+        bytes32 separator,
+        uint256 channelId,
+        uint256 amount
+    ) private pure returns (bytes32 digest) {
         bytes32 typeHash = VOUCHER_TYPEHASH;
         assembly ("memory-safe") {
             let p := mload(0x40)

@@ -21,7 +21,10 @@ interface Fixture {
 async function setup(): Promise<Fixture> {
   await deployments.fixture(["local"]);
   const [payer, payee] = await ethers.getSigners();
-  const usdc = (await ethers.getContractAt("MockUSDC", (await deployments.get("MockUSDC")).address)) as unknown as MockUSDC;
+  const usdc = (await ethers.getContractAt(
+    "MockUSDC",
+    (await deployments.get("MockUSDC")).address,
+  )) as unknown as MockUSDC;
   const channels = (await ethers.getContractAt(
     "PaymentChannels",
     (await deployments.get("PaymentChannels")).address,
@@ -45,7 +48,11 @@ async function openChannels(f: Fixture, count: number, amount: bigint) {
   for (let i = 0; i < count; i++) {
     const session = ethers.Wallet.createRandom();
     const channelId = await f.channels.nextChannelId(session.address);
-    await (await f.channels.connect(f.payer).open(await f.payee.getAddress(), await f.usdc.getAddress(), session.address, DELAY, DEPOSIT)).wait();
+    await (
+      await f.channels
+        .connect(f.payer)
+        .open(await f.payee.getAddress(), await f.usdc.getAddress(), session.address, DELAY, DEPOSIT)
+    ).wait();
     const voucher = { channelId, cumulativeAmount: amount };
     const signature = await session.signTypedData(domain, { Voucher: [...VOUCHER_TYPES.Voucher] }, voucher);
     items.push(encodeClaimItem(voucher, signature as `0x${string}`));
@@ -77,7 +84,9 @@ async function main(): Promise<void> {
     rows.push([`claimBatch of ${size} calldata bytes per channel`, Math.round((bytes / size) * 100) / 100]);
   }
 
-  const openGas = await gasOf(f.channels.connect(f.payer).open(payeeAddress, usdcAddress, ethers.ZeroAddress, DELAY, DEPOSIT));
+  const openGas = await gasOf(
+    f.channels.connect(f.payer).open(payeeAddress, usdcAddress, ethers.ZeroAddress, DELAY, DEPOSIT),
+  );
   const [single] = await openChannels(f, 1, 500n);
   const id = BigInt(single.slice(0, 2 + 46));
   const topUpGas = await gasOf(f.channels.connect(f.payer).topUp(id, DEPOSIT));
@@ -85,14 +94,36 @@ async function main(): Promise<void> {
   const claimId = await f.channels.nextChannelId(session.address);
   await (await f.channels.connect(f.payer).open(payeeAddress, usdcAddress, session.address, DELAY, DEPOSIT)).wait();
   const domain = voucherDomain(f.chainId, (await f.channels.getAddress()) as `0x${string}`);
-  const sig1 = await session.signTypedData(domain, { Voucher: [...VOUCHER_TYPES.Voucher] }, { channelId: claimId, cumulativeAmount: 100n });
+  const sig1 = await session.signTypedData(
+    domain,
+    { Voucher: [...VOUCHER_TYPES.Voucher] },
+    { channelId: claimId, cumulativeAmount: 100n },
+  );
   const claimGas = await gasOf(f.channels.connect(f.payee).claim(claimId, 100n, sig1));
-  const sig2 = await session.signTypedData(domain, { Voucher: [...VOUCHER_TYPES.Voucher] }, { channelId: claimId, cumulativeAmount: 200n });
+  const sig2 = await session.signTypedData(
+    domain,
+    { Voucher: [...VOUCHER_TYPES.Voucher] },
+    { channelId: claimId, cumulativeAmount: 200n },
+  );
   const cooperativeCloseGas = await gasOf(f.channels.connect(f.payee).close(claimId, 200n, sig2));
 
-  rows.unshift(["open (approve already given)", openGas], ["topUp", topUpGas], ["claim (one voucher)", claimGas], ["close (payee, final voucher + refund)", cooperativeCloseGas]);
+  rows.unshift(
+    ["open (approve already given)", openGas],
+    ["topUp", topUpGas],
+    ["claim (one voucher)", claimGas],
+    ["close (payee, final voucher + refund)", cooperativeCloseGas],
+  );
   console.table(Object.fromEntries(rows.map(([k, v]) => [k, { gas: v }])));
-  console.log(JSON.stringify({ openGas, topUpGas, claimGas, claimBatchGasPerChannel: perChannel, claimBatchCalldataBytesPerChannel: calldataPerChannel, cooperativeCloseGas }));
+  console.log(
+    JSON.stringify({
+      openGas,
+      topUpGas,
+      claimGas,
+      claimBatchGasPerChannel: perChannel,
+      claimBatchCalldataBytesPerChannel: calldataPerChannel,
+      cooperativeCloseGas,
+    }),
+  );
 }
 
 main().catch((error: unknown) => {

@@ -29,13 +29,7 @@ export interface NetworkInfo {
 }
 
 export type NetworkName =
-  | "base"
-  | "base-sepolia"
-  | "optimism"
-  | "optimism-sepolia"
-  | "arbitrum-sepolia"
-  | "localhost"
-  | "hardhat";
+  "base" | "base-sepolia" | "optimism" | "optimism-sepolia" | "arbitrum-sepolia" | "localhost" | "hardhat";
 
 export const NETWORKS: Readonly<Record<NetworkName, NetworkInfo>> = {
   base: {

@@ -1,0 +1,4 @@
+module.exports = {
+  istanbulReporter: ["json-summary", "text", "lcov"],
+  skipFiles: ["mocks/"],
+};
