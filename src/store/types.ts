@@ -1,0 +1,114 @@
+import type { Address, Hex } from "viem";
+
+/**
+ * A channel as the chain reports it, maintained by the chain watcher from contract events and
+ * read by the verification engine (never through RPC on the request path) and by the settler.
+ */
+export interface ChannelRecord {
+  readonly channelId: bigint;
+  readonly payer: Address;
+  readonly payee: Address;
+  readonly token: Address;
+  /** The voucher signer, encoded in the channel id. */
+  readonly signer: Address;
+  readonly deposit: bigint;
+  /** Cumulative amount claimed on-chain. */
+  readonly claimedOnChain: bigint;
+  /** Seconds. */
+  readonly withdrawDelay: number;
+  /** Unix seconds from which the payer can finalize a requested withdrawal; 0 when none is pending. */
+  readonly withdrawReadyAt: number;
+  readonly status: "open" | "closed";
+  /** Block of the opening event; confirmations are counted from it. */
+  readonly openedAtBlock: bigint;
+  /** Block of the latest event applied to this record. */
+  readonly updatedAtBlock: bigint;
+}
+
+/** One voucher the server accepted for one paid request. */
+export interface AcceptedVoucher {
+  readonly channelId: bigint;
+  /** The voucher's cumulative amount; unique per channel. */
+  readonly amount: bigint;
+  /** 65-byte signature as 0x-hex. */
+  readonly signature: Hex;
+  /** What this request was charged. */
+  readonly charge: bigint;
+  /** The channel's charged total after this request. */
+  readonly chargedTotal: bigint;
+  /** The signed receipt returned to the client (encoded as sent). */
+  readonly receipt: string;
+  /** Unix milliseconds. */
+  readonly acceptedAt: number;
+}
+
+/** The per-channel money state: what was charged and the best voucher that pays for it. */
+export interface ChannelLedger {
+  readonly channelId: bigint;
+  /** Sum of all charges on this channel. */
+  readonly chargedTotal: bigint;
+  /** The highest accepted voucher amount (0 when none). It is what a claim collects. */
+  readonly highestAmount: bigint;
+  /** Signature of the highest voucher, or null when none. */
+  readonly highestSignature: Hex | null;
+  /** Highest amount the settler has seen confirmed as claimed on-chain. */
+  readonly claimedAmount: bigint;
+}
+
+/** A claim the settler has sent and not yet seen confirmed. */
+export interface PendingClaim {
+  readonly channelId: bigint;
+  readonly amount: bigint;
+  readonly txHash: Hex;
+  readonly nonce: number;
+  /** Unix milliseconds. */
+  readonly sentAt: number;
+}
+
+/**
+ * Durable storage of everything paychan must not lose. The embedded default is SQLite
+ * (src/store/sqlite.ts); a PostgreSQL backend implements the same interface.
+ *
+ * Only {@link PaymentStore.recordVoucher} and {@link PaymentStore.adjustCharge} are on the
+ * request path: they resolve once the write is durable (group commit, one fsync per batch).
+ */
+export interface PaymentStore {
+  /** Durably records an accepted voucher and updates its channel's ledger in the same commit. */
+  recordVoucher(voucher: AcceptedVoucher): Promise<void>;
+  /**
+   * Durably lowers the charge of an accepted voucher after a usage-based route charged less than
+   * its maximum; `charge` is the final charge and `chargedTotal` the channel's new total.
+   */
+  adjustCharge(channelId: bigint, amount: bigint, charge: bigint, chargedTotal: bigint, receipt: string): Promise<void>;
+  /** Every channel ledger, for start-up. */
+  loadLedgers(): ChannelLedger[];
+  /** The ledger of one channel, or undefined. */
+  getLedger(channelId: bigint): ChannelLedger | undefined;
+  /** The amounts of every voucher accepted on a channel (used to refuse reuse after a restart). */
+  loadVoucherAmounts(channelId: bigint): bigint[];
+  /** One accepted voucher, for idempotent retries. */
+  findVoucher(channelId: bigint, amount: bigint): AcceptedVoucher | undefined;
+
+  /** Inserts or replaces a channel's on-chain record. */
+  upsertChannel(channel: ChannelRecord): void;
+  /** Every known channel record. */
+  loadChannels(): ChannelRecord[];
+  /** One channel record, or undefined. */
+  getChannel(channelId: bigint): ChannelRecord | undefined;
+
+  /** The watcher's resume point: the last block fully processed, per key (e.g. "watcher:<chainId>:<contract>"). */
+  getCursor(key: string): bigint | undefined;
+  setCursor(key: string, block: bigint): void;
+
+  /** Records that `amount` is confirmed claimed on-chain for a channel. */
+  markClaimed(channelId: bigint, amount: bigint): void;
+  /** Records a claim transaction the settler sent. */
+  addPendingClaim(claim: PendingClaim): void;
+  /** Forgets pending claims of a transaction (confirmed, replaced or dropped). */
+  removePendingClaims(txHash: Hex): void;
+  /** Claims sent and not yet confirmed. */
+  loadPendingClaims(): PendingClaim[];
+
+  /** Flushes pending writes and closes the store. */
+  close(): Promise<void>;
+}
