@@ -1,0 +1,45 @@
+/**
+ * Every reason code a client can receive, in one place. docs/errors.md has a row for each
+ * (meaning and fix); test/protocol/reasons.test.ts keeps the two in step.
+ *
+ * Expected verification failures are returned as values carrying one of these codes; only
+ * programming and transport faults are thrown.
+ */
+export const REASONS = {
+  // 400: the request is malformed; retrying it unchanged will fail again.
+  malformed_header: 400,
+  header_too_large: 400,
+  unsupported_version: 400,
+  invalid_payload: 400,
+  malformed_signature: 400,
+  // 402: the payment is missing or not acceptable; the body carries fresh payment terms.
+  payment_required: 402,
+  unsupported_scheme: 402,
+  wrong_network: 402,
+  wrong_contract: 402,
+  wrong_token: 402,
+  wrong_payee: 402,
+  unknown_channel: 402,
+  channel_closed: 402,
+  channel_withdrawing: 402,
+  invalid_signature: 402,
+  high_s_signature: 402,
+  amount_exceeds_deposit: 402,
+  insufficient_amount: 402,
+  voucher_reused: 402,
+  // 503: the server cannot take payments right now; retry later with the same voucher.
+  store_unavailable: 503,
+} as const;
+
+export type ReasonCode = keyof typeof REASONS;
+export type ReasonStatus = (typeof REASONS)[ReasonCode];
+
+/** The HTTP status that goes with a reason code. */
+export function statusOf(reason: ReasonCode): ReasonStatus {
+  return REASONS[reason];
+}
+
+/** Whether `value` is a known reason code. */
+export function isReasonCode(value: unknown): value is ReasonCode {
+  return typeof value === "string" && Object.prototype.hasOwnProperty.call(REASONS, value);
+}

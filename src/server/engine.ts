@@ -1,0 +1,257 @@
+import type { Address, Hex } from "viem";
+import type { ChannelView } from "../protocol/headers";
+import type { ReasonCode } from "../protocol/reasons";
+import type { ChannelLedger, ChannelRecord } from "../store/types";
+
+/**
+ * The verification engine: the payment rules and the in-memory money state of every channel.
+ * It is synchronous and never touches the network or the disk on the request path.
+ *
+ * Semantics (docs/protocol.md, "Verification rules"):
+ * - Every paid request carries a voucher with a cumulative amount not used before on the channel.
+ *   Vouchers may arrive in any order over many connections; none is refused for its order.
+ * - A voucher is accepted when `charged + price ≤ max(highest, amount)`, where `charged` is the
+ *   sum of all charges on the channel and `highest` the highest voucher accepted so far. So the
+ *   server never serves more than the best voucher it holds lets it claim, and a client that pays
+ *   exactly the price per request ends with `highest == charged`: what is claimable is what was
+ *   charged.
+ * - The same voucher sent again (same channel, amount and signature) is a retry: it gets the
+ *   original answer and receipt and is not charged again.
+ */
+
+/** Outcome of checking a voucher signature. */
+export type SignatureCheck = "ok" | "invalid_signature" | "high_s_signature" | "malformed_signature";
+
+/** Verifies that the signer encoded in `channelId` signed (`channelId`, `amount`). */
+export type VoucherSignatureVerifier = (channelId: bigint, amount: bigint, signature: Hex) => SignatureCheck;
+
+export interface EngineOptions {
+  /** This server's payee address: channels must pay it. */
+  readonly payee: Address;
+  /** Tokens this server accepts. */
+  readonly tokens: readonly Address[];
+  readonly verifySignature: VoucherSignatureVerifier;
+  /**
+   * A withdrawing channel keeps being served only while its exit is at least this many seconds
+   * away, so the settler always has time to claim before the payer can finalize.
+   */
+  readonly withdrawSafetyMarginSec: number;
+  /** Loads the amounts of every voucher already accepted on a channel (from the store). */
+  readonly loadUsedAmounts: (channelId: bigint) => readonly bigint[];
+  /** Unix seconds; injectable for tests. */
+  readonly nowSec?: () => number;
+}
+
+/** A voucher accepted by {@link VerificationEngine.check}, not yet durable. */
+export interface Ticket {
+  readonly channelId: bigint;
+  readonly amount: bigint;
+  readonly signature: Hex;
+  readonly payer: Address;
+  /** Charge reserved for this request (the route's price, or its maximum for "upto"). */
+  readonly charge: bigint;
+  /** The channel's charged total after this request. */
+  readonly chargedTotal: bigint;
+  /** deposit − chargedTotal. */
+  readonly remaining: bigint;
+}
+
+export type CheckResult =
+  | { readonly kind: "accepted"; readonly ticket: Ticket }
+  | { readonly kind: "retry"; readonly channelId: bigint; readonly amount: bigint }
+  | { readonly kind: "unknown_channel" }
+  | { readonly kind: "rejected"; readonly reason: ReasonCode; readonly channel?: ChannelView };
+
+interface ChannelState {
+  record: ChannelRecord;
+  charged: bigint;
+  highest: bigint;
+  highestSignature: Hex | null;
+  /** Amounts of accepted vouchers; loaded from the store on first use after a restart. */
+  used: Set<bigint> | undefined;
+  /** Signatures of accepted vouchers still in memory, to tell a retry from a forged reuse. */
+  signatures: Map<bigint, Hex>;
+}
+
+/** Most voucher signatures remembered per channel for retries; older retries are looked up in the store. */
+const MAX_REMEMBERED_SIGNATURES = 4096;
+
+export class VerificationEngine {
+  private readonly channels = new Map<bigint, ChannelState>();
+  private readonly payee: string;
+  private readonly tokens: ReadonlySet<string>;
+  private readonly nowSec: () => number;
+
+  constructor(private readonly options: EngineOptions) {
+    this.payee = options.payee.toLowerCase();
+    this.tokens = new Set(options.tokens.map((t) => t.toLowerCase()));
+    this.nowSec = options.nowSec ?? (() => Math.floor(Date.now() / 1000));
+  }
+
+  /** Restores money state at start-up from the store's ledgers. */
+  restore(ledgers: readonly ChannelLedger[], records: readonly ChannelRecord[]): void {
+    const byId = new Map(ledgers.map((l) => [l.channelId, l]));
+    for (const record of records) {
+      const ledger = byId.get(record.channelId);
+      this.channels.set(record.channelId, {
+        record,
+        charged: ledger?.chargedTotal ?? 0n,
+        highest: ledger?.highestAmount ?? 0n,
+        highestSignature: ledger?.highestSignature ?? null,
+        used: undefined,
+        signatures: new Map(),
+      });
+    }
+  }
+
+  /** Applies an on-chain update from the watcher (new channel, top-up, withdrawal, close...). */
+  applyChannel(record: ChannelRecord): void {
+    const state = this.channels.get(record.channelId);
+    if (state) state.record = record;
+    else {
+      this.channels.set(record.channelId, {
+        record,
+        charged: 0n,
+        highest: 0n,
+        highestSignature: null,
+        used: undefined,
+        signatures: new Map(),
+      });
+    }
+  }
+
+  /** The on-chain record of a channel the engine knows. */
+  record(channelId: bigint): ChannelRecord | undefined {
+    return this.channels.get(channelId)?.record;
+  }
+
+  /**
+   * Checks a voucher paying `price` and, when acceptable, reserves the charge at once so that
+   * concurrent requests see it. The caller must make the ticket durable and then either serve or
+   * call {@link release}.
+   */
+  check(channelId: bigint, amount: bigint, signature: Hex, price: bigint): CheckResult {
+    const state = this.channels.get(channelId);
+    if (state === undefined) return { kind: "unknown_channel" };
+    const record = state.record;
+    if (record.payee.toLowerCase() !== this.payee) return { kind: "rejected", reason: "wrong_payee" };
+    if (!this.tokens.has(record.token.toLowerCase())) return { kind: "rejected", reason: "wrong_token" };
+    if (record.status === "closed") return { kind: "rejected", reason: "channel_closed" };
+    if (record.withdrawReadyAt !== 0 && record.withdrawReadyAt - this.nowSec() < this.options.withdrawSafetyMarginSec) {
+      return { kind: "rejected", reason: "channel_withdrawing", channel: this.view(state) };
+    }
+    const used = this.usedAmounts(state, channelId);
+    if (used.has(amount)) {
+      // NOTE: a retry must repeat the exact voucher; the same amount with another signature is
+      // a reuse, refused without spending time on the signature.
+      const known = state.signatures.get(amount);
+      if (known !== undefined && known.toLowerCase() !== signature.toLowerCase()) {
+        return { kind: "rejected", reason: "voucher_reused", channel: this.view(state) };
+      }
+      return { kind: "retry", channelId, amount };
+    }
+    if (amount > record.deposit) {
+      return { kind: "rejected", reason: "amount_exceeds_deposit", channel: this.view(state) };
+    }
+    const charged = state.charged + price;
+    if (charged > (amount > state.highest ? amount : state.highest)) {
+      return { kind: "rejected", reason: "insufficient_amount", channel: this.view(state) };
+    }
+    const verdict = this.options.verifySignature(channelId, amount, signature);
+    if (verdict !== "ok") return { kind: "rejected", reason: verdict };
+
+    used.add(amount);
+    this.remember(state, amount, signature);
+    state.charged = charged;
+    if (amount > state.highest) {
+      state.highest = amount;
+      state.highestSignature = signature;
+    }
+    return {
+      kind: "accepted",
+      ticket: {
+        channelId,
+        amount,
+        signature,
+        payer: record.payer,
+        charge: price,
+        chargedTotal: charged,
+        remaining: record.deposit - charged,
+      },
+    };
+  }
+
+  /**
+   * Undoes a ticket whose voucher could not be made durable: its charge is returned and the
+   * amount may be used again. The highest voucher is kept: it is validly signed either way.
+   */
+  release(ticket: Ticket): void {
+    const state = this.channels.get(ticket.channelId);
+    if (!state) return;
+    state.charged -= ticket.charge;
+    state.used?.delete(ticket.amount);
+    state.signatures.delete(ticket.amount);
+  }
+
+  /**
+   * Lowers a ticket's charge after a usage-based route charged `finalCharge` (≤ its reservation).
+   * Returns the channel's new charged total.
+   */
+  settleCharge(ticket: Ticket, finalCharge: bigint): bigint {
+    if (finalCharge < 0n || finalCharge > ticket.charge) {
+      throw new RangeError(`final charge ${finalCharge} outside [0, ${ticket.charge}]`);
+    }
+    const state = this.channels.get(ticket.channelId);
+    if (!state) throw new Error(`unknown channel ${ticket.channelId}`);
+    state.charged -= ticket.charge - finalCharge;
+    return state.charged;
+  }
+
+  /** The server's view of a channel, for resynchronizing clients; undefined if unknown. */
+  channelView(channelId: bigint): ChannelView | undefined {
+    const state = this.channels.get(channelId);
+    return state && this.view(state);
+  }
+
+  /** Money state of every channel, for the settler and metrics. */
+  *ledgers(): IterableIterator<{
+    record: ChannelRecord;
+    charged: bigint;
+    highest: bigint;
+    highestSignature: Hex | null;
+  }> {
+    for (const state of this.channels.values()) {
+      yield {
+        record: state.record,
+        charged: state.charged,
+        highest: state.highest,
+        highestSignature: state.highestSignature,
+      };
+    }
+  }
+
+  private usedAmounts(state: ChannelState, channelId: bigint): Set<bigint> {
+    if (state.used === undefined) state.used = new Set(this.options.loadUsedAmounts(channelId));
+    return state.used;
+  }
+
+  private remember(state: ChannelState, amount: bigint, signature: Hex): void {
+    if (state.signatures.size >= MAX_REMEMBERED_SIGNATURES) {
+      const oldest = state.signatures.keys().next();
+      if (!oldest.done) state.signatures.delete(oldest.value);
+    }
+    state.signatures.set(amount, signature);
+  }
+
+  private view(state: ChannelState): ChannelView {
+    return {
+      channelId: `0x${state.record.channelId.toString(16)}`,
+      deposit: state.record.deposit.toString(),
+      chargedTotal: state.charged.toString(),
+      highestAmount: state.highest.toString(),
+      highestSignature: state.highestSignature,
+      remaining: (state.record.deposit - state.charged).toString(),
+      withdrawReadyAt: state.record.withdrawReadyAt,
+    };
+  }
+}

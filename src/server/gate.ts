@@ -1,0 +1,327 @@
+import type { Address, Hex } from "viem";
+import {
+  SCHEME,
+  X402_VERSION,
+  channelIdHex,
+  decodePaymentSignature,
+  encodeHeader,
+  type ChannelOffer,
+  type ChannelView,
+  type PaymentRequired,
+  type PaymentResponse,
+  type Pricing,
+} from "../protocol/headers";
+import { statusOf, type ReasonCode } from "../protocol/reasons";
+import { requestHash, type ReceiptSigner, type SignedReceipt } from "../protocol/receipt";
+import type { AcceptedVoucher, ChannelRecord, PaymentStore } from "../store/types";
+import type { Ticket, VerificationEngine } from "./engine";
+
+/** What the gate needs to describe its offer in a 402. */
+export interface OfferTerms {
+  /** CAIP-2 network id. */
+  readonly network: string;
+  readonly contract: Address;
+  readonly asset: Address;
+  readonly payee: Address;
+  readonly decimals: number;
+  readonly tokenName: string;
+  readonly tokenVersion: string;
+  readonly minDeposit: bigint;
+  readonly minWithdrawDelay: number;
+  readonly maxTimeoutSeconds?: number;
+  /** Path of the gasless relay endpoint, if served. */
+  readonly relay?: string;
+}
+
+/** Observes the gate, for metrics and logs. */
+export interface GateObserver {
+  accepted?(ticket: Ticket, verifySeconds: number): void;
+  rejected?(reason: ReasonCode): void;
+  retried?(channelId: bigint, amount: bigint): void;
+}
+
+export interface GateOptions {
+  readonly engine: VerificationEngine;
+  readonly store: PaymentStore;
+  readonly receipts: ReceiptSigner;
+  readonly terms: OfferTerms;
+  /** Fetches a channel the engine does not know yet (once, off the request path of known channels). */
+  readonly fetchChannel?: (channelId: bigint) => Promise<ChannelRecord | undefined>;
+  /** How long a retry of an accepted voucher is answered again (ms); later it is refused as reused. */
+  readonly retryWindowMs?: number;
+  readonly observer?: GateObserver;
+}
+
+/** A request to pay for. */
+export interface PaidRequest {
+  readonly method: string;
+  /** Path and query, e.g. "/weather?city=Lisbon". */
+  readonly pathAndQuery: string;
+  /** Absolute URL of the resource, for the 402's `resource.url`. */
+  readonly url: string;
+  /** The PAYMENT-SIGNATURE header, if any. */
+  readonly paymentHeader: string | undefined;
+  /** Price in atomic units (the maximum, for "upto"). */
+  readonly price: bigint;
+  readonly pricing: Pricing;
+  readonly description?: string;
+}
+
+/** A payment refused: send `status` with the PAYMENT-REQUIRED header and `body`. */
+export interface Refusal {
+  readonly ok: false;
+  readonly status: number;
+  readonly reason: ReasonCode;
+  readonly headers: Record<string, string>;
+  readonly body: PaymentRequired;
+}
+
+/** A durable, accepted payment: serve the request, then attach {@link Payment.responseHeader}. */
+export interface Payment {
+  readonly ok: true;
+  readonly channelId: bigint;
+  readonly amount: bigint;
+  /** True when this request repeats an already-accepted voucher (not charged again). */
+  readonly retry: boolean;
+  /**
+   * For "upto" routes: sets the final charge (≤ the price). Call before the response headers go
+   * out; without a call the full price is charged.
+   */
+  charge(finalCharge: bigint): void;
+  /** The PAYMENT-RESPONSE header value for the final charge. */
+  responseHeader(): string;
+  /** The decoded PAYMENT-RESPONSE. */
+  response(): PaymentResponse;
+}
+
+export type GateResult = Payment | Refusal;
+
+const DEFAULT_RETRY_WINDOW_MS = 60_000;
+
+/**
+ * The payment gate: framework-neutral logic shared by the Express middleware and the reverse
+ * proxy. It decodes the voucher, applies the engine's rules, signs a receipt, makes the voucher
+ * durable (group-committed fsync) and only then lets the request through.
+ */
+export class PaymentGate {
+  private readonly inflight = new Map<string, Promise<AcceptedVoucher | undefined>>();
+  private readonly retryWindowMs: number;
+  private readonly network: string;
+  private readonly contract: string;
+  private readonly asset: string;
+  private readonly payee: string;
+
+  constructor(private readonly options: GateOptions) {
+    this.retryWindowMs = options.retryWindowMs ?? DEFAULT_RETRY_WINDOW_MS;
+    this.network = options.terms.network;
+    this.contract = options.terms.contract.toLowerCase();
+    this.asset = options.terms.asset.toLowerCase();
+    this.payee = options.terms.payee.toLowerCase();
+  }
+
+  /** The offer for a route priced `price`. */
+  offer(price: bigint, pricing: Pricing): ChannelOffer {
+    const t = this.options.terms;
+    return {
+      scheme: SCHEME,
+      network: t.network,
+      amount: price.toString(),
+      asset: t.asset,
+      payTo: t.payee,
+      maxTimeoutSeconds: t.maxTimeoutSeconds ?? 60,
+      extra: {
+        contract: t.contract,
+        pricing,
+        minDeposit: t.minDeposit.toString(),
+        minWithdrawDelay: t.minWithdrawDelay,
+        tokenName: t.tokenName,
+        tokenVersion: t.tokenVersion,
+        decimals: t.decimals,
+        receiptSigner: this.options.receipts.address,
+        ...(t.relay ? { relay: t.relay } : {}),
+      },
+    };
+  }
+
+  /** A refusal carrying the payment terms (and, when known, the server's view of the channel). */
+  refuse(request: PaidRequest, reason: ReasonCode, channel?: ChannelView): Refusal {
+    const body: PaymentRequired = {
+      x402Version: X402_VERSION,
+      ...(reason === "payment_required" ? {} : { error: reason }),
+      resource: { url: request.url, ...(request.description ? { description: request.description } : {}) },
+      accepts: [this.offer(request.price, request.pricing)],
+      ...(channel ? { channel } : {}),
+    };
+    this.options.observer?.rejected?.(reason);
+    return {
+      ok: false,
+      status: statusOf(reason),
+      reason,
+      headers: { "payment-required": encodeHeader(body) },
+      body,
+    };
+  }
+
+  /** Decides whether `request` is paid; resolves only after an accepted voucher is durable. */
+  async authorize(request: PaidRequest): Promise<GateResult> {
+    const started = process.hrtime.bigint();
+    if (request.paymentHeader === undefined || request.paymentHeader === "") {
+      return this.refuse(request, "payment_required");
+    }
+    const decoded = decodePaymentSignature(request.paymentHeader);
+    if (!decoded.ok) return this.refuse(request, decoded.reason);
+    const v = decoded.voucher;
+    if (v.scheme !== SCHEME) return this.refuse(request, "unsupported_scheme");
+    if (v.network !== this.network) return this.refuse(request, "wrong_network");
+    if (v.contract !== undefined && v.contract.toLowerCase() !== this.contract) {
+      return this.refuse(request, "wrong_contract");
+    }
+    if (v.asset !== undefined && v.asset.toLowerCase() !== this.asset) return this.refuse(request, "wrong_token");
+    if (v.payTo !== undefined && v.payTo.toLowerCase() !== this.payee) return this.refuse(request, "wrong_payee");
+
+    const engine = this.options.engine;
+    let result = engine.check(v.channelId, v.amount, v.signature, request.price);
+    if (result.kind === "unknown_channel" && this.options.fetchChannel) {
+      const record = await this.fetchChannel(v.channelId);
+      if (record) {
+        engine.applyChannel(record);
+        result = engine.check(v.channelId, v.amount, v.signature, request.price);
+      }
+    }
+    switch (result.kind) {
+      case "unknown_channel":
+        return this.refuse(request, "unknown_channel");
+      case "rejected":
+        return this.refuse(request, result.reason, result.channel);
+      case "retry":
+        return this.retry(request, v.channelId, v.amount, v.signature);
+      case "accepted":
+        return this.accept(request, result.ticket, started);
+    }
+  }
+
+  private async fetchChannel(channelId: bigint): Promise<ChannelRecord | undefined> {
+    try {
+      return await this.options.fetchChannel?.(channelId);
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async accept(request: PaidRequest, ticket: Ticket, started: bigint): Promise<GateResult> {
+    const reqHash = requestHash(request.method, request.pathAndQuery);
+    const issuedAt = Math.floor(Date.now() / 1000);
+    let receipt = this.options.receipts.sign({
+      channelId: ticket.channelId,
+      voucherAmount: ticket.amount,
+      charge: ticket.charge,
+      chargedTotal: ticket.chargedTotal,
+      request: reqHash,
+      issuedAt,
+    });
+    const record: AcceptedVoucher = {
+      channelId: ticket.channelId,
+      amount: ticket.amount,
+      signature: ticket.signature,
+      charge: ticket.charge,
+      chargedTotal: ticket.chargedTotal,
+      receipt: JSON.stringify(receipt),
+      acceptedAt: Date.now(),
+    };
+    const key = voucherKey(ticket.channelId, ticket.amount);
+    const durable = this.options.store.recordVoucher(record).then(
+      () => record,
+      () => undefined,
+    );
+    this.inflight.set(key, durable);
+    const stored = await durable;
+    this.inflight.delete(key);
+    if (!stored) {
+      this.options.engine.release(ticket);
+      return this.refuse(request, "store_unavailable");
+    }
+    this.options.observer?.accepted?.(ticket, Number(process.hrtime.bigint() - started) / 1e9);
+
+    let charge = ticket.charge;
+    let chargedTotal = ticket.chargedTotal;
+    const respond = (): PaymentResponse => ({
+      success: true,
+      scheme: SCHEME,
+      network: this.network,
+      payer: ticket.payer,
+      channelId: channelIdHex(ticket.channelId),
+      amount: ticket.amount.toString(),
+      charge: charge.toString(),
+      chargedTotal: chargedTotal.toString(),
+      remaining: (ticket.remaining + ticket.chargedTotal - chargedTotal).toString(),
+      receipt,
+    });
+    return {
+      ok: true,
+      channelId: ticket.channelId,
+      amount: ticket.amount,
+      retry: false,
+      charge: (finalCharge: bigint) => {
+        if (finalCharge === charge) return;
+        chargedTotal = this.options.engine.settleCharge(ticket, finalCharge);
+        charge = finalCharge;
+        receipt = this.options.receipts.sign({
+          channelId: ticket.channelId,
+          voucherAmount: ticket.amount,
+          charge,
+          chargedTotal,
+          request: reqHash,
+          issuedAt,
+        });
+        // The signed receipt given to the client is authoritative for the lower charge; the
+        // store follows asynchronously (a lost adjustment only ever overstates the charge).
+        this.options.store
+          .adjustCharge(ticket.channelId, ticket.amount, charge, chargedTotal, JSON.stringify(receipt))
+          .catch(() => undefined);
+      },
+      responseHeader: () => encodeHeader(respond()),
+      response: respond,
+    };
+  }
+
+  private async retry(request: PaidRequest, channelId: bigint, amount: bigint, signature: Hex): Promise<GateResult> {
+    const key = voucherKey(channelId, amount);
+    const pending = this.inflight.get(key);
+    const original = pending ? await pending : this.options.store.findVoucher(channelId, amount);
+    const view = this.options.engine.channelView(channelId);
+    if (
+      original === undefined ||
+      original.signature.toLowerCase() !== signature.toLowerCase() ||
+      Date.now() - original.acceptedAt > this.retryWindowMs
+    ) {
+      return this.refuse(request, "voucher_reused", view);
+    }
+    this.options.observer?.retried?.(channelId, amount);
+    const receipt = JSON.parse(original.receipt) as SignedReceipt;
+    const response: PaymentResponse = {
+      success: true,
+      scheme: SCHEME,
+      network: this.network,
+      payer: this.options.engine.record(channelId)?.payer ?? ("0x0000000000000000000000000000000000000000" as Address),
+      channelId: channelIdHex(channelId),
+      amount: amount.toString(),
+      charge: original.charge.toString(),
+      chargedTotal: original.chargedTotal.toString(),
+      remaining: view ? view.remaining : "0",
+      receipt,
+    };
+    return {
+      ok: true,
+      channelId,
+      amount,
+      retry: true,
+      charge: () => undefined,
+      responseHeader: () => encodeHeader(response),
+      response: () => response,
+    };
+  }
+}
+
+function voucherKey(channelId: bigint, amount: bigint): string {
+  return `${channelId.toString(16)}:${amount.toString(16)}`;
+}

@@ -1,0 +1,82 @@
+import type { NextFunction, Request, RequestHandler, Response } from "express";
+import { PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER } from "../protocol/headers";
+import type { Payment, PaymentGate } from "./gate";
+import { RouteMatcher, type ResolvedRoute, type RouteTable } from "./routes";
+
+export interface PaywallOptions {
+  readonly gate: PaymentGate;
+  /** A route table, or a function pricing each request (return null or undefined for free). */
+  readonly routes: RouteTable | ((req: Request) => ResolvedRoute | null | undefined);
+  /** Token decimals, for "$" prices in a route table. */
+  readonly decimals: number;
+}
+
+const PAYMENT_KEY = "paychanPayment";
+
+/**
+ * Express middleware: answers unpaid requests to priced routes with 402 and the payment terms,
+ * and lets a request through only once its voucher is verified and durable. The paid response
+ * gets a PAYMENT-RESPONSE header with the charge and a signed receipt.
+ *
+ * @example
+ * app.use(paywall({ gate, decimals: 6, routes: { "GET /weather": "$0.001" } }));
+ */
+export function paywall(options: PaywallOptions): RequestHandler {
+  const { gate } = options;
+  const resolve =
+    typeof options.routes === "function"
+      ? options.routes
+      : (
+          (matcher: RouteMatcher) => (req: Request) =>
+            matcher.match(req.method, req.path)
+        )(new RouteMatcher(options.routes, options.decimals));
+
+  return (req: Request, res: Response, next: NextFunction): void => {
+    let route: ResolvedRoute | null | undefined;
+    try {
+      route = resolve(req);
+    } catch (error) {
+      next(error);
+      return;
+    }
+    if (!route) {
+      next();
+      return;
+    }
+    const header = req.headers[PAYMENT_SIGNATURE_HEADER];
+    gate
+      .authorize({
+        method: req.method,
+        pathAndQuery: req.originalUrl,
+        url: `${req.protocol}://${req.get("host") ?? "localhost"}${req.originalUrl}`,
+        paymentHeader: Array.isArray(header) ? header[0] : header,
+        price: route.price,
+        pricing: route.pricing,
+        description: route.description,
+      })
+      .then((result) => {
+        res.setHeader("access-control-expose-headers", "payment-required, payment-response");
+        if (!result.ok) {
+          res.status(result.status).set(result.headers).json(result.body);
+          return;
+        }
+        res.locals[PAYMENT_KEY] = result;
+        attachResponseHeader(res, result);
+        next();
+      }, next);
+  };
+}
+
+/** The payment of a request that went through {@link paywall}; use it to charge less on "upto" routes. */
+export function paymentOf(res: Response): Payment | undefined {
+  return res.locals[PAYMENT_KEY] as Payment | undefined;
+}
+
+/** Adds PAYMENT-RESPONSE just before the headers are written, so it reflects the final charge. */
+function attachResponseHeader(res: Response, payment: Payment): void {
+  const writeHead = res.writeHead;
+  res.writeHead = function (this: Response, ...args: unknown[]) {
+    if (!this.headersSent) this.setHeader(PAYMENT_RESPONSE_HEADER, payment.responseHeader());
+    return (writeHead as (...a: unknown[]) => Response).apply(this, args);
+  } as typeof res.writeHead;
+}

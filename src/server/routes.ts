@@ -1,0 +1,73 @@
+import type { Pricing } from "../protocol/headers";
+import { toAtomic, type Price } from "../protocol/price";
+
+/** How one route is paid: a price, or `null` for a free route. */
+export type RoutePrice =
+  Price | { readonly price: Price; readonly pricing?: Pricing; readonly description?: string } | null;
+
+/**
+ * Route table: keys are "METHOD /path" or "/path" (any method); a path ending in "/*" matches
+ * every path below it. Values are prices ("$0.001", atomic units) or null for free routes.
+ */
+export type RouteTable = Readonly<Record<string, RoutePrice>>;
+
+/** A route's resolved terms. */
+export interface ResolvedRoute {
+  readonly price: bigint;
+  readonly pricing: Pricing;
+  readonly description?: string;
+}
+
+interface CompiledRoute {
+  readonly method: string | undefined;
+  readonly path: string;
+  readonly prefix: boolean;
+  readonly resolved: ResolvedRoute | null;
+}
+
+/**
+ * Compiles a route table once; {@link RouteMatcher.match} then resolves a request in a few
+ * string comparisons. Exact paths win over prefixes; longer prefixes win over shorter ones.
+ */
+export class RouteMatcher {
+  private readonly routes: CompiledRoute[];
+
+  constructor(table: RouteTable, decimals: number) {
+    this.routes = Object.entries(table).map(([key, value]) => compile(key, value, decimals));
+    this.routes.sort((a, b) => Number(a.prefix) - Number(b.prefix) || b.path.length - a.path.length);
+  }
+
+  /**
+   * The terms for a request: a resolved route, null for a free route, or undefined when no route
+   * matches (the caller decides whether unmatched paths are free or refused).
+   */
+  match(method: string, path: string): ResolvedRoute | null | undefined {
+    for (const route of this.routes) {
+      if (route.method !== undefined && route.method !== method) continue;
+      if (route.prefix ? path === route.path || path.startsWith(`${route.path}/`) : path === route.path) {
+        return route.resolved;
+      }
+    }
+    return undefined;
+  }
+}
+
+function compile(key: string, value: RoutePrice, decimals: number): CompiledRoute {
+  const match = /^(?:([A-Z]+)\s+)?(\/\S*)$/.exec(key.trim());
+  if (!match) throw new Error(`route "${key}" must look like "GET /path", "/path" or "/path/*"`);
+  const [, method, rawPath] = match;
+  const prefix = rawPath.endsWith("/*");
+  const path = prefix ? rawPath.slice(0, -2) : rawPath;
+  if (value === null) return { method, path, prefix, resolved: null };
+  const spec = typeof value === "object" ? value : { price: value };
+  return {
+    method,
+    path,
+    prefix,
+    resolved: {
+      price: toAtomic(spec.price, decimals),
+      pricing: spec.pricing ?? "fixed",
+      ...(spec.description ? { description: spec.description } : {}),
+    },
+  };
+}
