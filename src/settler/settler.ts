@@ -1,0 +1,343 @@
+import {
+  concatHex,
+  decodeEventLog,
+  encodeFunctionData,
+  type Address,
+  type Hex,
+  type PublicClient,
+  type TransactionReceipt,
+} from "viem";
+import { estimateL1Fee } from "viem/op-stack";
+import { paymentChannelsAbi } from "../chain/abi";
+import { encodeClaimItem } from "../protocol/voucher";
+import type { PaymentStore } from "../store/types";
+import { selectClaims, toBatches, type ClaimCandidate, type SettlerPolicy } from "./policy";
+import type { TransactionSender } from "./sender";
+
+/** What one claim transaction did and cost. */
+export interface BatchReport {
+  readonly txHash: Hex;
+  readonly channels: number;
+  /** Sum paid to payees by this transaction, atomic units. */
+  readonly amountClaimed: bigint;
+  readonly gasUsed: bigint;
+  /** L1 data fee (OP-stack chains), wei; 0 elsewhere. */
+  readonly l1FeeWei: bigint;
+  /** gasUsed × effectiveGasPrice + l1Fee, wei. */
+  readonly costWei: bigint;
+  readonly costPerChannelWei: bigint;
+  readonly urgent: boolean;
+}
+
+/** Counters and gauges for /metrics. */
+export interface SettlerMetrics {
+  unclaimedAmount: bigint;
+  unclaimedCount: number;
+  oldestUnclaimedAgeSec: number;
+  batchesSent: number;
+  channelsClaimed: number;
+  lastGasPerChannel: number;
+  failures: Record<string, number>;
+}
+
+export interface SettlerOptions {
+  readonly publicClient: PublicClient;
+  readonly sender: TransactionSender;
+  readonly store: PaymentStore;
+  readonly contract: Address;
+  readonly policy: SettlerPolicy;
+  /** Whether to estimate the L1 data fee with the OP-stack GasPriceOracle. */
+  readonly opStack: boolean;
+  /** Seconds between scheduled runs. */
+  readonly intervalSec: number;
+  readonly onBatch?: (report: BatchReport) => void;
+  readonly onError?: (cause: string, error: unknown) => void;
+  readonly nowSec?: () => number;
+}
+
+/**
+ * Claims accepted vouchers on-chain in batches. Every item is checked against the chain with an
+ * eth_call simulation before it is sent, so a batch carries only valid items; the contract skips
+ * any item that still fails, so one bad channel never blocks the others.
+ *
+ * A claim is idempotent on-chain (cumulative amounts; a stale item is skipped), which is what makes
+ * every recovery path here safe: after a crash, a timeout, a dropped transaction or a reorg the
+ * settler simply claims again whatever the chain does not show as claimed.
+ */
+export class Settler {
+  readonly metrics: SettlerMetrics = {
+    unclaimedAmount: 0n,
+    unclaimedCount: 0,
+    oldestUnclaimedAgeSec: 0,
+    batchesSent: 0,
+    channelsClaimed: 0,
+    lastGasPerChannel: 0,
+    failures: {},
+  };
+  private readonly unclaimedSince = new Map<bigint, number>();
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<BatchReport[]> | undefined;
+  private urgentRequested = false;
+  private readonly nowSec: () => number;
+
+  constructor(private readonly options: SettlerOptions) {
+    this.nowSec = options.nowSec ?? (() => Math.floor(Date.now() / 1000));
+  }
+
+  /** Reconciles with the chain, then runs on schedule. */
+  async start(): Promise<void> {
+    await this.reconcile();
+    const tick = () => {
+      this.timer = setTimeout(() => {
+        void this.runOnce().finally(tick);
+      }, this.options.intervalSec * 1000);
+    };
+    tick();
+  }
+
+  /** Stops scheduling and waits for a run in progress. */
+  async stop(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.running?.catch(() => undefined);
+  }
+
+  /** Claims at once (a payer asked to withdraw): called by the watcher's withdrawal event. */
+  claimUrgently(): void {
+    this.urgentRequested = true;
+    void this.runOnce();
+  }
+
+  /**
+   * Brings the store in line with the chain: every channel's claimed amount is read from the
+   * contract, and claims recorded as sent are resolved from their receipts. Nothing is claimed
+   * twice (the chain is the truth) and nothing is forgotten (anything unclaimed stays a candidate).
+   */
+  async reconcile(): Promise<void> {
+    const { store, publicClient, contract } = this.options;
+    for (const pending of store.loadPendingClaims()) {
+      try {
+        const receipt = await publicClient.getTransactionReceipt({ hash: pending.txHash });
+        this.applyReceipt(receipt);
+      } catch {
+        // Not mined (dropped or still pending): the channel stays a candidate and is claimed again.
+      }
+      store.removePendingClaims(pending.txHash);
+    }
+    for (const ledger of store.loadLedgers()) {
+      if (ledger.highestAmount <= ledger.claimedAmount) continue;
+      const channel = await publicClient.readContract({
+        address: contract,
+        abi: paymentChannelsAbi,
+        functionName: "getChannel",
+        args: [ledger.channelId],
+      });
+      if (channel.claimed > ledger.claimedAmount) store.markClaimed(ledger.channelId, channel.claimed);
+    }
+  }
+
+  /** One pass: select, simulate, send and confirm. Concurrent calls share the pass in progress. */
+  runOnce(): Promise<BatchReport[]> {
+    if (!this.running) {
+      this.running = this.pass().finally(() => {
+        this.running = undefined;
+        // A withdrawal seen during the pass gets its own pass right away.
+        if (this.urgentRequested) void this.runOnce();
+      });
+    }
+    return this.running;
+  }
+
+  /** The candidates: channels whose best voucher exceeds what the chain shows as claimed. */
+  candidates(): ClaimCandidate[] {
+    const { store } = this.options;
+    const now = this.nowSec();
+    const result: ClaimCandidate[] = [];
+    let unclaimedAmount = 0n;
+    let oldest = now;
+    for (const ledger of store.loadLedgers()) {
+      const channel = store.getChannel(ledger.channelId);
+      const claimed = max(ledger.claimedAmount, channel?.claimedOnChain ?? 0n);
+      if (
+        !channel ||
+        channel.status === "closed" ||
+        ledger.highestSignature === null ||
+        ledger.highestAmount <= claimed
+      ) {
+        this.unclaimedSince.delete(ledger.channelId);
+        continue;
+      }
+      const since = this.unclaimedSince.get(ledger.channelId) ?? now;
+      this.unclaimedSince.set(ledger.channelId, since);
+      oldest = Math.min(oldest, since);
+      unclaimedAmount += ledger.highestAmount - claimed;
+      result.push({
+        channelId: ledger.channelId,
+        amount: ledger.highestAmount,
+        signature: ledger.highestSignature,
+        claimed,
+        withdrawReadyAt: channel.withdrawReadyAt,
+        unclaimedSince: since,
+      });
+    }
+    this.metrics.unclaimedAmount = unclaimedAmount;
+    this.metrics.unclaimedCount = result.length;
+    this.metrics.oldestUnclaimedAgeSec = now - oldest;
+    return result;
+  }
+
+  private async pass(): Promise<BatchReport[]> {
+    this.urgentRequested = false;
+    const { publicClient, policy } = this.options;
+    let gasPrice = 0n;
+    try {
+      gasPrice = await publicClient.getGasPrice();
+    } catch (error) {
+      this.fail("gas_price", error);
+    }
+    const selection = selectClaims(this.candidates(), policy, this.nowSec(), gasPrice);
+    const reports: BatchReport[] = [];
+    for (const [items, urgent] of [
+      [selection.urgent, true],
+      [selection.routine, false],
+    ] as const) {
+      for (const batch of toBatches(items, policy.maxBatchSize)) {
+        try {
+          const report = await this.claim(batch, urgent);
+          if (report) reports.push(report);
+        } catch (error) {
+          this.fail("send", error);
+        }
+      }
+    }
+    return reports;
+  }
+
+  /** Simulates, drops items the chain would skip, sends one claimBatch and records the result. */
+  private async claim(batch: readonly ClaimCandidate[], urgent: boolean): Promise<BatchReport | undefined> {
+    const items = await this.validItems(batch);
+    if (items.length === 0) return undefined;
+    const { sender, store, contract } = this.options;
+    const data = encodeFunctionData({
+      abi: paymentChannelsAbi,
+      functionName: "claimBatch",
+      args: [
+        concatHex(
+          items.map((c) => encodeClaimItem({ channelId: c.channelId, cumulativeAmount: c.amount }, c.signature)),
+        ),
+      ],
+    });
+    const l1FeeWei = await this.l1Fee(data);
+    const broadcast: Hex[] = [];
+    const receipt = await sender.send(contract, data, (hash, nonce) => {
+      broadcast.push(hash);
+      for (const item of items) {
+        store.addPendingClaim({
+          channelId: item.channelId,
+          amount: item.amount,
+          txHash: hash,
+          nonce,
+          sentAt: Date.now(),
+        });
+      }
+    });
+    const claimed = this.applyReceipt(receipt);
+    for (const hash of broadcast) store.removePendingClaims(hash);
+    let amountClaimed = 0n;
+    for (const item of items) {
+      const after = claimed.get(item.channelId);
+      if (after !== undefined) amountClaimed += after - item.claimed;
+    }
+    const costWei = receipt.gasUsed * receipt.effectiveGasPrice + l1FeeWei;
+    const report: BatchReport = {
+      txHash: receipt.transactionHash,
+      channels: claimed.size,
+      amountClaimed,
+      gasUsed: receipt.gasUsed,
+      l1FeeWei,
+      costWei,
+      costPerChannelWei: claimed.size > 0 ? costWei / BigInt(claimed.size) : costWei,
+      urgent,
+    };
+    this.metrics.batchesSent += 1;
+    this.metrics.channelsClaimed += claimed.size;
+    if (claimed.size > 0) this.metrics.lastGasPerChannel = Number(receipt.gasUsed) / claimed.size;
+    this.options.onBatch?.(report);
+    return report;
+  }
+
+  /**
+   * The items the chain accepts now. The whole batch is simulated first; only when some item
+   * would be skipped is each one simulated alone to find which.
+   */
+  private async validItems(batch: readonly ClaimCandidate[]): Promise<ClaimCandidate[]> {
+    const all = await this.simulate(batch);
+    if (all === batch.length) return [...batch];
+    const valid: ClaimCandidate[] = [];
+    for (const item of batch) {
+      if ((await this.simulate([item])) === 1) valid.push(item);
+      else this.fail("invalid_item", new Error(`channel 0x${item.channelId.toString(16)} would be skipped`));
+    }
+    return valid;
+  }
+
+  private async simulate(items: readonly ClaimCandidate[]): Promise<number> {
+    const { publicClient, contract, sender } = this.options;
+    const payload = concatHex(
+      items.map((c) => encodeClaimItem({ channelId: c.channelId, cumulativeAmount: c.amount }, c.signature)),
+    );
+    const { result } = await publicClient.simulateContract({
+      address: contract,
+      abi: paymentChannelsAbi,
+      functionName: "claimBatch",
+      args: [payload],
+      account: sender.address,
+    });
+    return Number(result);
+  }
+
+  private async l1Fee(data: Hex): Promise<bigint> {
+    if (!this.options.opStack) return 0n;
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any
+      return await estimateL1Fee(this.options.publicClient as any, {
+        account: this.options.sender.address,
+        to: this.options.contract,
+        data,
+        chain: this.options.publicClient.chain,
+      });
+    } catch (error) {
+      this.fail("l1_fee", error);
+      return 0n;
+    }
+  }
+
+  /** Records the ChannelClaimed events of a receipt; returns channel → new claimed total. */
+  private applyReceipt(receipt: TransactionReceipt): Map<bigint, bigint> {
+    const claimed = new Map<bigint, bigint>();
+    if (receipt.status !== "success") return claimed;
+    for (const log of receipt.logs) {
+      if (log.address.toLowerCase() !== this.options.contract.toLowerCase()) continue;
+      try {
+        const event = decodeEventLog({ abi: paymentChannelsAbi, data: log.data, topics: log.topics });
+        if (event.eventName === "ChannelClaimed") {
+          claimed.set(event.args.channelId, event.args.claimed);
+          this.options.store.markClaimed(event.args.channelId, event.args.claimed);
+          this.unclaimedSince.delete(event.args.channelId);
+        }
+      } catch {
+        // Not one of ours (or an event this version does not decode): nothing to record.
+      }
+    }
+    return claimed;
+  }
+
+  private fail(cause: string, error: unknown): void {
+    this.metrics.failures[cause] = (this.metrics.failures[cause] ?? 0) + 1;
+    this.options.onError?.(cause, error);
+  }
+}
+
+function max(a: bigint, b: bigint): bigint {
+  return a > b ? a : b;
+}
