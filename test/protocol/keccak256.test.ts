@@ -1,0 +1,64 @@
+import { expect } from "chai";
+import { keccak256, toBytes } from "viem";
+import { KECCAK256_BLOCK_BYTES, keccak256Into, keccak256Short } from "../../src/protocol/keccak256";
+
+/** mulberry32: a tiny seeded PRNG, so every run checks the same inputs. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const rand = mulberry32(0x6ecc_a256);
+const randomBytes = (length: number): Uint8Array => Uint8Array.from({ length }, () => Math.floor(rand() * 256));
+const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString("hex");
+// viem's keccak256 is @noble/hashes keccak_256: an independent, streaming implementation.
+const reference = (bytes: Uint8Array): string => keccak256(bytes).slice(2);
+
+describe("keccak256 (single block)", () => {
+  it("matches known vectors", () => {
+    expect(hex(keccak256Short(new Uint8Array(0)))).to.equal(
+      "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470",
+    );
+    expect(hex(keccak256Short(toBytes("Voucher(uint256 channelId,uint96 cumulativeAmount)")))).to.equal(
+      "be6849c7243c454cfa57c6baf0ec66e2ea30a84133e4d1785cf751c28a37aec4", // VOUCHER_TYPEHASH_WORD in the contract
+    );
+  });
+
+  it("matches the reference for every length 0..135 at several offsets", () => {
+    for (let length = 0; length < KECCAK256_BLOCK_BYTES; length++) {
+      for (let trial = 0; trial < 8; trial++) {
+        const offset = trial % 5;
+        const buffer = randomBytes(offset + length + 3);
+        const input = buffer.slice(offset, offset + length);
+        const out = new Uint8Array(40).fill(0xee);
+        keccak256Into(buffer, offset, length, out, trial);
+        expect(hex(out.subarray(trial, trial + 32)), `length ${length}`).to.equal(reference(input));
+        // Bytes around the output are untouched.
+        expect(out.subarray(0, trial).every((b) => b === 0xee)).to.equal(true);
+        expect(out.subarray(trial + 32).every((b) => b === 0xee)).to.equal(true);
+        expect(hex(keccak256Short(input))).to.equal(reference(input));
+      }
+    }
+  });
+
+  it("does not carry state between calls", () => {
+    const a = randomBytes(135);
+    const first = hex(keccak256Short(a));
+    keccak256Short(randomBytes(100));
+    expect(hex(keccak256Short(a))).to.equal(first);
+  });
+
+  it("rejects inputs that do not fit one block and out-of-range windows", () => {
+    const out = new Uint8Array(32);
+    expect(() => keccak256Short(new Uint8Array(136))).to.throw(RangeError);
+    expect(() => keccak256Into(new Uint8Array(10), 5, 6, out, 0)).to.throw(RangeError);
+    expect(() => keccak256Into(new Uint8Array(10), -1, 2, out, 0)).to.throw(RangeError);
+    expect(() => keccak256Into(new Uint8Array(10), 0, 10, out, 1)).to.throw(RangeError);
+  });
+});
