@@ -17,7 +17,7 @@ contract MockReentrantToken is ERC20 {
     /// @notice The function that triggers the next re-entrant call; reset to None once it fires.
     Hook public hook;
     /// @notice Contract called from inside the hook.
-    address public target;
+    address public reentryTarget;
     /// @notice Calldata of the re-entrant call.
     bytes public callData;
     /// @notice Whether the armed call has fired.
@@ -37,10 +37,10 @@ contract MockReentrantToken is ERC20 {
         _mint(to, amount);
     }
 
-    /// @notice Arms a single call of `target` with `data`, fired by the next `trigger` function call.
+    /// @notice Arms a single call of `newTarget` with `data`, fired by the next `trigger` function call.
     function arm(Hook trigger, address newTarget, bytes calldata data) external {
         hook = trigger;
-        target = newTarget;
+        reentryTarget = newTarget;
         callData = data;
         reentered = false;
     }
@@ -61,7 +61,7 @@ contract MockReentrantToken is ERC20 {
         if (hook != current) return;
         hook = Hook.None;
         // solhint-disable-next-line avoid-low-level-calls
-        (bool success, bytes memory returnData) = target.call(callData);
+        (bool success, bytes memory returnData) = reentryTarget.call(callData);
         reentered = true;
         lastCallSucceeded = success;
         lastReturnData = returnData;
