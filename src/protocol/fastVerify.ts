@@ -1,6 +1,6 @@
 import { encodeAbiParameters, isAddress, keccak256, toBytes, type Address } from "viem";
 import { keccak256Into } from "./keccak256";
-import type { SignerRecoverer } from "./recoverSigner";
+import { createSignerRecoverer, type SignerRecoverer } from "./recoverSigner";
 import { CHANNEL_NONCE_BITS, DOMAIN_NAME, DOMAIN_VERSION, MAX_AMOUNT, VOUCHER_TYPE_STRING } from "./voucher";
 
 export {
@@ -298,4 +298,32 @@ export function verifyVoucherSignature(
   let signer = "0x";
   for (let i = 0; i < 20; i++) signer += HEX_BYTE[recoveredScratch[i]];
   return { ok: true, signer: signer as Address };
+}
+
+/**
+ * Verdict vocabulary of the server's verification engine (`SignatureCheck` in
+ * src/server/engine.ts), restated here so the protocol layer does not import the server layer.
+ */
+export type SignatureVerdict = "ok" | "invalid_signature" | "high_s_signature" | "malformed_signature";
+
+const VERDICT_OF: Readonly<Record<VoucherRejection, SignatureVerdict>> = {
+  bad_signature: "invalid_signature",
+  high_s: "high_s_signature",
+  malformed_signature: "malformed_signature",
+  malformed_voucher: "malformed_signature",
+};
+
+/**
+ * A `(channelId, amount, signature) => verdict` function over {@link verifyVoucherSignature}, the
+ * shape `EngineOptions.verifySignature` of src/server/engine.ts takes. With no recoverer given, it
+ * uses {@link createSignerRecoverer}'s default (native when it loads).
+ */
+export function createVoucherSignatureVerifier(
+  hasher: VoucherHasher,
+  recoverer: SignerRecoverer = createSignerRecoverer(),
+): (channelId: bigint, amount: bigint, signature: Uint8Array | string) => SignatureVerdict {
+  return (channelId, amount, signature) => {
+    const result = verifyVoucherSignature(hasher, recoverer, channelId, amount, signature);
+    return result.ok ? "ok" : VERDICT_OF[result.reason];
+  };
 }

@@ -1,9 +1,11 @@
 import { expect } from "chai";
 import { getAddress, hexToBytes, parseSignature, toHex, type Address, type Hex } from "viem";
 import { privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
+import type { VoucherSignatureVerifier } from "../../src/server/engine";
 import {
   createSignerRecoverer,
   createVoucherHasher,
+  createVoucherSignatureVerifier,
   parseVoucherSignature,
   verifyVoucherSignature,
   voucherDomainSeparator,
@@ -227,6 +229,14 @@ describe("fast voucher verification", () => {
           });
           expect(verify(signature, -channelId)).to.deep.equal({ ok: false, reason: "malformed_voucher" });
           expect(verify(signature.slice(0, -4) as Hex)).to.deep.equal({ ok: false, reason: "malformed_signature" });
+
+          // The engine-shaped adapter maps the same outcomes to the engine's verdicts.
+          const check: VoucherSignatureVerifier = createVoucherSignatureVerifier(hasher, recoverer);
+          expect(check(channelId, amount, signature)).to.equal("ok");
+          expect(check(channelId, amount - 1n, signature)).to.equal("invalid_signature");
+          expect(check(channelId, amount, highSTwin(signature))).to.equal("high_s_signature");
+          expect(check(channelId, amount, "0x1234")).to.equal("malformed_signature");
+          expect(check(channelId, -1n, signature)).to.equal("malformed_signature");
         }
       });
     });
