@@ -1,0 +1,124 @@
+import type Database from "better-sqlite3";
+
+/**
+ * One schema step. Migrations are append-only: a released migration is never edited, a change
+ * to the schema is a new entry with the next version.
+ */
+export interface Migration {
+  /** 1-based, consecutive; stored in `PRAGMA user_version` once applied. */
+  readonly version: number;
+  readonly name: string;
+  readonly up: (db: Database.Database) => void;
+}
+
+/*
+ * Column conventions (see src/store/sqlite.ts, `u256`):
+ * - Every bigint (channel ids, amounts, blocks) is TEXT holding 64 lowercase hex digits, zero
+ *   padded: uint256 width, so any on-chain value fits, and because the width is fixed, SQLite's
+ *   text comparison (BINARY collation) orders them numerically, which the ledger upsert relies
+ *   on to keep the maximum voucher amount. INTEGER would overflow at 2^63.
+ * - Timestamps are INTEGER Unix milliseconds, small counters INTEGER.
+ * - No foreign keys between vouchers/ledgers and channels: a voucher the engine accepted must be
+ *   stored even if the watcher's channel row is late or pruned; refusing the write would fail a
+ *   request that was already paid for.
+ */
+
+/** The schema, in order. */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: "channels, ledgers, vouchers, cursors",
+    up: (db) =>
+      db.exec(`
+        CREATE TABLE channels (
+          channel_id        TEXT PRIMARY KEY,
+          payer             TEXT NOT NULL,
+          payee             TEXT NOT NULL,
+          token             TEXT NOT NULL,
+          signer            TEXT NOT NULL,
+          deposit           TEXT NOT NULL,
+          claimed_on_chain  TEXT NOT NULL,
+          withdraw_delay    INTEGER NOT NULL,
+          withdraw_ready_at INTEGER NOT NULL,
+          status            TEXT NOT NULL CHECK (status IN ('open', 'closed')),
+          opened_at_block   TEXT NOT NULL,
+          updated_at_block  TEXT NOT NULL
+        ) WITHOUT ROWID;
+
+        CREATE TABLE ledgers (
+          channel_id        TEXT PRIMARY KEY,
+          charged_total     TEXT NOT NULL,
+          highest_amount    TEXT NOT NULL,
+          highest_signature TEXT,
+          claimed_amount    TEXT NOT NULL
+        ) WITHOUT ROWID;
+
+        -- WITHOUT ROWID: the primary key is the only access path, so the rows live in the key's
+        -- B-tree instead of a rowid table plus a separate unique index (one B-tree write per insert).
+        CREATE TABLE vouchers (
+          channel_id    TEXT NOT NULL,
+          amount        TEXT NOT NULL,
+          signature     TEXT NOT NULL,
+          charge        TEXT NOT NULL,
+          charged_total TEXT NOT NULL,
+          receipt       TEXT NOT NULL,
+          accepted_at   INTEGER NOT NULL,
+          PRIMARY KEY (channel_id, amount)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE cursors (
+          key   TEXT PRIMARY KEY,
+          block TEXT NOT NULL
+        ) WITHOUT ROWID;
+      `),
+  },
+  {
+    version: 2,
+    name: "pending_claims",
+    up: (db) =>
+      db.exec(`
+        CREATE TABLE pending_claims (
+          tx_hash    TEXT NOT NULL,
+          channel_id TEXT NOT NULL,
+          amount     TEXT NOT NULL,
+          nonce      INTEGER NOT NULL,
+          sent_at    INTEGER NOT NULL,
+          PRIMARY KEY (tx_hash, channel_id)
+        ) WITHOUT ROWID;
+      `),
+  },
+];
+
+/** The schema version this code writes. */
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;
+
+/**
+ * Brings `db` to the last version of `migrations`, applying the missing ones in one IMMEDIATE
+ * transaction (all or nothing, and a second process opening the same file waits instead of
+ * applying them twice). Idempotent. Returns the versions applied.
+ *
+ * @throws if the file was written by a newer schema than `migrations` knows: running old code on
+ * it could silently misread or drop data.
+ */
+export function migrate(db: Database.Database, migrations: readonly Migration[] = MIGRATIONS): number[] {
+  migrations.forEach((m, i) => {
+    if (m.version !== i + 1) throw new Error(`migration #${i} has version ${m.version}, expected ${i + 1}`);
+  });
+  const target = migrations.length;
+  const run = db.transaction((): number[] => {
+    // Read inside the write transaction: another process may have migrated since we looked.
+    const current = db.pragma("user_version", { simple: true }) as number;
+    if (current > target) {
+      throw new Error(`database schema version ${current} is newer than this code supports (${target})`);
+    }
+    const applied: number[] = [];
+    for (const m of migrations.slice(current)) {
+      m.up(db);
+      applied.push(m.version);
+    }
+    // PRAGMA takes no bound parameters; target is a checked integer.
+    if (applied.length > 0) db.pragma(`user_version = ${target}`);
+    return applied;
+  });
+  return run.immediate();
+}
