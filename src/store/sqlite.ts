@@ -1,0 +1,578 @@
+import Database from "better-sqlite3";
+import type { Address, Hex } from "viem";
+import { migrate } from "./migrations";
+import type { AcceptedVoucher, ChannelLedger, ChannelRecord, PaymentStore, PendingClaim } from "./types";
+
+/** Options of {@link openSqliteStore}. */
+export interface SqliteStoreOptions {
+  /** Database file; created (with its schema) if missing. */
+  readonly path: string;
+  /**
+   * true (default): `synchronous = FULL`, every commit fsyncs the WAL, so a resolved
+   * {@link PaymentStore.recordVoucher} survives power loss. false: `synchronous = OFF`, no fsync
+   * at all; survives a process crash but not an OS crash. Only for benchmarks and tests.
+   */
+  readonly durable?: boolean;
+  /**
+   * How long the first queued write waits for others to join its batch. 0 (default) flushes on
+   * the next `setImmediate`, i.e. after every request the event loop has already read in this
+   * turn, which batches well under load without adding latency when idle. Node timers have 1 ms
+   * granularity, so values between 0 and 1 act as 1.
+   */
+  readonly maxBatchDelayMs?: number;
+  /** A queue reaching this many writes is committed at once instead of waiting. Default 512. */
+  readonly maxBatchSize?: number;
+  /** How long a write waits for another connection's lock before failing. Default 5000 ms. */
+  readonly busyTimeoutMs?: number;
+}
+
+/** Counters for monitoring and benchmarks. */
+export interface SqliteStoreStats {
+  /** Group-commit transactions run (successful or not). */
+  readonly batches: number;
+  /** recordVoucher/adjustCharge calls committed through them. */
+  readonly writes: number;
+  /** Largest batch so far. */
+  readonly maxBatchSize: number;
+}
+
+/**
+ * A recordVoucher for a (channel, amount) already stored with a different signature. Only that
+ * call is rejected; the stored voucher and the rest of its batch are unaffected.
+ */
+export class DuplicateVoucherError extends Error {
+  constructor(
+    readonly channelId: bigint,
+    readonly amount: bigint,
+  ) {
+    super(`voucher ${amount} on channel 0x${channelId.toString(16)} is already stored with another signature`);
+    this.name = "DuplicateVoucherError";
+  }
+}
+
+/** An adjustCharge for a voucher that was never recorded. Only that call is rejected. */
+export class VoucherNotFoundError extends Error {
+  constructor(
+    readonly channelId: bigint,
+    readonly amount: bigint,
+  ) {
+    super(`no voucher ${amount} on channel 0x${channelId.toString(16)} to adjust`);
+    this.name = "VoucherNotFoundError";
+  }
+}
+
+const MAX_U256 = (1n << 256n) - 1n;
+const ZERO = "0".repeat(64);
+
+/**
+ * Encodes an unsigned bigint as 64 zero-padded hex digits: exact for any uint256, and fixed width
+ * so that SQLite's text comparison agrees with numeric order (the ledger upsert takes a MAX in SQL).
+ */
+function u256(value: bigint): string {
+  if (typeof value !== "bigint" || value < 0n || value > MAX_U256) {
+    throw new RangeError(`expected a uint256 bigint, got ${String(value)}`);
+  }
+  return value.toString(16).padStart(64, "0");
+}
+
+function fromU256(text: string): bigint {
+  return BigInt("0x" + text);
+}
+
+interface LedgerRow {
+  channel_id: string;
+  charged_total: string;
+  highest_amount: string;
+  highest_signature: string | null;
+  claimed_amount: string;
+}
+
+interface VoucherRow {
+  channel_id: string;
+  amount: string;
+  signature: string;
+  charge: string;
+  charged_total: string;
+  receipt: string;
+  accepted_at: number;
+}
+
+interface ChannelRow {
+  channel_id: string;
+  payer: string;
+  payee: string;
+  token: string;
+  signer: string;
+  deposit: string;
+  claimed_on_chain: string;
+  withdraw_delay: number;
+  withdraw_ready_at: number;
+  status: "open" | "closed";
+  opened_at_block: string;
+  updated_at_block: string;
+}
+
+interface PendingClaimRow {
+  tx_hash: string;
+  channel_id: string;
+  amount: string;
+  nonce: number;
+  sent_at: number;
+}
+
+/** A queued group-commit write, already encoded (so a bad value fails its own call, not the batch). */
+type QueuedWrite = {
+  readonly channelId: string;
+  readonly amount: string;
+  readonly charge: string;
+  readonly chargedTotal: string;
+  readonly receipt: string;
+  resolve(): void;
+  reject(error: unknown): void;
+} & (
+  { readonly kind: "record"; readonly signature: string; readonly acceptedAt: number } | { readonly kind: "adjust" }
+);
+
+/** What one batch does to one channel's ledger row. */
+interface LedgerDelta {
+  /** The total of the channel's last successful write in the batch (writes are in call order). */
+  chargedTotal: string;
+  /** Highest voucher inserted by the batch, ZERO if none. */
+  highestAmount: string;
+  highestSignature: string | null;
+}
+
+function toLedger(row: LedgerRow): ChannelLedger {
+  return {
+    channelId: fromU256(row.channel_id),
+    chargedTotal: fromU256(row.charged_total),
+    highestAmount: fromU256(row.highest_amount),
+    highestSignature: row.highest_signature as Hex | null,
+    claimedAmount: fromU256(row.claimed_amount),
+  };
+}
+
+function toVoucher(row: VoucherRow): AcceptedVoucher {
+  return {
+    channelId: fromU256(row.channel_id),
+    amount: fromU256(row.amount),
+    signature: row.signature as Hex,
+    charge: fromU256(row.charge),
+    chargedTotal: fromU256(row.charged_total),
+    receipt: row.receipt,
+    acceptedAt: row.accepted_at,
+  };
+}
+
+function toChannel(row: ChannelRow): ChannelRecord {
+  return {
+    channelId: fromU256(row.channel_id),
+    payer: row.payer as Address,
+    payee: row.payee as Address,
+    token: row.token as Address,
+    signer: row.signer as Address,
+    deposit: fromU256(row.deposit),
+    claimedOnChain: fromU256(row.claimed_on_chain),
+    withdrawDelay: row.withdraw_delay,
+    withdrawReadyAt: row.withdraw_ready_at,
+    status: row.status,
+    openedAtBlock: fromU256(row.opened_at_block),
+    updatedAtBlock: fromU256(row.updated_at_block),
+  };
+}
+
+function toPendingClaim(row: PendingClaimRow): PendingClaim {
+  return {
+    channelId: fromU256(row.channel_id),
+    amount: fromU256(row.amount),
+    txHash: row.tx_hash as Hex,
+    nonce: row.nonce,
+    sentAt: row.sent_at,
+  };
+}
+
+/**
+ * {@link PaymentStore} on one SQLite file through better-sqlite3, in WAL mode.
+ *
+ * Request-path writes (recordVoucher, adjustCharge) are group-committed: each call queues its
+ * write and returns a promise; the queue is committed in ONE transaction (one WAL fsync) on the
+ * next `setImmediate` (or after `maxBatchDelayMs`, or at once when `maxBatchSize` is reached),
+ * and every promise of the batch settles after COMMIT has returned, i.e. after the fsync. The
+ * commit runs synchronously on the calling thread: with fsync at ~0.1 ms per batch this costs
+ * less than handing batches to a worker thread (see scripts/bench-store.ts).
+ *
+ * Batch semantics, per call, in call order:
+ * - recordVoucher inserts the voucher and sets its channel's ledger charged_total to the
+ *   voucher's chargedTotal and highest amount/signature to the max of stored and new. Recording a
+ *   (channel, amount) that is already stored with the same signature is an idempotent no-op that
+ *   resolves (the stored row, charge and receipt included, wins); with another signature it
+ *   rejects that call alone with {@link DuplicateVoucherError}.
+ * - adjustCharge rewrites the voucher's charge, chargedTotal and receipt and sets the ledger's
+ *   charged_total; for a voucher neither stored nor queued before it, it rejects alone with
+ *   {@link VoucherNotFoundError}.
+ * - A channel's ledger charged_total after a batch is the chargedTotal of its last successful
+ *   call (not a max: adjustCharge lowers it).
+ * - Anything failing the transaction itself (I/O error, disk full, lock timeout) rolls it back
+ *   and rejects every call of the batch with that error.
+ *
+ * Reads see committed state only: writes still queued are invisible to getLedger/findVoucher.
+ * The verification engine keeps its own in-memory state and reads the store only at start-up
+ * and for idempotent retries of vouchers it has already been told are durable.
+ *
+ * Other writes (upsertChannel, setCursor, markClaimed, pending claims) are off the request path
+ * and commit synchronously, each in its own transaction.
+ */
+export class SqliteStore implements PaymentStore {
+  private readonly db: Database.Database;
+  private readonly maxBatchDelayMs: number;
+  private readonly maxBatchSize: number;
+  private queue: QueuedWrite[] = [];
+  private flushTimer: { immediate: NodeJS.Immediate } | { timeout: NodeJS.Timeout } | undefined;
+  private closed = false;
+  private counters = { batches: 0, writes: 0, maxBatchSize: 0 };
+
+  private readonly stmt: {
+    insertVoucher: Database.Statement<[string, string, string, string, string, string, number]>;
+    adjustVoucher: Database.Statement<[string, string, string, string, string]>;
+    upsertLedger: Database.Statement<[string, string, string, string | null]>;
+    voucherSignature: Database.Statement<[string, string], string>;
+    allLedgers: Database.Statement<[], LedgerRow>;
+    ledger: Database.Statement<[string], LedgerRow>;
+    voucherAmounts: Database.Statement<[string], string>;
+    voucher: Database.Statement<[string, string], VoucherRow>;
+    upsertChannel: Database.Statement<ChannelRow>;
+    allChannels: Database.Statement<[], ChannelRow>;
+    channel: Database.Statement<[string], ChannelRow>;
+    cursor: Database.Statement<[string], string>;
+    setCursor: Database.Statement<[string, string]>;
+    markClaimed: Database.Statement<[string, string]>;
+    addPendingClaim: Database.Statement<PendingClaimRow>;
+    removePendingClaims: Database.Statement<[string]>;
+    allPendingClaims: Database.Statement<[], PendingClaimRow>;
+  };
+
+  /** The batch transaction; better-sqlite3 rolls back and rethrows if the callback or COMMIT throws. */
+  private readonly commitBatch: Database.Transaction<(batch: QueuedWrite[]) => (Error | undefined)[]>;
+
+  /** Opens (creating and migrating if needed) the store; prefer {@link openSqliteStore}. */
+  constructor(options: SqliteStoreOptions) {
+    this.maxBatchDelayMs = options.maxBatchDelayMs ?? 0;
+    this.maxBatchSize = options.maxBatchSize ?? 512;
+    if (!(this.maxBatchDelayMs >= 0)) throw new RangeError("maxBatchDelayMs must be >= 0");
+    if (!(this.maxBatchSize >= 1)) throw new RangeError("maxBatchSize must be >= 1");
+
+    const db = new Database(options.path);
+    try {
+      // Set before anything else touches the file, so even the migration waits for other openers.
+      db.pragma(`busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 5000)}`);
+      // WAL: a commit is one sequential append + one fsync, and readers never block the writer.
+      const mode = db.pragma("journal_mode = WAL", { simple: true }) as string;
+      if (mode !== "wal" && !(options.path === ":memory:" && mode === "memory")) {
+        throw new Error(`cannot enable WAL on ${options.path} (journal_mode is ${mode})`);
+      }
+      // FULL in WAL mode fsyncs the WAL on every commit; NORMAL would only on checkpoints, losing
+      // the last commits (already answered as paid) on power loss.
+      db.pragma(`synchronous = ${options.durable === false ? "OFF" : "FULL"}`);
+      db.pragma("foreign_keys = ON");
+      migrate(db);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+    this.db = db;
+
+    this.stmt = {
+      insertVoucher: db.prepare(
+        `INSERT INTO vouchers (channel_id, amount, signature, charge, charged_total, receipt, accepted_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+      ),
+      adjustVoucher: db.prepare(
+        "UPDATE vouchers SET charge = ?, charged_total = ?, receipt = ? WHERE channel_id = ? AND amount = ?",
+      ),
+      // In an upsert's SET, column names refer to the row before the update, so the order of the
+      // assignments does not matter; fixed-width hex makes `>` numeric.
+      upsertLedger: db.prepare(
+        `INSERT INTO ledgers (channel_id, charged_total, highest_amount, highest_signature, claimed_amount)
+         VALUES (?, ?, ?, ?, '${ZERO}')
+         ON CONFLICT (channel_id) DO UPDATE SET
+           charged_total = excluded.charged_total,
+           highest_amount = max(highest_amount, excluded.highest_amount),
+           highest_signature = CASE WHEN excluded.highest_amount > highest_amount
+                                    THEN excluded.highest_signature ELSE highest_signature END`,
+      ),
+      voucherSignature: db
+        .prepare<[string, string], string>("SELECT signature FROM vouchers WHERE channel_id = ? AND amount = ?")
+        .pluck(),
+      allLedgers: db.prepare("SELECT * FROM ledgers ORDER BY channel_id"),
+      ledger: db.prepare("SELECT * FROM ledgers WHERE channel_id = ?"),
+      voucherAmounts: db
+        .prepare<[string], string>("SELECT amount FROM vouchers WHERE channel_id = ? ORDER BY amount")
+        .pluck(),
+      voucher: db.prepare("SELECT * FROM vouchers WHERE channel_id = ? AND amount = ?"),
+      upsertChannel: db.prepare(
+        `INSERT INTO channels (channel_id, payer, payee, token, signer, deposit, claimed_on_chain, withdraw_delay,
+                               withdraw_ready_at, status, opened_at_block, updated_at_block)
+         VALUES (@channel_id, @payer, @payee, @token, @signer, @deposit, @claimed_on_chain, @withdraw_delay,
+                 @withdraw_ready_at, @status, @opened_at_block, @updated_at_block)
+         ON CONFLICT (channel_id) DO UPDATE SET
+           payer = excluded.payer, payee = excluded.payee, token = excluded.token, signer = excluded.signer,
+           deposit = excluded.deposit, claimed_on_chain = excluded.claimed_on_chain,
+           withdraw_delay = excluded.withdraw_delay, withdraw_ready_at = excluded.withdraw_ready_at,
+           status = excluded.status, opened_at_block = excluded.opened_at_block,
+           updated_at_block = excluded.updated_at_block`,
+      ),
+      allChannels: db.prepare("SELECT * FROM channels ORDER BY channel_id"),
+      channel: db.prepare("SELECT * FROM channels WHERE channel_id = ?"),
+      cursor: db.prepare<[string], string>("SELECT block FROM cursors WHERE key = ?").pluck(),
+      setCursor: db.prepare(
+        "INSERT INTO cursors (key, block) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET block = excluded.block",
+      ),
+      markClaimed: db.prepare(
+        `INSERT INTO ledgers (channel_id, charged_total, highest_amount, highest_signature, claimed_amount)
+         VALUES (?, '${ZERO}', '${ZERO}', NULL, ?)
+         ON CONFLICT (channel_id) DO UPDATE SET claimed_amount = max(claimed_amount, excluded.claimed_amount)`,
+      ),
+      addPendingClaim: db.prepare(
+        `INSERT INTO pending_claims (tx_hash, channel_id, amount, nonce, sent_at)
+         VALUES (@tx_hash, @channel_id, @amount, @nonce, @sent_at)
+         ON CONFLICT (tx_hash, channel_id) DO UPDATE SET
+           amount = excluded.amount, nonce = excluded.nonce, sent_at = excluded.sent_at`,
+      ),
+      removePendingClaims: db.prepare("DELETE FROM pending_claims WHERE tx_hash = ?"),
+      allPendingClaims: db.prepare("SELECT * FROM pending_claims ORDER BY sent_at, tx_hash, channel_id"),
+    };
+
+    this.commitBatch = db.transaction((batch: QueuedWrite[]) => this.applyBatch(batch));
+  }
+
+  /**
+   * The connection's effective journal mode and synchronous level (0 OFF, 1 NORMAL, 2 FULL), as
+   * SQLite reports them: the durability promise rests on these, so tests and health checks read
+   * them back rather than trust the options.
+   */
+  connectionSettings(): { journalMode: string; synchronous: number } {
+    return {
+      journalMode: this.db.pragma("journal_mode", { simple: true }) as string,
+      synchronous: this.db.pragma("synchronous", { simple: true }) as number,
+    };
+  }
+
+  /** Group-commit counters since open. */
+  stats(): SqliteStoreStats {
+    return { ...this.counters };
+  }
+
+  recordVoucher(voucher: AcceptedVoucher): Promise<void> {
+    return this.enqueue((resolve, reject) => ({
+      kind: "record",
+      channelId: u256(voucher.channelId),
+      amount: u256(voucher.amount),
+      signature: voucher.signature,
+      charge: u256(voucher.charge),
+      chargedTotal: u256(voucher.chargedTotal),
+      receipt: voucher.receipt,
+      acceptedAt: voucher.acceptedAt,
+      resolve,
+      reject,
+    }));
+  }
+
+  adjustCharge(
+    channelId: bigint,
+    amount: bigint,
+    charge: bigint,
+    chargedTotal: bigint,
+    receipt: string,
+  ): Promise<void> {
+    return this.enqueue((resolve, reject) => ({
+      kind: "adjust",
+      channelId: u256(channelId),
+      amount: u256(amount),
+      charge: u256(charge),
+      chargedTotal: u256(chargedTotal),
+      receipt,
+      resolve,
+      reject,
+    }));
+  }
+
+  loadLedgers(): ChannelLedger[] {
+    return this.stmt.allLedgers.all().map(toLedger);
+  }
+
+  getLedger(channelId: bigint): ChannelLedger | undefined {
+    const row = this.stmt.ledger.get(u256(channelId));
+    return row && toLedger(row);
+  }
+
+  loadVoucherAmounts(channelId: bigint): bigint[] {
+    return this.stmt.voucherAmounts.all(u256(channelId)).map(fromU256);
+  }
+
+  findVoucher(channelId: bigint, amount: bigint): AcceptedVoucher | undefined {
+    const row = this.stmt.voucher.get(u256(channelId), u256(amount));
+    return row && toVoucher(row);
+  }
+
+  upsertChannel(channel: ChannelRecord): void {
+    this.stmt.upsertChannel.run({
+      channel_id: u256(channel.channelId),
+      payer: channel.payer,
+      payee: channel.payee,
+      token: channel.token,
+      signer: channel.signer,
+      deposit: u256(channel.deposit),
+      claimed_on_chain: u256(channel.claimedOnChain),
+      withdraw_delay: channel.withdrawDelay,
+      withdraw_ready_at: channel.withdrawReadyAt,
+      status: channel.status,
+      opened_at_block: u256(channel.openedAtBlock),
+      updated_at_block: u256(channel.updatedAtBlock),
+    });
+  }
+
+  loadChannels(): ChannelRecord[] {
+    return this.stmt.allChannels.all().map(toChannel);
+  }
+
+  getChannel(channelId: bigint): ChannelRecord | undefined {
+    const row = this.stmt.channel.get(u256(channelId));
+    return row && toChannel(row);
+  }
+
+  getCursor(key: string): bigint | undefined {
+    const block = this.stmt.cursor.get(key);
+    return block === undefined ? undefined : fromU256(block);
+  }
+
+  setCursor(key: string, block: bigint): void {
+    this.stmt.setCursor.run(key, u256(block));
+  }
+
+  markClaimed(channelId: bigint, amount: bigint): void {
+    this.stmt.markClaimed.run(u256(channelId), u256(amount));
+  }
+
+  addPendingClaim(claim: PendingClaim): void {
+    this.stmt.addPendingClaim.run({
+      tx_hash: claim.txHash,
+      channel_id: u256(claim.channelId),
+      amount: u256(claim.amount),
+      nonce: claim.nonce,
+      sent_at: claim.sentAt,
+    });
+  }
+
+  removePendingClaims(txHash: Hex): void {
+    this.stmt.removePendingClaims.run(txHash);
+  }
+
+  loadPendingClaims(): PendingClaim[] {
+    return this.stmt.allPendingClaims.all().map(toPendingClaim);
+  }
+
+  /** Commits queued writes (settling their promises), then closes the file. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.flush();
+    this.db.close();
+  }
+
+  private enqueue(make: (resolve: () => void, reject: (error: unknown) => void) => QueuedWrite): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (this.closed) throw new Error("SqliteStore is closed");
+      // A value that cannot be encoded throws here and rejects this call only.
+      this.queue.push(make(resolve, reject));
+      if (this.queue.length >= this.maxBatchSize) this.flush();
+      else if (this.flushTimer === undefined) {
+        // setImmediate, not queueMicrotask: a microtask would commit before the event loop reads
+        // the other requests already waiting on its sockets, giving batches of one under load.
+        this.flushTimer =
+          this.maxBatchDelayMs > 0
+            ? { timeout: setTimeout(this.flush, this.maxBatchDelayMs) }
+            : { immediate: setImmediate(this.flush) };
+      }
+    });
+  }
+
+  /** Commits the whole queue in one transaction and settles its promises. */
+  private readonly flush = (): void => {
+    const timer = this.flushTimer;
+    if (timer !== undefined) {
+      if ("immediate" in timer) clearImmediate(timer.immediate);
+      else clearTimeout(timer.timeout);
+      this.flushTimer = undefined;
+    }
+    const batch = this.queue;
+    if (batch.length === 0) return;
+    this.queue = [];
+    this.counters.batches++;
+    this.counters.writes += batch.length;
+    this.counters.maxBatchSize = Math.max(this.counters.maxBatchSize, batch.length);
+
+    let outcomes: (Error | undefined)[];
+    try {
+      outcomes = this.commitBatch.immediate(batch);
+    } catch (err) {
+      for (const w of batch) w.reject(err);
+      return;
+    }
+    batch.forEach((w, i) => {
+      const error = outcomes[i];
+      if (error) w.reject(error);
+      else w.resolve();
+    });
+  };
+
+  /** Runs inside the batch transaction; returns each write's own failure, if any. */
+  private applyBatch(batch: QueuedWrite[]): (Error | undefined)[] {
+    const { insertVoucher, adjustVoucher, voucherSignature, upsertLedger } = this.stmt;
+    const deltas = new Map<string, LedgerDelta>();
+    const deltaOf = (channelId: string): LedgerDelta => {
+      let delta = deltas.get(channelId);
+      if (!delta) deltas.set(channelId, (delta = { chargedTotal: ZERO, highestAmount: ZERO, highestSignature: null }));
+      return delta;
+    };
+    const outcomes = batch.map((w): Error | undefined => {
+      if (w.kind === "record") {
+        const info = insertVoucher.run(
+          w.channelId,
+          w.amount,
+          w.signature,
+          w.charge,
+          w.chargedTotal,
+          w.receipt,
+          w.acceptedAt,
+        );
+        if (info.changes === 0) {
+          // Already stored (earlier batch or earlier in this one): a retry of the same voucher is
+          // fine and changes nothing; another signature for the same amount is a caller bug.
+          return voucherSignature.get(w.channelId, w.amount) === w.signature
+            ? undefined
+            : new DuplicateVoucherError(fromU256(w.channelId), fromU256(w.amount));
+        }
+        const delta = deltaOf(w.channelId);
+        delta.chargedTotal = w.chargedTotal;
+        if (w.amount > delta.highestAmount) {
+          delta.highestAmount = w.amount;
+          delta.highestSignature = w.signature;
+        }
+      } else {
+        const info = adjustVoucher.run(w.charge, w.chargedTotal, w.receipt, w.channelId, w.amount);
+        if (info.changes === 0) return new VoucherNotFoundError(fromU256(w.channelId), fromU256(w.amount));
+        deltaOf(w.channelId).chargedTotal = w.chargedTotal;
+      }
+      return undefined;
+    });
+    // One ledger upsert per channel per batch rather than per write.
+    for (const [channelId, d] of deltas)
+      upsertLedger.run(channelId, d.chargedTotal, d.highestAmount, d.highestSignature);
+    return outcomes;
+  }
+}
+
+/** Opens the SQLite {@link PaymentStore} at `options.path`, creating and migrating it as needed. */
+export function openSqliteStore(options: SqliteStoreOptions): SqliteStore {
+  return new SqliteStore(options);
+}

@@ -1,0 +1,578 @@
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import Database from "better-sqlite3";
+import { expect } from "chai";
+import type { Hex } from "viem";
+import { MIGRATIONS, SCHEMA_VERSION, migrate, type Migration } from "../../src/store/migrations";
+import { DuplicateVoucherError, SqliteStore, VoucherNotFoundError, openSqliteStore } from "../../src/store/sqlite";
+import type { AcceptedVoucher, ChannelRecord, PendingClaim } from "../../src/store/types";
+
+const REPO = path.resolve(__dirname, "../..");
+const MAX_CHANNEL_ID = (1n << 184n) - 1n;
+const MAX_AMOUNT = (1n << 96n) - 1n;
+
+/** A 65-byte signature whose bytes all equal `byte`, so different vouchers get different signatures. */
+function sig(byte: number): Hex {
+  return `0x${byte.toString(16).padStart(2, "0").repeat(65)}`;
+}
+
+function voucher(channelId: bigint, amount: bigint, extra: Partial<AcceptedVoucher> = {}): AcceptedVoucher {
+  return {
+    channelId,
+    amount,
+    signature: sig(Number(amount % 251n)),
+    charge: 7n,
+    chargedTotal: amount,
+    receipt: `receipt:${channelId}:${amount}`,
+    acceptedAt: 1_700_000_000_123,
+    ...extra,
+  };
+}
+
+function channel(channelId: bigint, extra: Partial<ChannelRecord> = {}): ChannelRecord {
+  return {
+    channelId,
+    payer: "0x1111111111111111111111111111111111111111",
+    payee: "0x2222222222222222222222222222222222222222",
+    token: "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
+    signer: "0xAbCdEf0123456789aBcDeF0123456789AbCdEf01",
+    deposit: MAX_AMOUNT,
+    claimedOnChain: MAX_AMOUNT - 1n,
+    withdrawDelay: 86_400,
+    withdrawReadyAt: 0,
+    status: "open",
+    openedAtBlock: 123_456_789n,
+    updatedAtBlock: (1n << 64n) + 5n,
+    ...extra,
+  };
+}
+
+/** Settles a promise into what it resolved to or the error it rejected with. */
+async function outcome(p: Promise<void>): Promise<"ok" | Error> {
+  try {
+    await p;
+    return "ok";
+  } catch (err) {
+    return err as Error;
+  }
+}
+
+/** Runs `code` in a fresh Node process that can require TypeScript; resolves with its exit and output. */
+function runChild(
+  code: string,
+  env: Record<string, string>,
+  onLine: (line: string, kill: () => void) => void = () => undefined,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["-r", "ts-node/register/transpile-only", "-e", code], {
+      cwd: REPO,
+      env: { ...process.env, TS_NODE_PROJECT: path.join(REPO, "tsconfig.json"), ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    let partial = "";
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout += chunk;
+      const lines = (partial + chunk).split("\n");
+      partial = lines.pop() ?? "";
+      for (const line of lines) onLine(line, () => child.kill("SIGKILL"));
+    });
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+    child.on("error", reject);
+    child.on("close", (exitCode, signal) => resolve({ code: exitCode, signal, stdout, stderr }));
+  });
+}
+
+describe("SqliteStore", () => {
+  let dir: string;
+  let file: string;
+  const open: SqliteStore[] = [];
+
+  function openStore(options: Partial<Parameters<typeof openSqliteStore>[0]> = {}): SqliteStore {
+    const store = openSqliteStore({ path: file, ...options });
+    open.push(store);
+    return store;
+  }
+
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "paychan-store-test-"));
+    file = path.join(dir, "store.db");
+  });
+
+  afterEach(async () => {
+    for (const store of open.splice(0)) await store.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  describe("opening and migrations", () => {
+    it("creates the schema in WAL mode with synchronous=FULL by default, OFF when not durable", async () => {
+      const store = openStore();
+      expect(store.connectionSettings()).to.deep.equal({ journalMode: "wal", synchronous: 2 });
+      await store.close();
+      const fast = openStore({ durable: false });
+      expect(fast.connectionSettings()).to.deep.equal({ journalMode: "wal", synchronous: 0 });
+      await fast.close();
+      const db = new Database(file, { readonly: true });
+      expect(db.pragma("user_version", { simple: true })).to.equal(SCHEMA_VERSION);
+      db.close();
+    });
+
+    it("re-opening is idempotent and keeps data", async () => {
+      const first = openStore();
+      await first.recordVoucher(voucher(1n, 10n));
+      first.setCursor("k", 5n);
+      await first.close();
+      for (let i = 0; i < 3; i++) {
+        const again = openStore();
+        expect(again.findVoucher(1n, 10n)).to.deep.equal(voucher(1n, 10n));
+        expect(again.getCursor("k")).to.equal(5n);
+        await again.close();
+      }
+      const db = new Database(file);
+      expect(migrate(db)).to.deep.equal([]);
+      expect(db.pragma("user_version", { simple: true })).to.equal(SCHEMA_VERSION);
+      db.close();
+    });
+
+    it("upgrades a database created by migration 1 without losing its rows", async () => {
+      const db = new Database(file);
+      expect(migrate(db, MIGRATIONS.slice(0, 1))).to.deep.equal([1]);
+      expect(db.pragma("user_version", { simple: true })).to.equal(1);
+      const hex = (v: bigint) => v.toString(16).padStart(64, "0");
+      db.prepare("INSERT INTO vouchers VALUES (?, ?, ?, ?, ?, ?, ?)").run(
+        hex(MAX_CHANNEL_ID),
+        hex(MAX_AMOUNT),
+        sig(1),
+        hex(3n),
+        hex(MAX_AMOUNT),
+        "r",
+        42,
+      );
+      db.prepare("INSERT INTO ledgers VALUES (?, ?, ?, ?, ?)").run(
+        hex(MAX_CHANNEL_ID),
+        hex(MAX_AMOUNT),
+        hex(MAX_AMOUNT),
+        sig(1),
+        hex(0n),
+      );
+      db.close();
+
+      const store = openStore();
+      expect(store.findVoucher(MAX_CHANNEL_ID, MAX_AMOUNT)).to.deep.equal({
+        channelId: MAX_CHANNEL_ID,
+        amount: MAX_AMOUNT,
+        signature: sig(1),
+        charge: 3n,
+        chargedTotal: MAX_AMOUNT,
+        receipt: "r",
+        acceptedAt: 42,
+      });
+      expect(store.getLedger(MAX_CHANNEL_ID)?.highestAmount).to.equal(MAX_AMOUNT);
+      // pending_claims arrives with migration 2.
+      store.addPendingClaim({ channelId: 1n, amount: 2n, txHash: sig(9).slice(0, 66) as Hex, nonce: 1, sentAt: 3 });
+      expect(store.loadPendingClaims()).to.have.length(1);
+      await store.close();
+      const check = new Database(file, { readonly: true });
+      expect(check.pragma("user_version", { simple: true })).to.equal(SCHEMA_VERSION);
+      check.close();
+    });
+
+    it("refuses a database written by a newer schema", () => {
+      const db = new Database(file);
+      db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
+      db.close();
+      expect(() => openStore()).to.throw(/newer than this code supports/);
+    });
+
+    it("applies migrations all or nothing", () => {
+      const db = new Database(file);
+      const failing: Migration[] = [
+        { version: 1, name: "a", up: (d) => d.exec("CREATE TABLE a (x)") },
+        { version: 2, name: "b", up: (d) => d.exec("CREATE TABLE b (x); THIS IS NOT SQL") },
+      ];
+      expect(() => migrate(db, failing)).to.throw();
+      expect(db.pragma("user_version", { simple: true })).to.equal(0);
+      expect(db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE name IN ('a', 'b')").get()).to.deep.equal({
+        n: 0,
+      });
+      expect(() => migrate(db, [failing[1]])).to.throw(/expected 1/);
+      db.close();
+    });
+  });
+
+  describe("round trips with extreme values", () => {
+    it("stores and reads back every record type, also after re-opening", async () => {
+      let store = openStore();
+      const v = voucher(MAX_CHANNEL_ID, MAX_AMOUNT, {
+        charge: MAX_AMOUNT,
+        chargedTotal: MAX_AMOUNT,
+        signature: `0x${"Ab".repeat(65)}`, // case is kept as given
+        receipt: "eyJ\u00e9\u{1F600}".repeat(100),
+      });
+      await store.recordVoucher(v);
+      const ch = channel(MAX_CHANNEL_ID);
+      store.upsertChannel(ch);
+      store.upsertChannel(channel(0n, { status: "closed", withdrawReadyAt: 2_000_000_000, deposit: 0n }));
+      store.setCursor("watcher:8453:0xabc", (1n << 63n) + 1n);
+      store.markClaimed(MAX_CHANNEL_ID, MAX_AMOUNT - 5n);
+      const claim: PendingClaim = {
+        channelId: MAX_CHANNEL_ID,
+        amount: MAX_AMOUNT,
+        txHash: `0x${"cd".repeat(32)}`,
+        nonce: 2 ** 31,
+        sentAt: 1_700_000_000_999,
+      };
+      store.addPendingClaim(claim);
+
+      for (let round = 0; round < 2; round++) {
+        expect(store.findVoucher(MAX_CHANNEL_ID, MAX_AMOUNT)).to.deep.equal(v);
+        expect(store.loadVoucherAmounts(MAX_CHANNEL_ID)).to.deep.equal([MAX_AMOUNT]);
+        const ledger = {
+          channelId: MAX_CHANNEL_ID,
+          chargedTotal: MAX_AMOUNT,
+          highestAmount: MAX_AMOUNT,
+          highestSignature: v.signature,
+          claimedAmount: MAX_AMOUNT - 5n,
+        };
+        expect(store.getLedger(MAX_CHANNEL_ID)).to.deep.equal(ledger);
+        expect(store.loadLedgers()).to.deep.equal([ledger]);
+        expect(store.getChannel(MAX_CHANNEL_ID)).to.deep.equal(ch);
+        expect(store.loadChannels()).to.deep.equal([
+          channel(0n, { status: "closed", withdrawReadyAt: 2_000_000_000, deposit: 0n }),
+          ch,
+        ]);
+        expect(store.getCursor("watcher:8453:0xabc")).to.equal((1n << 63n) + 1n);
+        expect(store.loadPendingClaims()).to.deep.equal([claim]);
+        await store.close();
+        store = openStore();
+      }
+    });
+
+    it("returns undefined or empty for unknown keys", () => {
+      const store = openStore();
+      expect(store.getLedger(1n)).to.equal(undefined);
+      expect(store.findVoucher(1n, 1n)).to.equal(undefined);
+      expect(store.loadVoucherAmounts(1n)).to.deep.equal([]);
+      expect(store.getChannel(1n)).to.equal(undefined);
+      expect(store.getCursor("none")).to.equal(undefined);
+      expect(store.loadLedgers()).to.deep.equal([]);
+      expect(store.loadChannels()).to.deep.equal([]);
+      expect(store.loadPendingClaims()).to.deep.equal([]);
+    });
+
+    it("orders amounts numerically, not as unpadded text", async () => {
+      const store = openStore();
+      const amounts = [9n, 16n, 1n << 64n, MAX_AMOUNT, 255n, 10n];
+      await Promise.all(amounts.map((a) => store.recordVoucher(voucher(5n, a))));
+      expect(store.loadVoucherAmounts(5n)).to.deep.equal([...amounts].sort((a, b) => (a < b ? -1 : 1)));
+      expect(store.getLedger(5n)?.highestAmount).to.equal(MAX_AMOUNT);
+
+      await store.recordVoucher(voucher(6n, 16n));
+      await store.recordVoucher(voucher(6n, 9n)); // "9" > "10" as unpadded text
+      expect(store.getLedger(6n)).to.include({ highestAmount: 16n, highestSignature: sig(16) });
+    });
+
+    it("updates channels, cursors and claimed amounts in place", () => {
+      const store = openStore();
+      store.upsertChannel(channel(3n));
+      store.upsertChannel(channel(3n, { status: "closed", claimedOnChain: 9n, updatedAtBlock: 99n }));
+      expect(store.loadChannels()).to.deep.equal([
+        channel(3n, { status: "closed", claimedOnChain: 9n, updatedAtBlock: 99n }),
+      ]);
+      store.setCursor("k", 10n);
+      store.setCursor("k", 11n);
+      expect(store.getCursor("k")).to.equal(11n);
+
+      store.markClaimed(3n, 50n);
+      store.markClaimed(3n, 40n); // a late, lower confirmation does not move it back
+      expect(store.getLedger(3n)).to.deep.equal({
+        channelId: 3n,
+        chargedTotal: 0n,
+        highestAmount: 0n,
+        highestSignature: null,
+        claimedAmount: 50n,
+      });
+    });
+
+    it("adds and removes pending claims by transaction", () => {
+      const store = openStore();
+      const tx1: Hex = `0x${"01".repeat(32)}`;
+      const tx2: Hex = `0x${"02".repeat(32)}`;
+      store.addPendingClaim({ channelId: 1n, amount: 10n, txHash: tx1, nonce: 1, sentAt: 100 });
+      store.addPendingClaim({ channelId: 2n, amount: 20n, txHash: tx1, nonce: 1, sentAt: 100 });
+      store.addPendingClaim({ channelId: 1n, amount: 15n, txHash: tx2, nonce: 2, sentAt: 200 });
+      expect(store.loadPendingClaims().map((c) => [c.txHash, c.channelId])).to.deep.equal([
+        [tx1, 1n],
+        [tx1, 2n],
+        [tx2, 1n],
+      ]);
+      store.removePendingClaims(tx1);
+      expect(store.loadPendingClaims()).to.deep.equal([
+        { channelId: 1n, amount: 15n, txHash: tx2, nonce: 2, sentAt: 200 },
+      ]);
+    });
+
+    it("rejects values that do not fit, failing only that call", async () => {
+      const store = openStore();
+      const bad = [
+        store.recordVoucher(voucher(-1n, 1n)),
+        store.recordVoucher(voucher(1n, 1n << 256n)),
+        store.adjustCharge(1n, 1n, -3n, 0n, "r"),
+      ];
+      const good = store.recordVoucher(voucher(1n, 2n));
+      for (const p of bad) expect(await outcome(p)).to.be.instanceOf(RangeError);
+      await good;
+      expect(store.loadVoucherAmounts(1n)).to.deep.equal([2n]);
+      expect(() => store.setCursor("k", -1n)).to.throw(RangeError);
+    });
+  });
+
+  describe("group commit", () => {
+    it("commits 1,000 concurrent recordVoucher calls in few transactions, all durable after re-open", async () => {
+      let store = openStore();
+      const calls: Promise<void>[] = [];
+      for (let i = 1; i <= 1000; i++) calls.push(store.recordVoucher(voucher(BigInt(i % 10), BigInt(i))));
+      const settled = await Promise.allSettled(calls);
+      expect(settled.filter((s) => s.status === "rejected")).to.deep.equal([]);
+      // Default maxBatchSize is 512: two transactions, not 1,000.
+      expect(store.stats()).to.deep.equal({ batches: 2, writes: 1000, maxBatchSize: 512 });
+      await store.close();
+
+      store = openStore();
+      let total = 0;
+      for (let c = 0n; c < 10n; c++) {
+        const amounts = store.loadVoucherAmounts(c);
+        total += amounts.length;
+        const expected = Array.from({ length: 100 }, (_, k) => BigInt(k * 10) + (c === 0n ? 10n : c));
+        expect(amounts).to.deep.equal(expected);
+        const highest = expected[expected.length - 1];
+        expect(store.getLedger(c)).to.deep.equal({
+          channelId: c,
+          chargedTotal: highest, // the last call on the channel carried the highest total
+          highestAmount: highest,
+          highestSignature: sig(Number(highest % 251n)),
+          claimedAmount: 0n,
+        });
+      }
+      expect(total).to.equal(1000);
+    });
+
+    it("flushes on the next turn, or at once when the queue reaches maxBatchSize", async () => {
+      const store = openStore({ maxBatchSize: 3 });
+      const first = [1n, 2n, 3n].map((a) => store.recordVoucher(voucher(1n, a)));
+      // The third call filled the queue and committed synchronously.
+      expect(store.loadVoucherAmounts(1n)).to.deep.equal([1n, 2n, 3n]);
+      const fourth = store.recordVoucher(voucher(1n, 4n));
+      expect(store.loadVoucherAmounts(1n)).to.have.length(3);
+      await Promise.all([...first, fourth]);
+      expect(store.stats()).to.deep.equal({ batches: 2, writes: 4, maxBatchSize: 3 });
+    });
+
+    it("waits maxBatchDelayMs for more writes when asked to", async () => {
+      const store = openStore({ maxBatchDelayMs: 20 });
+      const a = store.recordVoucher(voucher(1n, 1n));
+      await new Promise((r) => setImmediate(r));
+      expect(store.findVoucher(1n, 1n)).to.equal(undefined);
+      const b = store.recordVoucher(voucher(1n, 2n));
+      await Promise.all([a, b]);
+      expect(store.stats().batches).to.equal(1);
+    });
+
+    it("sets the ledger total from the last call and the highest voucher from the max", async () => {
+      const store = openStore();
+      await Promise.all([
+        store.recordVoucher(voucher(1n, 100n, { chargedTotal: 10n })),
+        store.recordVoucher(voucher(1n, 300n, { chargedTotal: 30n })),
+        store.recordVoucher(voucher(1n, 200n, { chargedTotal: 20n })),
+      ]);
+      expect(store.getLedger(1n)).to.deep.equal({
+        channelId: 1n,
+        chargedTotal: 20n,
+        highestAmount: 300n,
+        highestSignature: sig(300 % 251),
+        claimedAmount: 0n,
+      });
+
+      // A later batch with a lower amount keeps the stored highest voucher.
+      await store.recordVoucher(voucher(1n, 150n, { chargedTotal: 25n }));
+      expect(store.getLedger(1n)).to.include({ chargedTotal: 25n, highestAmount: 300n });
+
+      // Usage-based route charged less than its maximum: charge and total go down.
+      await store.adjustCharge(1n, 300n, 2n, 18n, "adjusted receipt");
+      expect(store.getLedger(1n)).to.include({ chargedTotal: 18n, highestAmount: 300n, highestSignature: sig(49) });
+      expect(store.findVoucher(1n, 300n)).to.include({ charge: 2n, chargedTotal: 18n, receipt: "adjusted receipt" });
+      expect(store.findVoucher(1n, 300n)?.signature).to.equal(sig(49));
+    });
+
+    it("applies an adjustCharge queued in the same batch as its voucher", async () => {
+      const store = openStore();
+      await Promise.all([
+        store.recordVoucher(voucher(2n, 50n, { charge: 50n, chargedTotal: 50n })),
+        store.adjustCharge(2n, 50n, 20n, 20n, "final"),
+      ]);
+      expect(store.stats().batches).to.equal(1);
+      expect(store.findVoucher(2n, 50n)).to.include({ charge: 20n, chargedTotal: 20n, receipt: "final" });
+      expect(store.getLedger(2n)).to.include({ chargedTotal: 20n, highestAmount: 50n });
+    });
+
+    it("rejects only the adjustCharge of an unknown voucher", async () => {
+      const store = openStore();
+      const [missing, ok] = await Promise.all([
+        outcome(store.adjustCharge(9n, 1n, 1n, 1n, "r")),
+        outcome(store.recordVoucher(voucher(9n, 2n))),
+      ]);
+      expect(missing).to.be.instanceOf(VoucherNotFoundError);
+      expect(ok).to.equal("ok");
+      expect(store.getLedger(9n)).to.include({ chargedTotal: 2n, highestAmount: 2n });
+    });
+
+    it("treats a re-recorded voucher as a no-op and a conflicting one as an error of that call only", async () => {
+      const store = openStore();
+      const original = voucher(4n, 40n, { chargedTotal: 40n, receipt: "first" });
+      const results = await Promise.all([
+        outcome(store.recordVoucher(original)),
+        outcome(store.recordVoucher({ ...original, chargedTotal: 99n, receipt: "retry" })), // same signature
+        outcome(store.recordVoucher({ ...original, signature: sig(200) })),
+        outcome(store.recordVoucher(voucher(4n, 41n, { chargedTotal: 41n }))),
+      ]);
+      expect(results.slice(0, 2)).to.deep.equal(["ok", "ok"]);
+      expect(results[2]).to.be.instanceOf(DuplicateVoucherError);
+      expect(results[3]).to.equal("ok");
+      // The first write won; the retry did not touch the voucher or the ledger.
+      expect(store.findVoucher(4n, 40n)).to.deep.equal(original);
+      expect(store.getLedger(4n)).to.include({ chargedTotal: 41n, highestAmount: 41n });
+
+      // Across batches too.
+      expect(await outcome(store.recordVoucher(original))).to.equal("ok");
+      expect(await outcome(store.recordVoucher({ ...original, signature: sig(201) }))).to.be.instanceOf(
+        DuplicateVoucherError,
+      );
+      expect(store.getLedger(4n)).to.include({ chargedTotal: 41n });
+    });
+
+    it("rejects every call of a batch whose transaction fails, and recovers", async () => {
+      const store = openStore({ busyTimeoutMs: 20 });
+      await store.recordVoucher(voucher(1n, 1n));
+      const locker = new Database(file);
+      locker.exec("BEGIN IMMEDIATE"); // holds the write lock
+      const results = await Promise.all([1n, 2n, 3n].map((c) => outcome(store.recordVoucher(voucher(c, 10n)))));
+      for (const r of results) expect(r).to.be.instanceOf(Error).with.property("code", "SQLITE_BUSY");
+      locker.exec("ROLLBACK");
+      locker.close();
+      for (const c of [1n, 2n, 3n]) expect(store.findVoucher(c, 10n)).to.equal(undefined);
+      expect(store.getLedger(1n)?.highestAmount).to.equal(1n);
+
+      await store.recordVoucher(voucher(2n, 10n));
+      expect(store.findVoucher(2n, 10n)).to.deep.equal(voucher(2n, 10n));
+    });
+
+    it("shows committed state only to reads", async () => {
+      const store = openStore();
+      const pending = store.recordVoucher(voucher(1n, 1n));
+      expect(store.getLedger(1n)).to.equal(undefined);
+      expect(store.findVoucher(1n, 1n)).to.equal(undefined);
+      await pending;
+      expect(store.getLedger(1n)).to.not.equal(undefined);
+      expect(store.findVoucher(1n, 1n)).to.deep.equal(voucher(1n, 1n));
+    });
+
+    it("close() commits queued writes first and later writes are refused", async () => {
+      const store = openStore({ maxBatchDelayMs: 10_000 });
+      const queued = [1n, 2n, 3n].map((a) => store.recordVoucher(voucher(1n, a)));
+      await store.close();
+      await Promise.all(queued);
+      await store.close(); // idempotent
+      expect(await outcome(store.recordVoucher(voucher(1n, 4n))))
+        .to.be.instanceOf(Error)
+        .with.property("message")
+        .match(/closed/);
+      const again = openStore();
+      expect(again.loadVoucherAmounts(1n)).to.deep.equal([1n, 2n, 3n]);
+    });
+  });
+
+  describe("crash safety", function () {
+    // Each case starts a Node process that compiles the store with ts-node.
+    this.timeout(60_000);
+
+    it("keeps every voucher a process acknowledged before it was SIGKILLed", async () => {
+      const n = 2000;
+      const result = await runChild(
+        `
+        const { openSqliteStore } = require("./src/store/sqlite");
+        const store = openSqliteStore({ path: process.env.DB });
+        const n = Number(process.env.N);
+        const writes = [];
+        for (let i = 1; i <= n; i++) {
+          writes.push(store.recordVoucher({
+            channelId: BigInt(i % 7), amount: BigInt(i), signature: "0x" + "ab".repeat(65),
+            charge: 1n, chargedTotal: BigInt(i), receipt: "r" + i, acceptedAt: i,
+          }));
+        }
+        Promise.all(writes).then(() => {
+          process.stdout.write("done\\n");
+          process.kill(process.pid, "SIGKILL"); // no close(): the WAL is left as a crash leaves it
+        });
+        `,
+        { DB: file, N: String(n) },
+      );
+      expect(result.stderr).to.equal("");
+      expect(result.stdout).to.equal("done\n");
+      expect(result.signal).to.equal("SIGKILL");
+
+      const store = openStore();
+      let count = 0;
+      for (let c = 0n; c < 7n; c++) count += store.loadVoucherAmounts(c).length;
+      expect(count).to.equal(n);
+      expect(store.findVoucher(BigInt(n % 7), BigInt(n))).to.include({ receipt: `r${n}`, acceptedAt: n });
+      expect(store.getLedger(BigInt(n % 7))).to.include({ highestAmount: BigInt(n), chargedTotal: BigInt(n) });
+    });
+
+    it("loses no acknowledged write and tears no batch when killed at an arbitrary point", async () => {
+      const channels = 8;
+      const acked = new Array<number>(channels).fill(0);
+      let total = 0;
+      const result = await runChild(
+        `
+        const { openSqliteStore } = require("./src/store/sqlite");
+        const store = openSqliteStore({ path: process.env.DB });
+        async function writer(c) {
+          for (let n = 1; ; n++) {
+            await store.recordVoucher({
+              channelId: BigInt(c), amount: BigInt(n), signature: "0x" + "cd".repeat(65),
+              charge: 1n, chargedTotal: BigInt(n), receipt: "x".repeat(200), acceptedAt: n,
+            });
+            process.stdout.write(c + " " + n + "\\n"); // synchronous on a pipe: printed means acknowledged
+          }
+        }
+        for (let c = 0; c < ${channels}; c++) writer(c);
+        `,
+        { DB: file },
+        (line, kill) => {
+          const [c, n] = line.split(" ").map(Number);
+          acked[c] = Math.max(acked[c], n);
+          if (++total === 3000) kill();
+        },
+      );
+      expect(result.signal).to.equal("SIGKILL");
+      expect(result.stderr).to.equal("");
+      expect(total).to.be.at.least(3000);
+
+      const db = new Database(file);
+      expect(db.pragma("integrity_check", { simple: true })).to.equal("ok");
+      db.close();
+      const store = openStore();
+      for (let c = 0; c < channels; c++) {
+        const amounts = store.loadVoucherAmounts(BigInt(c)).map(Number);
+        // Everything acknowledged is there, with no holes: batches commit whole and in order.
+        expect(amounts.length).to.be.at.least(acked[c]);
+        expect(amounts).to.deep.equal(Array.from({ length: amounts.length }, (_, i) => i + 1));
+        const last = BigInt(amounts.length);
+        expect(store.getLedger(BigInt(c))).to.include({ highestAmount: last, chargedTotal: last });
+      }
+    });
+  });
+});
