@@ -5,9 +5,11 @@
  * EIP-712 envelope and the 64-byte public key. General-purpose implementations pay for streaming
  * (objects, buffer copies, padding passes) and for a loop-based permutation; here the state lives
  * in 50 local 32-bit variables across an unrolled round, nothing is allocated, and output goes
- * into a caller buffer. Measured on the target VM: ~3x faster than `@noble/hashes` keccak_256
- * and faster than the `keccak` package's native binding (a dev-only dependency anyway).
- * Tests check it against `@noble/hashes` on random inputs of every length 0..135.
+ * into a caller buffer. Measured for a 96-byte input (Node 20, one core): 1.5 µs, against 7.5 µs
+ * for `@noble/hashes` keccak_256, 2.3 µs for `js-sha3` and 2.7 µs for the `keccak` package's
+ * native binding (whose per-call object and Buffer overhead outweighs the native permutation;
+ * both packages are dev-only dependencies here anyway). Tests check it against viem's keccak256
+ * (`@noble/hashes`) on random inputs of every length 0..135.
  */
 
 /** Rate of Keccak-256 in bytes; inputs must be strictly shorter (padding needs one byte). */
