@@ -35,26 +35,30 @@ export async function setSignerNonce(channels: string, signer: string, nonce: bi
 }
 
 /**
- * Rewrites the PaymentChannels code at `address` so its cached chain id immutable reads `fakeChainId`,
- * storage untouched: the contract then behaves as if it had been deployed on chain `fakeChainId` and
- * the chain had since changed its id (a fork). Returns how many code locations were patched.
+ * Rewrites the PaymentChannels code at `address`, storage untouched, replacing every immutable whose
+ * 32-byte value is a key of `replacements` by the mapped value. Used to make the contract behave as if
+ * it had been deployed on another chain id (a fork). Returns how many code locations were patched.
  */
-export async function patchCachedChainId(address: string, fakeChainId: bigint): Promise<number> {
-  const chainId = (await ethers.provider.getNetwork()).chainId;
-  const current = ethers.toBeHex(chainId, 32).slice(2);
+export async function patchImmutables(address: string, replacements: Record<string, string>): Promise<number> {
   const code = (await ethers.provider.getCode(address)).slice(2);
+  const table = new Map(
+    Object.entries(replacements).map(([from, to]) => [
+      ethers.zeroPadValue(from, 32).slice(2).toLowerCase(),
+      ethers.zeroPadValue(to, 32).slice(2).toLowerCase(),
+    ]),
+  );
   const references = (await compilerOutput()).evm.deployedBytecode.immutableReferences ?? {};
   let patched = code;
   let count = 0;
   for (const locations of Object.values(references)) {
     for (const { start, length } of locations) {
       const at = start * 2;
-      if (length !== 32 || code.slice(at, at + 64) !== current) continue;
-      patched = patched.slice(0, at) + ethers.toBeHex(fakeChainId, 32).slice(2) + patched.slice(at + 64);
+      const replacement = table.get(code.slice(at, at + 64).toLowerCase());
+      if (length !== 32 || replacement === undefined) continue;
+      patched = patched.slice(0, at) + replacement + patched.slice(at + 64);
       count++;
     }
   }
-  if (count === 0) throw new Error("the cached chain id immutable was not found in the deployed code");
   await network.provider.send("hardhat_setCode", [address, "0x" + patched]);
   return count;
 }
