@@ -215,11 +215,13 @@ function parseInto(signature: Uint8Array | string): number {
       v = (hi << 4) | lo;
     }
     if (bad < 0) return PARSE_MALFORMED;
-  } else {
+  } else if (signature instanceof Uint8Array) {
     length = signature.length;
     if (length !== 65 && length !== 64) return PARSE_MALFORMED;
     for (let i = 0; i < 64; i++) sig64[i] = signature[i];
     if (length === 65) v = signature[64];
+  } else {
+    return PARSE_MALFORMED; // untyped callers: null, numbers, arrays...
   }
   if (length === 65) {
     // The contract's 65-byte path takes only 27/28; 0/1 (raw yParity, common in libraries) is
@@ -237,10 +239,12 @@ function parseInto(signature: Uint8Array | string): number {
   return PARSE_OK;
 }
 
-const REJECT_MALFORMED_SIGNATURE: VoucherVerification = Object.freeze({ ok: false, reason: "malformed_signature" });
-const REJECT_HIGH_S: VoucherVerification = Object.freeze({ ok: false, reason: "high_s" });
-const REJECT_BAD_SIGNATURE: VoucherVerification = Object.freeze({ ok: false, reason: "bad_signature" });
-const REJECT_MALFORMED_VOUCHER: VoucherVerification = Object.freeze({ ok: false, reason: "malformed_voucher" });
+type Rejected = Extract<VoucherVerification, { ok: false }>;
+// Rejections are shared frozen objects: refusing a request allocates nothing.
+const REJECT_MALFORMED_SIGNATURE: Rejected = Object.freeze({ ok: false, reason: "malformed_signature" });
+const REJECT_HIGH_S: Rejected = Object.freeze({ ok: false, reason: "high_s" });
+const REJECT_BAD_SIGNATURE: Rejected = Object.freeze({ ok: false, reason: "bad_signature" });
+const REJECT_MALFORMED_VOUCHER: Rejected = Object.freeze({ ok: false, reason: "malformed_voucher" });
 
 /**
  * Parses and policy-checks a signature without recovering it, returning fresh copies of its
@@ -278,6 +282,21 @@ export function verifyVoucherSignature(
   amount: bigint,
   signature: Uint8Array | string,
 ): VoucherVerification {
+  const rejection = check(hasher, recoverer, channelId, amount, signature);
+  if (rejection !== null) return rejection;
+  let signer = "0x";
+  for (let i = 0; i < 20; i++) signer += HEX_BYTE[recoveredScratch[i]];
+  return { ok: true, signer: signer as Address };
+}
+
+/** The verification itself: null when valid (the signer is then in recoveredScratch). */
+function check(
+  hasher: VoucherHasher,
+  recoverer: SignerRecoverer,
+  channelId: bigint,
+  amount: bigint,
+  signature: Uint8Array | string,
+): Rejected | null {
   if (typeof channelId !== "bigint" || typeof amount !== "bigint") return REJECT_MALFORMED_VOUCHER;
   if (channelId < 0n || channelId >= CHANNEL_ID_LIMIT || amount < 0n || amount > MAX_AMOUNT) {
     return REJECT_MALFORMED_VOUCHER;
@@ -294,10 +313,7 @@ export function verifyVoucherSignature(
   channelIdView.setBigUint64(16, channelId);
   let diff = 0;
   for (let i = 0; i < 20; i++) diff |= recoveredScratch[i] ^ channelIdBytes[1 + i];
-  if (diff !== 0) return REJECT_BAD_SIGNATURE;
-  let signer = "0x";
-  for (let i = 0; i < 20; i++) signer += HEX_BYTE[recoveredScratch[i]];
-  return { ok: true, signer: signer as Address };
+  return diff === 0 ? null : REJECT_BAD_SIGNATURE;
 }
 
 /**
@@ -322,8 +338,9 @@ export function createVoucherSignatureVerifier(
   hasher: VoucherHasher,
   recoverer: SignerRecoverer = createSignerRecoverer(),
 ): (channelId: bigint, amount: bigint, signature: Uint8Array | string) => SignatureVerdict {
+  // Calls the core check directly: the engine needs no signer string, so none is built.
   return (channelId, amount, signature) => {
-    const result = verifyVoucherSignature(hasher, recoverer, channelId, amount, signature);
-    return result.ok ? "ok" : VERDICT_OF[result.reason];
+    const rejection = check(hasher, recoverer, channelId, amount, signature);
+    return rejection === null ? "ok" : VERDICT_OF[rejection.reason];
   };
 }

@@ -153,6 +153,10 @@ describe("fast voucher verification", () => {
         new Uint8Array(63),
         new Uint8Array(66),
         new Uint8Array(0),
+        // Untyped callers.
+        null as unknown as string,
+        Array.from({ length: 65 }, () => 1) as unknown as Uint8Array,
+        65 as unknown as string,
       ];
       for (const input of cases) {
         const parsed = parseVoucherSignature(input);
