@@ -1,0 +1,344 @@
+import { expect } from "chai";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { inspect } from "node:util";
+import { privateKeyToAccount } from "viem/accounts";
+import {
+  ConfigError,
+  CONFIG_DEFAULTS,
+  loadConfig,
+  parseConfig,
+  PAYEE_ADDRESS_ENV,
+  PAYEE_KEY_ENV,
+  RELAYER_KEY_ENV,
+  type ServerConfig,
+} from "../../src/server/config";
+
+const PAYEE_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+const RELAYER_KEY = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a";
+const CONTRACT = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
+const TOKEN = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512";
+
+const ENV = { [PAYEE_KEY_ENV]: PAYEE_KEY };
+
+function base(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    upstream: "http://127.0.0.1:3000",
+    network: "localhost",
+    contract: CONTRACT,
+    token: { address: TOKEN },
+    routes: { "GET /weather": "$0.001" },
+    ...overrides,
+  };
+}
+
+/** The issues parseConfig reports for `raw`; fails the test if it does not throw ConfigError. */
+function issuesOf(raw: unknown, env: NodeJS.ProcessEnv = ENV): readonly string[] {
+  try {
+    parseConfig(raw, { env, baseDir: "/srv/paychan" });
+  } catch (error) {
+    expect(error).to.be.instanceOf(ConfigError);
+    return (error as ConfigError).issues;
+  }
+  expect.fail("parseConfig accepted an invalid configuration");
+}
+
+function parse(raw: unknown, env: NodeJS.ProcessEnv = ENV): ServerConfig {
+  return parseConfig(raw, { env, baseDir: "/srv/paychan" });
+}
+
+describe("server config", () => {
+  describe("a minimal valid file", () => {
+    it("applies the documented defaults", () => {
+      const config = parse(base());
+      expect(config.upstream.toString()).to.equal("http://127.0.0.1:3000/");
+      expect(config.listen).to.deep.equal({ host: CONFIG_DEFAULTS.host, port: CONFIG_DEFAULTS.port });
+      expect(config.network.chainId).to.equal(31337);
+      expect(config.rpcUrl).to.equal("http://127.0.0.1:8545");
+      expect(config.token).to.deep.equal({ address: TOKEN, decimals: 6, name: "USD Coin", version: "2" });
+      expect(config.routes).to.deep.equal({ "GET /weather": "1000" });
+      expect(config.unmatchedRoutes).to.equal("reject");
+      expect(config.minDeposit).to.equal(1_000_000n);
+      expect(config.minWithdrawDelay).to.equal(86_400);
+      expect(config.withdrawSafetyMarginSec).to.equal(3_600);
+      expect(config.confirmations).to.equal(0);
+      expect(config.fromBlock).to.equal(1n);
+      expect(config.database).to.deep.equal({ path: "/srv/paychan/paychan.db", durable: true });
+      expect(config.retryWindowMs).to.equal(60_000);
+      expect(config.maxHeaderBytes).to.equal(16_384);
+      expect(config.healthPath).to.equal("/healthz");
+      expect(config.metricsPath).to.equal("/metrics");
+      expect(config.relay).to.equal(null);
+    });
+
+    it("derives the payee and receipt signer from PAYCHAN_PAYEE_PRIVATE_KEY", () => {
+      const address = privateKeyToAccount(PAYEE_KEY).address;
+      const config = parse(base());
+      expect(config.payee).to.equal(address);
+      expect(config.receiptSigner).to.equal(address);
+      expect(config.secrets.payeeKey).to.equal(PAYEE_KEY);
+    });
+
+    it("uses PAYCHAN_PAYEE_ADDRESS as the payee when set, keeping the key as receipt signer", () => {
+      const payee = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+      const config = parse(base(), { ...ENV, [PAYEE_ADDRESS_ENV]: payee });
+      expect(config.payee).to.equal(payee);
+      expect(config.receiptSigner).to.equal(privateKeyToAccount(PAYEE_KEY).address);
+    });
+
+    it("never exposes secrets through JSON or util.inspect", () => {
+      const config = parse(base(), { ...ENV, [RELAYER_KEY_ENV]: RELAYER_KEY });
+      const json = JSON.stringify(config, (_key, value: unknown) =>
+        typeof value === "bigint" ? value.toString() : value,
+      );
+      const inspected = inspect(config, { depth: 10 });
+      for (const text of [json, inspected]) {
+        expect(text).not.to.include(PAYEE_KEY.slice(2));
+        expect(text).not.to.include(RELAYER_KEY.slice(2));
+      }
+      expect(config.secrets.relayerKey).to.equal(RELAYER_KEY);
+    });
+  });
+
+  describe("network defaults", () => {
+    it("uses the network's USDC, EIP-712 domain and confirmations, and its RPC variable", () => {
+      const raw = base({ network: "base-sepolia", token: undefined });
+      delete raw.token;
+      const config = parse(raw, { ...ENV, BASE_SEPOLIA_RPC_URL: "https://sepolia.base.example/rpc" });
+      expect(config.token.address).to.equal("0x036CbD53842c5426634e7929541eC2318f3dCF7e");
+      expect(config.token.name).to.equal("USDC");
+      expect(config.confirmations).to.equal(5);
+      expect(config.rpcUrl).to.equal("https://sepolia.base.example/rpc");
+      expect(config.fromBlock).to.equal("latest");
+    });
+
+    it("requires an RPC URL on remote networks", () => {
+      const raw = base({ network: "base" });
+      delete raw.token;
+      expect(issuesOf(raw)).to.deep.equal([
+        "config.rpcUrl: required (or set BASE_RPC_URL in the environment) on network base",
+      ]);
+    });
+
+    it("requires a token address on local networks (no canonical USDC)", () => {
+      const raw = base();
+      delete raw.token;
+      expect(issuesOf(raw)).to.deep.equal([
+        "config.token.address: required on network localhost (it has no canonical USDC)",
+      ]);
+    });
+
+    it("honours a confirmations override", () => {
+      expect(parse(base({ confirmations: 3 })).confirmations).to.equal(3);
+    });
+  });
+
+  describe("routes", () => {
+    it("accepts dollar prices, atomic units, upto pricing and free routes", () => {
+      const config = parse(
+        base({
+          routes: {
+            "GET /a": "$0.0015",
+            "POST /b": "2500",
+            "/c/*": { price: "$1", pricing: "upto", description: "usage" },
+            "GET /": null,
+          },
+        }),
+      );
+      expect(config.routes).to.deep.equal({
+        "GET /a": "1500",
+        "POST /b": "2500",
+        "/c/*": { price: "1000000", pricing: "upto", description: "usage" },
+        "GET /": null,
+      });
+    });
+
+    it("names the route and the bad price", () => {
+      expect(issuesOf(base({ routes: { "GET /x": "abc" } }))).to.deep.equal([
+        `config.routes['GET /x']: price "abc" must be "$<dollars>" (e.g. "$0.001") or a string of atomic units (e.g. "1000")`,
+      ]);
+    });
+
+    it("refuses more decimals than the token has", () => {
+      expect(issuesOf(base({ routes: { "GET /x": "$0.0000001" } }))).to.deep.equal([
+        `config.routes['GET /x']: price "$0.0000001" has more than the token's 6 decimals`,
+      ]);
+    });
+
+    it("refuses a zero price (null is the free route)", () => {
+      expect(issuesOf(base({ routes: { "GET /x": "$0" } }))).to.deep.equal([
+        "config.routes['GET /x']: price must be above zero; use null for a free route",
+      ]);
+    });
+
+    it("checks keys, methods, wildcards, pricing and unknown fields", () => {
+      const issues = issuesOf(
+        base({
+          routes: {
+            "get /x": "$1",
+            "FETCH /y": "$1",
+            "GET /a/*/b": "$1",
+            "GET /z": { price: "$1", pricing: "maybe", cost: 1 },
+            "GET /w": { pricing: "upto" },
+            "GET /v": true,
+          },
+        }),
+      );
+      expect(issues).to.deep.equal([
+        `config.routes['get /x']: the key must look like "GET /path", "/path" or "/path/*"`,
+        "config.routes['FETCH /y']: unknown method FETCH; use one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
+        `config.routes['GET /a/*/b']: "*" is only allowed as the last segment ("/path/*")`,
+        `config.routes['GET /z']: unknown key "cost" (known: price, pricing, description)`,
+        `config.routes['GET /z'].pricing: must be one of "fixed", "upto", got "maybe"`,
+        "config.routes['GET /w'].price: a price is required",
+        `config.routes['GET /v']: must be a price ("$0.001"), an object { "price", "pricing" } or null (free), got true`,
+      ]);
+    });
+
+    it("requires a non-empty table", () => {
+      const raw = base();
+      delete raw.routes;
+      expect(issuesOf(raw)).to.deep.equal([`config.routes: required; e.g. { "GET /weather": "$0.001" }`]);
+      expect(issuesOf(base({ routes: {} }))).to.deep.equal(["config.routes: is empty; list at least one route"]);
+    });
+  });
+
+  describe("every other field", () => {
+    it("reports all problems at once, each with its path", () => {
+      const issues = issuesOf(
+        base({
+          upstream: "ftp://x",
+          listen: { port: 70_000, hots: "x" },
+          network: "mainnet",
+          contract: "0x5fbdb2315678afecb367f032d93F642f64180aa3",
+          minDeposit: "one dollar",
+          minWithdrawDelay: 60,
+          withdrawSafetyMarginSec: -1,
+          database: { path: "", durable: "yes" },
+          retryWindowMs: 1.5,
+          maxHeaderBytes: 1024,
+          healthPath: "healthz",
+          unmatchedRoutes: "allow",
+          fromBlock: "genesis",
+          rotues: {},
+        }),
+        {},
+      );
+      expect(issues).to.deep.equal([
+        `config: unknown key "rotues" (known: ${[
+          "$schema",
+          "upstream",
+          "listen",
+          "publicUrl",
+          "network",
+          "rpcUrl",
+          "contract",
+          "token",
+          "routes",
+          "unmatchedRoutes",
+          "minDeposit",
+          "minWithdrawDelay",
+          "withdrawSafetyMarginSec",
+          "confirmations",
+          "pollIntervalMs",
+          "fromBlock",
+          "database",
+          "retryWindowMs",
+          "maxHeaderBytes",
+          "upstreamTimeoutMs",
+          "maxTimeoutSeconds",
+          "healthPath",
+          "metricsPath",
+          "relay",
+        ].join(", ")})`,
+        `config.upstream: "ftp://x" must use http:// or https://`,
+        `config.listen: unknown key "hots" (known: host, port)`,
+        "config.listen.port: 70000 is outside [0, 65535]",
+        `config.network: "mainnet" is not a known network; use one of base, base-sepolia, optimism, optimism-sepolia, arbitrum-sepolia, localhost, hardhat`,
+        "config.contract: 0x5fbdb2315678afecb367f032d93F642f64180aa3 has an invalid EIP-55 checksum (write it all lowercase to skip the check)",
+        `config.unmatchedRoutes: must be one of "reject", "free", got "allow"`,
+        `config.minDeposit: amount "one dollar" must be "$<dollars>" (e.g. "$0.001") or a string of atomic units (e.g. "1000")`,
+        "config.minWithdrawDelay: 60 is outside [900, 2592000] (the contract's withdraw delay bounds)",
+        "config.withdrawSafetyMarginSec: -1 is outside [0, 2592000]",
+        `config.fromBlock: must be a block number or "latest", got "genesis"`,
+        `config.database.path: must be a non-empty file path, got ""`,
+        "config.retryWindowMs: must be a whole number of ms, got 1.5",
+        "config.maxHeaderBytes: 1024 is outside [4096, 1048576]",
+        `config.healthPath: must be an absolute path like "/healthz" (or null to disable), got "healthz"`,
+        "environment PAYCHAN_PAYEE_PRIVATE_KEY: required; a 0x-prefixed 32-byte hex private key",
+      ]);
+    });
+
+    it("rejects a non-object file", () => {
+      expect(issuesOf([])).to.deep.equal(["config: must be a JSON object"]);
+    });
+
+    it("never echoes a malformed private key", () => {
+      const secret = "0x" + "ab".repeat(31);
+      const issues = issuesOf(base(), { [PAYEE_KEY_ENV]: secret });
+      expect(issues).to.deep.equal([
+        "environment PAYCHAN_PAYEE_PRIVATE_KEY: must be a 32-byte hex private key (64 hex digits, optionally 0x-prefixed)",
+      ]);
+      expect(issues.join("")).not.to.include("abab");
+      expect(issuesOf(base(), { [PAYEE_KEY_ENV]: "0x" + "0".repeat(64) })).to.deep.equal([
+        "environment PAYCHAN_PAYEE_PRIVATE_KEY: is not a valid secp256k1 private key (must be in [1, n-1])",
+      ]);
+    });
+
+    it("accepts a database path string and a non-durable store", () => {
+      expect(parse(base({ database: "data/x.db" })).database).to.deep.equal({
+        path: "/srv/paychan/data/x.db",
+        durable: true,
+      });
+      expect(parse(base({ database: { path: ":memory:", durable: false } })).database).to.deep.equal({
+        path: ":memory:",
+        durable: false,
+      });
+    });
+  });
+
+  describe("relay", () => {
+    it("is enabled at the default path exactly when a relayer key is set", () => {
+      const config = parse(base(), { ...ENV, [RELAYER_KEY_ENV]: RELAYER_KEY });
+      expect(config.relay).to.deep.equal({ path: "/paychan/relay" });
+      expect(config.relayer).to.equal(privateKeyToAccount(RELAYER_KEY).address);
+      expect(parse(base({ relay: false }), { ...ENV, [RELAYER_KEY_ENV]: RELAYER_KEY }).relay).to.equal(null);
+    });
+
+    it("refuses an explicit relay without a key, and clashing endpoint paths", () => {
+      expect(issuesOf(base({ relay: { path: "/r" } }))).to.deep.equal([
+        "config.relay: the relay needs PAYCHAN_RELAYER_PRIVATE_KEY in the environment",
+      ]);
+      expect(issuesOf(base({ healthPath: "/m", metricsPath: "/m" }))).to.deep.equal([
+        "config: the built-in endpoint path /m is used twice",
+      ]);
+    });
+  });
+
+  describe("loadConfig", () => {
+    let dir: string;
+    beforeEach(() => (dir = mkdtempSync(path.join(os.tmpdir(), "paychan-config-"))));
+    afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+    it("resolves the database next to the file and names the file in errors", () => {
+      const file = path.join(dir, "paychan.json");
+      writeFileSync(file, JSON.stringify(base({ database: "db.sqlite" })));
+      expect(loadConfig(file, ENV).database.path).to.equal(path.join(dir, "db.sqlite"));
+
+      writeFileSync(file, "{ not json");
+      expect(() => loadConfig(file, ENV))
+        .to.throw(ConfigError)
+        .with.property("message")
+        .that.includes(file)
+        .and.includes("not valid JSON");
+    });
+
+    it("validates the shipped example file", () => {
+      const example = path.join(__dirname, "..", "..", "paychan.config.example.json");
+      const config = loadConfig(example, { ...ENV, BASE_SEPOLIA_RPC_URL: "https://rpc.example" });
+      expect(config.routes["POST /llm/complete"]).to.deep.include({ pricing: "upto", price: "50000" });
+      expect(config.network.name).to.equal("base-sepolia");
+    });
+  });
+});
