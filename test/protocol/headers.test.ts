@@ -1,0 +1,185 @@
+import { expect } from "chai";
+import {
+  MAX_PAYMENT_HEADER_BYTES,
+  SCHEME,
+  X402_VERSION,
+  channelIdHex,
+  decodeHeader,
+  decodePaymentSignature,
+  encodeHeader,
+  encodePaymentSignature,
+  type DecodeResult,
+} from "../../src/protocol/headers";
+import { MAX_AMOUNT, toCompactSignature } from "../../src/protocol/voucher";
+import { ASSET, CONTRACT, NETWORK, PAYEE, harness, payerChannel, signVoucher } from "../helpers/memoryStore";
+
+const CH = payerChannel(5n);
+const SIG = signVoucher(CH, 1_000n);
+
+function body(overrides: Record<string, unknown> = {}, payload: Record<string, unknown> = {}) {
+  return {
+    x402Version: 2,
+    accepted: { scheme: "channel", network: NETWORK, asset: ASSET, payTo: PAYEE, extra: { contract: CONTRACT } },
+    payload: { channelId: channelIdHex(CH), amount: "1000", signature: SIG, ...payload },
+    ...overrides,
+  };
+}
+
+function reason(result: DecodeResult): string {
+  return result.ok ? "ok" : result.reason;
+}
+
+describe("x402 headers", () => {
+  it("round-trips any JSON body through encodeHeader / decodeHeader (base64 of UTF-8 JSON)", () => {
+    const value = { a: 1, b: ["x", null], c: { d: "é ✓" } };
+    const header = encodeHeader(value);
+    expect(header).to.match(/^[A-Za-z0-9+/]+={0,2}$/);
+    expect(Buffer.from(header, "base64").toString("utf8")).to.equal(JSON.stringify(value));
+    expect(decodeHeader(header)).to.deep.equal(value);
+    expect(() => decodeHeader("%%%")).to.throw();
+  });
+
+  it("encodes a PAYMENT-SIGNATURE from an offer and decodes it back", () => {
+    const offer = harness().offer(1_000n);
+    const header = encodePaymentSignature(offer, { channelId: channelIdHex(CH), amount: "1000", signature: SIG });
+    expect(decodeHeader(header)).to.deep.equal(body());
+    expect(decodePaymentSignature(header)).to.deep.equal({
+      ok: true,
+      voucher: {
+        channelId: CH,
+        amount: 1_000n,
+        signature: SIG,
+        network: NETWORK,
+        scheme: SCHEME,
+        asset: ASSET,
+        payTo: PAYEE,
+        contract: CONTRACT,
+      },
+    });
+    expect(header.length).to.be.lessThan(MAX_PAYMENT_HEADER_BYTES / 3);
+  });
+
+  it("writes channel ids as minimal lowercase 0x-hex", () => {
+    expect(channelIdHex(0n)).to.equal("0x0");
+    expect(channelIdHex(255n)).to.equal("0xff");
+    expect(BigInt(channelIdHex(CH))).to.equal(CH);
+  });
+
+  it("accepts optional asset, payTo and extra.contract, a 64-byte signature, and boundary amounts", () => {
+    const bare = body({ accepted: { scheme: "channel", network: NETWORK } });
+    const decoded = decodePaymentSignature(encodeHeader(bare));
+    expect(decoded.ok && [decoded.voucher.asset, decoded.voucher.payTo, decoded.voucher.contract]).to.deep.equal([
+      undefined,
+      undefined,
+      undefined,
+    ]);
+    const extraOnly = body({ accepted: { scheme: "channel", network: NETWORK, extra: {} } });
+    expect(reason(decodePaymentSignature(encodeHeader(extraOnly)))).to.equal("ok");
+    const compact = toCompactSignature(SIG);
+    expect(reason(decodePaymentSignature(encodeHeader(body({}, { signature: compact }))))).to.equal("ok");
+    for (const amount of ["0", MAX_AMOUNT.toString()]) {
+      const result = decodePaymentSignature(encodeHeader(body({}, { amount })));
+      expect(result.ok && result.voucher.amount).to.equal(BigInt(amount));
+    }
+    const longId = `0x${"f".repeat(46)}`;
+    const result = decodePaymentSignature(encodeHeader(body({}, { channelId: longId })));
+    expect(result.ok && result.voucher.channelId).to.equal(BigInt(longId));
+    // Hex digits of any case in ids and signatures; the scheme is checked later, by the gate.
+    const upper = body(
+      {},
+      { channelId: `0x${CH.toString(16).toUpperCase()}`, signature: `0x${SIG.slice(2).toUpperCase()}` },
+    );
+    expect(reason(decodePaymentSignature(encodeHeader(upper)))).to.equal("ok");
+    const exact = decodePaymentSignature(encodeHeader(body({ accepted: { scheme: "exact", network: "x" } })));
+    expect(exact.ok && exact.voucher.scheme).to.equal("exact");
+  });
+
+  describe("refusals, each with its reason code", () => {
+    const cases: [string, string, string][] = [
+      ["empty", "", "malformed_header"],
+      ["length not a multiple of 4", "abc", "malformed_header"],
+      ["characters outside base64", "ab-_", "malformed_header"],
+      ["whitespace", `${encodeHeader(body())} `.padEnd(4 * 200, " "), "malformed_header"],
+      ["padding in the middle", "ab==ab==", "malformed_header"],
+      ["not JSON", Buffer.from("not json!").toString("base64"), "malformed_header"],
+      ["JSON null", encodeHeader(null as unknown as object), "malformed_header"],
+      ["JSON array", encodeHeader([body()]), "malformed_header"],
+      ["JSON string", Buffer.from('"x402"').toString("base64"), "malformed_header"],
+      ["over the size cap", "A".repeat(MAX_PAYMENT_HEADER_BYTES + 4), "header_too_large"],
+      ["version missing", encodeHeader(body({ x402Version: undefined })), "unsupported_version"],
+      ["version 1", encodeHeader(body({ x402Version: 1 })), "unsupported_version"],
+      ["version as a string", encodeHeader(body({ x402Version: "2" })), "unsupported_version"],
+      ["accepted missing", encodeHeader(body({ accepted: undefined })), "invalid_payload"],
+      ["accepted an array", encodeHeader(body({ accepted: [] })), "invalid_payload"],
+      ["payload a string", encodeHeader(body({ payload: "x" })), "invalid_payload"],
+      ["scheme missing", encodeHeader(body({ accepted: { network: NETWORK } })), "invalid_payload"],
+      ["network a number", encodeHeader(body({ accepted: { scheme: "channel", network: 84532 } })), "invalid_payload"],
+      [
+        "asset a number",
+        encodeHeader(body({ accepted: { scheme: "channel", network: NETWORK, asset: 1 } })),
+        "invalid_payload",
+      ],
+      [
+        "payTo null",
+        encodeHeader(body({ accepted: { scheme: "channel", network: NETWORK, payTo: null } })),
+        "invalid_payload",
+      ],
+      [
+        "extra a string",
+        encodeHeader(body({ accepted: { scheme: "channel", network: NETWORK, extra: "x" } })),
+        "invalid_payload",
+      ],
+      [
+        "contract a number",
+        encodeHeader(body({ accepted: { scheme: "channel", network: NETWORK, extra: { contract: 5 } } })),
+        "invalid_payload",
+      ],
+      ["channel id a number", encodeHeader(body({}, { channelId: 5 })), "invalid_payload"],
+      ["channel id without 0x", encodeHeader(body({}, { channelId: CH.toString(16) })), "invalid_payload"],
+      ["channel id 0X", encodeHeader(body({}, { channelId: `0X${CH.toString(16)}` })), "invalid_payload"],
+      ["channel id decimal", encodeHeader(body({}, { channelId: CH.toString() })), "invalid_payload"],
+      ["channel id 0x", encodeHeader(body({}, { channelId: "0x" })), "invalid_payload"],
+      ["channel id of 47 digits", encodeHeader(body({}, { channelId: `0x1${"0".repeat(46)}` })), "invalid_payload"],
+      ["amount a number", encodeHeader(body({}, { amount: 1000 })), "invalid_payload"],
+      ["amount negative", encodeHeader(body({}, { amount: "-1" })), "invalid_payload"],
+      ["amount with a leading zero", encodeHeader(body({}, { amount: "01000" })), "invalid_payload"],
+      ["amount in hex", encodeHeader(body({}, { amount: "0x3e8" })), "invalid_payload"],
+      ["amount with exponent", encodeHeader(body({}, { amount: "1e3" })), "invalid_payload"],
+      ["amount with decimals", encodeHeader(body({}, { amount: "1000.0" })), "invalid_payload"],
+      ["amount above uint96", encodeHeader(body({}, { amount: (MAX_AMOUNT + 1n).toString() })), "invalid_payload"],
+      ["amount of 30 digits", encodeHeader(body({}, { amount: "1".repeat(30) })), "invalid_payload"],
+      ["signature missing", encodeHeader(body({}, { signature: undefined })), "malformed_signature"],
+      ["signature a number", encodeHeader(body({}, { signature: 7 })), "malformed_signature"],
+      ["signature of 63 bytes", encodeHeader(body({}, { signature: SIG.slice(0, 128) })), "malformed_signature"],
+      ["signature of 66 bytes", encodeHeader(body({}, { signature: `${SIG}00` })), "malformed_signature"],
+      ["signature without 0x", encodeHeader(body({}, { signature: SIG.slice(2) })), "malformed_signature"],
+      ["signature not hex", encodeHeader(body({}, { signature: `0x${"g".repeat(130)}` })), "malformed_signature"],
+    ];
+    for (const [name, header, expected] of cases) {
+      it(`${name} → ${expected}`, () => {
+        expect(reason(decodePaymentSignature(header))).to.equal(expected);
+      });
+    }
+
+    it("checks the size cap before anything else", () => {
+      const big = encodeHeader(body({}, { pad: "x".repeat(2000) }));
+      expect(big.length).to.be.greaterThan(MAX_PAYMENT_HEADER_BYTES);
+      expect(reason(decodePaymentSignature(big))).to.equal("header_too_large");
+      const fits = encodeHeader(body({}, { pad: "x".repeat(1000) }));
+      expect(fits.length).to.be.at.most(MAX_PAYMENT_HEADER_BYTES);
+      expect(reason(decodePaymentSignature(fits))).to.equal("ok");
+    });
+
+    it("reports the first defect in order: version, then payload, then signature", () => {
+      const all = body({ x402Version: 1 }, { amount: "x", signature: "x" });
+      expect(reason(decodePaymentSignature(encodeHeader(all)))).to.equal("unsupported_version");
+      const payload = body({}, { amount: "x", signature: "x" });
+      expect(reason(decodePaymentSignature(encodeHeader(payload)))).to.equal("invalid_payload");
+    });
+  });
+
+  it("uses x402 version 2 and the scheme name channel", () => {
+    expect(X402_VERSION).to.equal(2);
+    expect(SCHEME).to.equal("channel");
+  });
+});
