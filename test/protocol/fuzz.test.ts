@@ -417,13 +417,14 @@ describe("PAYMENT-SIGNATURE fuzzing through the paywall over HTTP", function () 
       const failures: string[] = [];
       const paidReplies: PaymentResponse[] = [];
       let freshPaid = 0;
-      const check = (c: Case, reply: Reply) => {
+      const check = (c: Case, reply: Reply): void => {
         const statuses = byKind.get(c.kind) ?? new Map<number, number>();
         statuses.set(reply.status, (statuses.get(reply.status) ?? 0) + 1);
         byKind.set(c.kind, statuses);
         const sent = c.header?.replace(/^[ \t]+|[ \t]+$/g, "");
         const local = sent === undefined || sent === "" ? undefined : decodePaymentSignature(sent);
-        const fail = (why: string) => failures.push(`${c.kind} ${reply.status} ${why} :: ${JSON.stringify(c.header)}`);
+        const fail = (why: string): void =>
+          void failures.push(`${c.kind} ${reply.status} ${why} :: ${JSON.stringify(c.header)}`);
         if (reply.status === 200) {
           const header = reply.headers["payment-response"];
           if (typeof header !== "string") return fail("200 without PAYMENT-RESPONSE");
