@@ -1,7 +1,7 @@
 import { secp256k1 } from "@noble/curves/secp256k1";
 import { privateKeyToAccount } from "viem/accounts";
 import type { Address, Hex } from "viem";
-import { createSignerRecoverer, createVoucherHasher, verifyVoucherSignature } from "../../src/protocol/fastVerify";
+import { createVoucherHasher, createVoucherSignatureVerifier } from "../../src/protocol/fastVerify";
 import { channelIdHex, encodePaymentSignature, type ChannelOffer } from "../../src/protocol/headers";
 import { ReceiptSigner } from "../../src/protocol/receipt";
 import { channelIdFor, voucherDigest, voucherDomain, type VoucherDomain } from "../../src/protocol/voucher";
@@ -227,22 +227,9 @@ export function word(value: bigint): string {
   return value.toString(16).padStart(64, "0");
 }
 
-/** The engine's signature check built on src/protocol/fastVerify (the production verifier). */
+/** The engine's signature check as production wires it (src/protocol/fastVerify). */
 export function fastVerifier(chainId = CHAIN_ID, contract: Address = CONTRACT): VoucherSignatureVerifier {
-  const hasher = createVoucherHasher(chainId, contract);
-  const recoverer = createSignerRecoverer();
-  return (channelId, amount, signature) => {
-    const result = verifyVoucherSignature(hasher, recoverer, channelId, amount, signature);
-    if (result.ok) return "ok";
-    switch (result.reason) {
-      case "high_s":
-        return "high_s_signature";
-      case "malformed_signature":
-        return "malformed_signature";
-      default:
-        return "invalid_signature";
-    }
-  };
+  return createVoucherSignatureVerifier(createVoucherHasher(chainId, contract));
 }
 
 export const TERMS: OfferTerms = {
