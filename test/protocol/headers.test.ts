@@ -1,4 +1,6 @@
 import { expect } from "chai";
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import {
   MAX_PAYMENT_HEADER_BYTES,
   SCHEME,
@@ -9,11 +11,39 @@ import {
   encodeHeader,
   encodePaymentSignature,
   type DecodeResult,
+  type PaymentRequired,
+  type PaymentResponse,
 } from "../../src/protocol/headers";
-import { MAX_AMOUNT, toCompactSignature } from "../../src/protocol/voucher";
-import { ASSET, CONTRACT, NETWORK, PAYEE, harness, payerChannel, signVoucher } from "../helpers/memoryStore";
+import {
+  RECEIPT_DOMAIN_NAME,
+  RECEIPT_DOMAIN_VERSION,
+  RECEIPT_TYPE_STRING,
+  requestHash,
+  verifyReceipt,
+} from "../../src/protocol/receipt";
+import {
+  CHANNEL_NONCE_BITS,
+  DOMAIN_NAME,
+  DOMAIN_VERSION,
+  MAX_AMOUNT,
+  VOUCHER_TYPE_STRING,
+  toCompactSignature,
+} from "../../src/protocol/voucher";
+import {
+  ASSET,
+  CHAIN_ID,
+  CONTRACT,
+  NETWORK,
+  PAYEE,
+  fastVerifier,
+  harness,
+  payerChannel,
+  signVoucher,
+} from "../helpers/memoryStore";
 
 const CH = payerChannel(5n);
+/** The channel of the examples in docs/protocol.md: nonce 0 of the test payer. */
+const CH_DOC = payerChannel(0n);
 const SIG = signVoucher(CH, 1_000n);
 
 function body(overrides: Record<string, unknown> = {}, payload: Record<string, unknown> = {}) {
@@ -181,5 +211,57 @@ describe("x402 headers", () => {
   it("uses x402 version 2 and the scheme name channel", () => {
     expect(X402_VERSION).to.equal(2);
     expect(SCHEME).to.equal("channel");
+  });
+});
+
+describe("docs/protocol.md matches the code", () => {
+  const doc = readFileSync(path.join(__dirname, "..", "..", "docs", "protocol.md"), "utf8");
+  const jsonBlocks = [...doc.matchAll(/```json\n([\s\S]*?)\n```/g)].map(
+    (m) => JSON.parse(m[1]) as Record<string, unknown>,
+  );
+
+  it("states the voucher and receipt type strings, domains and the header cap exactly", () => {
+    expect(doc).to.include(VOUCHER_TYPE_STRING);
+    expect(doc).to.include(RECEIPT_TYPE_STRING);
+    expect(doc).to.include(`{ name: "${DOMAIN_NAME}", version: "${DOMAIN_VERSION}", chainId:`);
+    expect(doc).to.include(`{ name: "${RECEIPT_DOMAIN_NAME}", version: "${RECEIPT_DOMAIN_VERSION}", chainId:`);
+    expect(doc).to.include(`${MAX_PAYMENT_HEADER_BYTES.toLocaleString("en-US")} bytes`);
+    expect(CHANNEL_NONCE_BITS).to.equal(24n);
+  });
+
+  it("has a PAYMENT-SIGNATURE example that decodes to its JSON and carries a valid voucher", () => {
+    const line = /^PAYMENT-SIGNATURE: (\S+)$/m.exec(doc);
+    expect(line, "example header").to.not.equal(null);
+    const header = line![1];
+    const example = jsonBlocks.find((b) => "payload" in b);
+    expect(decodeHeader(header)).to.deep.equal(example);
+    const decoded = decodePaymentSignature(header);
+    if (!decoded.ok) throw new Error(decoded.reason);
+    expect(decoded.voucher.channelId).to.equal(CH_DOC);
+    expect(fastVerifier()(decoded.voucher.channelId, decoded.voucher.amount, decoded.voucher.signature)).to.equal("ok");
+  });
+
+  it("has a PAYMENT-RESPONSE example whose receipt verifies offline for the documented request", async () => {
+    const example = jsonBlocks.find((b) => "receipt" in b) as unknown as PaymentResponse;
+    const offer = (jsonBlocks.find((b) => "accepts" in b) as unknown as PaymentRequired).accepts[0];
+    const receipt = example.receipt;
+    expect(receipt.request).to.equal(requestHash("GET", "/weather?city=Lisbon"));
+    expect(await verifyReceipt(receipt, offer.extra.receiptSigner, CHAIN_ID, offer.extra.contract)).to.equal(true);
+  });
+
+  it("documents every PAYMENT-REQUIRED, offer, channel view and PAYMENT-RESPONSE field the code sends", () => {
+    const offer = harness().offer(1n) as unknown as Record<string, unknown>;
+    const fields = [
+      ...Object.keys(offer).filter((k) => k !== "extra"),
+      ...["contract", "pricing", "minDeposit", "minWithdrawDelay", "tokenName", "tokenVersion", "decimals"].map(
+        (k) => `extra.${k}`,
+      ),
+      "extra.receiptSigner",
+      "extra.relay",
+      ...["x402Version", "error", "resource.url", "resource.description", "accepts", "channel"],
+      ...["deposit", "chargedTotal", "highestAmount", "highestSignature", "remaining", "withdrawReadyAt"],
+      ...["success", "payer", "amount", "charge", "receipt", "voucherAmount", "request", "issuedAt", "signer"],
+    ];
+    for (const field of fields) expect(doc, field).to.include(`| \`${field}\` |`);
   });
 });
