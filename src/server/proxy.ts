@@ -2,8 +2,9 @@ import http from "node:http";
 import https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import { PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER, type Pricing } from "../protocol/headers";
+import { requestHash } from "../protocol/receipt";
 import type { UnmatchedPolicy } from "./config";
-import type { Payment, PaymentGate } from "./gate";
+import type { PaidRequest, Payment, PaymentGate } from "./gate";
 import { silentLogger, type Logger } from "./log";
 import { PROMETHEUS_CONTENT_TYPE, type PaymentMetrics, type RequestOutcome } from "./metrics";
 import { RouteMatcher, type ResolvedRoute, type RoutePrice, type RouteTable } from "./routes";
@@ -317,7 +318,7 @@ export class PaymentProxy {
     }
 
     const header = req.headers[PAYMENT_SIGNATURE_HEADER];
-    const result = await this.options.gate.authorize({
+    const paidRequest: PaidRequest = {
       method,
       pathAndQuery: target.forwardPath + target.query,
       url: this.resourceUrl(req, target),
@@ -325,7 +326,18 @@ export class PaymentProxy {
       price: route.price,
       pricing: route.pricing,
       ...(route.description ? { description: route.description } : {}),
-    });
+    };
+    let result = await this.options.gate.authorize(paidRequest);
+    if (
+      result.ok &&
+      result.retry &&
+      result.response().receipt.request !== requestHash(method, paidRequest.pathAndQuery)
+    ) {
+      // The gate answers a retry of an accepted voucher whatever the request; and a 402's channel
+      // view shows the highest voucher to anyone naming the channel. Binding a retry to the
+      // request its receipt was signed for keeps a replayed voucher from buying anything else.
+      result = this.options.gate.refuse(paidRequest, "voucher_reused");
+    }
     if (!result.ok) {
       this.finish(req, started, "refused", result.status, () => ({ reason: result.reason }));
       res.setHeader("access-control-expose-headers", EXPOSE_HEADERS);

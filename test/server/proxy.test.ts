@@ -325,6 +325,28 @@ describe("paying reverse proxy", () => {
       expect(upstream.seen).to.have.length(1);
     });
 
+    it("honours a retry of a voucher only for the request it paid for", async () => {
+      const header = pay();
+      const first = await send(port, { path: "/paid?city=Lisbon", headers: { [PAYMENT_SIGNATURE_HEADER]: header } });
+      expect(first.status).to.equal(200);
+      const other = await send(port, { path: "/paid?city=Porto", headers: { [PAYMENT_SIGNATURE_HEADER]: header } });
+      expect(other.status).to.equal(402);
+      expect(JSON.parse(other.body).error).to.equal("voucher_reused");
+      const post = await send(port, {
+        method: "POST",
+        path: "/paid?city=Lisbon",
+        headers: { [PAYMENT_SIGNATURE_HEADER]: header },
+      });
+      expect(post.status).to.equal(402);
+      expect(upstream.seen).to.have.length(1);
+
+      const again = await send(port, { path: "/paid?city=Lisbon", headers: { [PAYMENT_SIGNATURE_HEADER]: header } });
+      expect(again.status).to.equal(200);
+      expect(paymentResponse(again)).to.deep.equal(paymentResponse(first));
+      expect(upstream.seen).to.have.length(2);
+      expect(h.engine.channelView(payerChannel())?.chargedTotal).to.equal("1000");
+    });
+
     it("charges what an upto route reports in x-paychan-charge and strips the header", async () => {
       upstream.handlers.set("/usage", (_req, res) => {
         res.writeHead(200, { [CHARGE_HEADER]: "1234" });
