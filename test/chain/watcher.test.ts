@@ -1,4 +1,7 @@
 import { expect } from "chai";
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { artifacts } from "hardhat";
 import {
   concatHex,
@@ -25,6 +28,7 @@ import {
   type WithdrawalRequestInfo,
 } from "../../src/chain/watcher";
 import { encodeClaimItem, voucherDomain, voucherTypedData } from "../../src/protocol/voucher";
+import { openSqliteStore } from "../../src/store/sqlite";
 import type { ChannelRecord } from "../../src/store/types";
 import {
   jsonRpcError,
@@ -339,11 +343,13 @@ describe("ChannelWatcher (against a hardhat node over JSON-RPC)", function () {
     expect(store.getChannel(a.id)?.withdrawReadyAt).to.equal(readyAt);
   });
 
-  it("resumes from the stored cursor after a restart instead of rescanning from the deploy block", async () => {
+  it("resumes from the stored cursor after a restart instead of rescanning from the deploy block (SQLite store)", async () => {
     const { contract, block } = await deployChannels();
     const proxy = await startRpcProxy(node.url);
     proxies.push(proxy);
-    const store = new MemoryStore();
+    const dir = mkdtempSync(path.join(os.tmpdir(), "paychan-watcher-"));
+    const dbPath = path.join(dir, "store.db");
+    let store = openSqliteStore({ path: dbPath, durable: false });
     const options = { fromBlock: block, maxBlockRange: 3 };
     const viaProxy = { client: createChainClient({ url: proxy.url, retryCount: 0 }) };
 
@@ -352,6 +358,7 @@ describe("ChannelWatcher (against a hardhat node over JSON-RPC)", function () {
     const first = makeWatcher(contract, store, { ...options, ...viaProxy });
     await first.syncNow();
     await first.stop();
+    await store.close();
     const cursor = first.lastSyncedBlock;
     expect(cursor).to.equal(await latest());
     expect(getLogsFromBlocks(proxy.calls)).to.include(block);
@@ -359,15 +366,22 @@ describe("ChannelWatcher (against a hardhat node over JSON-RPC)", function () {
     await call(PAYER, contract, "topUp", [a.id, 5n]);
     const b = await open(contract, PAYEE, 2_000n);
     proxy.reset();
-    const second = makeWatcher(contract, store, { ...options, ...viaProxy });
-    expect(second.lastSyncedBlock).to.equal(cursor);
-    await second.syncNow();
+    store = openSqliteStore({ path: dbPath, durable: false });
+    try {
+      const second = makeWatcher(contract, store, { ...options, ...viaProxy });
+      expect(second.lastSyncedBlock).to.equal(cursor);
+      await second.syncNow();
+      await second.stop();
 
-    const froms = getLogsFromBlocks(proxy.calls);
-    // One span (two queries: opened-by-payee and the rest) covers the two new blocks.
-    expect(froms).to.deep.equal([cursor + 1n, cursor + 1n]);
-    expect(store.getChannel(a.id)?.deposit).to.equal(1_005n);
-    expect(store.getChannel(b.id)?.deposit).to.equal(2_000n);
+      const froms = getLogsFromBlocks(proxy.calls);
+      // One span (two queries: opened-by-payee and the rest) covers the two new blocks.
+      expect(froms).to.deep.equal([cursor + 1n, cursor + 1n]);
+      expect(store.getChannel(a.id)?.deposit).to.equal(1_005n);
+      expect(store.getChannel(b.id)?.deposit).to.equal(2_000n);
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("survives a reorg: rolled-back events are undone and the new chain's events applied", async () => {
