@@ -1,0 +1,317 @@
+import type { AddressInfo } from "node:net";
+import { createWalletClient, http, type Chain, type PublicClient } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import { arbitrumSepolia, base, baseSepolia, hardhat, optimism, optimismSepolia } from "viem/chains";
+import { createChainClient } from "../chain/client";
+import type { NetworkName } from "../chain/networks";
+import { ChannelWatcher } from "../chain/watcher";
+import { createVoucherHasher, createVoucherSignatureVerifier } from "../protocol/fastVerify";
+import { ReceiptSigner } from "../protocol/receipt";
+import { TransactionSender } from "../settler/sender";
+import { openSqliteStore } from "../store/sqlite";
+import type { ChannelRecord, PaymentStore } from "../store/types";
+import type { ServerConfig } from "./config";
+import { VerificationEngine } from "./engine";
+import { PaymentGate } from "./gate";
+import { createLogger, type Logger } from "./log";
+import { PaymentMetrics } from "./metrics";
+import { PaymentProxy, type HealthReport } from "./proxy";
+import { GaslessRelay } from "./relay";
+
+/**
+ * Assembles a paychan server from a validated {@link ServerConfig}: SQLite store → verification
+ * engine (restored from the store) → chain watcher (feeding the engine) → receipt signer →
+ * payment gate (observed by metrics) → reverse proxy (+ gasless relay when a relayer key is set).
+ *
+ * Money state has one rule here: the engine must never hold a channel with a fresh (zero)
+ * ledger while the store has a real one, or vouchers between the stored highest and the
+ * charged total could be spent twice after a restart. Every channel record therefore enters the
+ * engine through {@link applyRecord}, which seeds a channel the engine does not hold yet from
+ * the store's ledger.
+ */
+
+/** Overrides for tests and embedding; everything defaults to what the config describes. */
+export interface PaymentServerOptions {
+  readonly logger?: Logger;
+  /** A store to use instead of opening `config.database`; it is closed by stop() all the same. */
+  readonly store?: PaymentStore;
+  readonly publicClient?: PublicClient;
+  /** Grace period for in-flight requests at stop(), ms. Default 10,000. */
+  readonly shutdownGraceMs?: number;
+}
+
+/** A running (or startable) paychan server. */
+export interface PaymentServer {
+  readonly config: ServerConfig;
+  readonly gate: PaymentGate;
+  readonly engine: VerificationEngine;
+  readonly store: PaymentStore;
+  readonly watcher: ChannelWatcher;
+  readonly receipts: ReceiptSigner;
+  readonly metrics: PaymentMetrics;
+  readonly proxy: PaymentProxy;
+  readonly relay: GaslessRelay | undefined;
+  readonly logger: Logger;
+  /** Health as served on the health endpoint. */
+  health(): HealthReport;
+  /** Checks the chain, starts the watcher and listens; resolves with the bound address. */
+  start(): Promise<AddressInfo>;
+  /** Stops accepting, drains in-flight requests, stops the watcher, flushes and closes the store. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Most unknown-channel lookups (RPC reads) in flight at once. */
+const MAX_CHANNEL_LOOKUPS = 64;
+
+const VIEM_CHAINS: Readonly<Record<NetworkName, Chain>> = {
+  base,
+  "base-sepolia": baseSepolia,
+  optimism,
+  "optimism-sepolia": optimismSepolia,
+  "arbitrum-sepolia": arbitrumSepolia,
+  localhost: hardhat,
+  hardhat,
+};
+
+/**
+ * Builds a server: opens the store and restores the engine from it. The only network call made
+ * here is one `eth_blockNumber` on a first start with `fromBlock: "latest"`; listening and
+ * watching begin with {@link PaymentServer.start}.
+ */
+export async function createPaymentServer(
+  config: ServerConfig,
+  options: PaymentServerOptions = {},
+): Promise<PaymentServer> {
+  const logger = options.logger ?? createLogger();
+  const { network } = config;
+  const chain: Chain = { ...VIEM_CHAINS[network.name], rpcUrls: { default: { http: [config.rpcUrl] } } };
+  const client = options.publicClient ?? createChainClient({ url: config.rpcUrl, chain });
+
+  const store = options.store ?? openSqliteStore({ path: config.database.path, durable: config.database.durable });
+  try {
+    const engine = new VerificationEngine({
+      payee: config.payee,
+      tokens: [config.token.address],
+      verifySignature: createVoucherSignatureVerifier(createVoucherHasher(network.chainId, config.contract)),
+      withdrawSafetyMarginSec: config.withdrawSafetyMarginSec,
+      loadUsedAmounts: (channelId) => store.loadVoucherAmounts(channelId),
+    });
+    engine.restore(store.loadLedgers(), store.loadChannels());
+
+    /** The only way a channel record enters the engine (see the module comment). */
+    const applyRecord = (record: ChannelRecord): void => {
+      if (engine.record(record.channelId) !== undefined) {
+        engine.applyChannel(record);
+        return;
+      }
+      // Not held yet: nothing was accepted on it in this process, so the store's ledger is the
+      // whole truth (every accepted voucher was durable before it was served).
+      const ledger = store.getLedger(record.channelId);
+      engine.restore(ledger ? [ledger] : [], [record]);
+    };
+
+    // Same key as the watcher's default, spelled out because the first-start decision needs it.
+    const cursorKey = `watcher:${network.chainId}:${config.contract.toLowerCase()}:${config.payee.toLowerCase()}`;
+    let fromBlock: bigint | undefined;
+    if (config.fromBlock !== "latest") fromBlock = config.fromBlock;
+    else if (store.getCursor(cursorKey) === undefined) {
+      // First start without a deploy block: begin at the safe head instead of scanning all of
+      // history; channels opened earlier are read on demand (ensureChannel). Later starts resume
+      // from the stored cursor, so blocks passed while the server was down are never skipped.
+      const head = await client.getBlockNumber();
+      const confirmations = BigInt(config.confirmations);
+      fromBlock = head > confirmations ? head - confirmations : 1n;
+    }
+    const watcher = new ChannelWatcher({
+      client,
+      contract: config.contract,
+      payee: config.payee,
+      chainId: network.chainId,
+      confirmations: config.confirmations,
+      store,
+      pollIntervalMs: config.pollIntervalMs,
+      ...(fromBlock !== undefined ? { fromBlock } : {}),
+      cursorKey,
+      logger: logger.child({ component: "watcher" }),
+    });
+    watcher.on("channel", applyRecord);
+    // An EventEmitter "error" without a listener throws; the watcher retries on its own.
+    watcher.on("error", (error) => logger.warn("chain watcher poll failed", { err: error }));
+
+    // Channels the engine does not hold cost RPC calls to look up, and anyone can name any id:
+    // cap the lookups in flight so a flood of made-up ids cannot queue unbounded RPC work. Past
+    // the cap the voucher gets unknown_channel (402) and a real client simply retries.
+    let lookups = 0;
+    const fetchChannel = async (channelId: bigint): Promise<ChannelRecord | undefined> => {
+      if (lookups >= MAX_CHANNEL_LOOKUPS) return undefined;
+      lookups++;
+      try {
+        const record = await watcher.ensureChannel(channelId);
+        if (record) applyRecord(record);
+        return record;
+      } finally {
+        lookups--;
+      }
+    };
+
+    const receipts = new ReceiptSigner(config.secrets.payeeKey, network.chainId, config.contract);
+    const metrics = new PaymentMetrics({
+      ledgers: () => engine.ledgers(),
+      watcherLagBlocks: () => watcher.lagBlocks,
+    });
+    const gate = new PaymentGate({
+      engine,
+      store,
+      receipts,
+      terms: {
+        network: network.caip2,
+        contract: config.contract,
+        asset: config.token.address,
+        payee: config.payee,
+        decimals: config.token.decimals,
+        tokenName: config.token.name,
+        tokenVersion: config.token.version,
+        minDeposit: config.minDeposit,
+        minWithdrawDelay: config.minWithdrawDelay,
+        maxTimeoutSeconds: config.maxTimeoutSeconds,
+        ...(config.relay ? { relay: config.relay.path } : {}),
+      },
+      fetchChannel,
+      retryWindowMs: config.retryWindowMs,
+      observer: metrics.observer,
+    });
+
+    let relay: GaslessRelay | undefined;
+    if (config.relay && config.secrets.relayerKey) {
+      const account = privateKeyToAccount(config.secrets.relayerKey);
+      const walletClient = createWalletClient({ account, chain, transport: http(config.rpcUrl) });
+      relay = new GaslessRelay({
+        path: config.relay.path,
+        publicClient: client,
+        sender: new TransactionSender({
+          publicClient: client,
+          walletClient,
+          account,
+          chain,
+          confirmations: config.confirmations,
+          pollIntervalMs: Math.min(config.pollIntervalMs, 1_000),
+          timeoutMs: 120_000,
+        }),
+        chainId: network.chainId,
+        contract: config.contract,
+        payee: config.payee,
+        token: config.token,
+        minDeposit: config.minDeposit,
+        minWithdrawDelay: config.minWithdrawDelay,
+        // Prime the engine so the payer's first paid request needs no RPC round trip.
+        onChannel: (channelId) => {
+          fetchChannel(channelId).catch((error: unknown) =>
+            logger.warn("could not load a relayed channel", { channelId, err: error }),
+          );
+        },
+        logger: logger.child({ component: "relay" }),
+        metrics,
+      });
+    }
+
+    const health = (): HealthReport => {
+      let storeOk = true;
+      try {
+        store.getCursor(watcher.cursorKey);
+      } catch {
+        storeOk = false;
+      }
+      const status = watcher.status();
+      return {
+        ok: storeOk && status.healthy,
+        store: { ok: storeOk },
+        chain: {
+          network: network.name,
+          chainId: network.chainId,
+          healthy: status.healthy,
+          lastSyncedBlock: status.lastSyncedBlock.toString(),
+          latestBlock: status.latestBlock?.toString() ?? null,
+          lagBlocks: status.lagBlocks ?? null,
+          consecutiveFailures: status.consecutiveFailures,
+          ...(status.lastError ? { lastError: status.lastError } : {}),
+        },
+      };
+    };
+
+    const proxy = new PaymentProxy({
+      gate,
+      routes: config.routes,
+      decimals: config.token.decimals,
+      upstream: config.upstream,
+      unmatchedRoutes: config.unmatchedRoutes,
+      maxHeaderBytes: config.maxHeaderBytes,
+      upstreamTimeoutMs: config.upstreamTimeoutMs,
+      ...(config.publicUrl ? { publicUrl: config.publicUrl } : {}),
+      healthPath: config.healthPath,
+      metricsPath: config.metricsPath,
+      health,
+      metrics,
+      ...(relay ? { relay } : {}),
+      logger: logger.child({ component: "proxy" }),
+    });
+
+    let stopping: Promise<void> | undefined;
+    const server: PaymentServer = {
+      config,
+      gate,
+      engine,
+      store,
+      watcher,
+      receipts,
+      metrics,
+      proxy,
+      relay,
+      logger,
+      health,
+      async start() {
+        const chainId = await client.getChainId();
+        if (chainId !== network.chainId) {
+          throw new Error(
+            `the RPC endpoint serves chain ${chainId}, but network ${network.name} is ${network.chainId}`,
+          );
+        }
+        const code = await client.getCode({ address: config.contract });
+        if (code === undefined || code === "0x") {
+          throw new Error(`no contract at ${config.contract} on ${network.name}: check config.contract`);
+        }
+        watcher.start();
+        const address = await proxy.listen(config.listen.port, config.listen.host);
+        logger.info("paychan server listening", {
+          address: `http://${address.address}:${address.port}`,
+          upstream: config.upstream.toString(),
+          network: network.name,
+          contract: config.contract,
+          payee: config.payee,
+          receiptSigner: receipts.address,
+          relay: relay ? `${relay.path}/{open,topup}` : null,
+          channels: [...engine.ledgers()].length,
+        });
+        return address;
+      },
+      stop() {
+        stopping ??= (async () => {
+          logger.info("paychan server stopping");
+          try {
+            await proxy.close(options.shutdownGraceMs ?? 10_000);
+          } catch (error) {
+            logger.warn("proxy did not close cleanly", { err: error });
+          }
+          await watcher.stop();
+          // Last: requests drained above may still have had writes in the group-commit queue.
+          await store.close();
+          logger.info("paychan server stopped");
+        })();
+        return stopping;
+      },
+    };
+    return server;
+  } catch (error) {
+    void store.close();
+    throw error;
+  }
+}
