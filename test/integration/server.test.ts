@@ -208,7 +208,7 @@ describe("paychan server end to end (hardhat node, real HTTP)", function () {
   const session = privateKeyToAccount(generatePrivateKey());
   const payer = privateKeyToAccount(PAYER_KEY);
   const payee = privateKeyToAccount(PAYEE_KEY).address;
-  const started = Date.now();
+  let started = 0;
   let gaslessReceipts: SignedReceipt[] = [];
   let gaslessHighest = 0n;
 
@@ -228,6 +228,7 @@ describe("paychan server end to end (hardhat node, real HTTP)", function () {
   }
 
   before(async () => {
+    started = Date.now();
     node = await startHardhatNode({ deploy: true });
     usdc = node.deployments!.MockUSDC;
     contract = node.deployments!.PaymentChannels;
