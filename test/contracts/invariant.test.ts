@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { ethers, network } from "hardhat";
+import hre, { ethers, network } from "hardhat";
 import { Interface, Signature, Wallet, getAddress, id as hashString, toBeHex } from "ethers";
 import type { Address, Hex } from "viem";
 import {
@@ -33,7 +33,9 @@ import type { MockUSDC, PaymentChannels } from "../../typechain-types";
  */
 
 const SEED = 0x2f6a_91c3;
-const OPERATIONS = 2_000;
+/** Under `hardhat coverage` every opcode is traced; a shorter walk still reaches every line. */
+const UNDER_COVERAGE = (hre as { __SOLIDITY_COVERAGE_RUNNING?: boolean }).__SOLIDITY_COVERAGE_RUNNING === true;
+const OPERATIONS = UNDER_COVERAGE ? 300 : 2_000;
 const MIN_DELAY = 15 * 60;
 const MAX_DELAY = 30 * 24 * 3600;
 const TX_GAS = "0x2dc6c0"; // 3,000,000
@@ -831,7 +833,7 @@ describe("PaymentChannels invariants under a seeded random walk", function () {
       "finalizeWithdrawal",
       "close",
     ]) {
-      expect(opCounts[name] ?? 0, name).to.be.greaterThan(20);
+      expect(opCounts[name] ?? 0, name).to.be.greaterThan(OPERATIONS / 100);
     }
     for (const kind of [
       "valid",
@@ -842,7 +844,7 @@ describe("PaymentChannels invariants under a seeded random walk", function () {
       "closed channel",
       "unknown id",
     ]) {
-      expect(batchItemCounts[kind] ?? 0, kind).to.be.greaterThan(20);
+      expect(batchItemCounts[kind] ?? 0, kind).to.be.greaterThan(OPERATIONS / 100);
     }
     expect(Object.keys(refusalCounts).length).to.be.greaterThanOrEqual(10);
     expect(new Set(model.map((c) => c.signer.address)).size).to.be.lessThan(model.length); // signer nonces > 0 occur
