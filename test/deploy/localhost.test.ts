@@ -4,7 +4,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { expect } from "chai";
-import { artifacts, config } from "hardhat";
+import { config } from "hardhat";
 import { JsonRpcProvider, Wallet, getCreate2Address, keccak256, type JsonRpcSigner } from "ethers";
 import type { Address } from "viem";
 import { voucherDomain, VOUCHER_TYPES } from "../../src/protocol/voucher";
@@ -69,6 +69,16 @@ function groupAlive(pgid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * The artifact the node deployed from. Read from <root>/artifacts rather than through `hre.artifacts`,
+ * which `hardhat coverage` points at its instrumented build; the node compiles the normal build
+ * before it deploys, so these files are current once it answers.
+ */
+function readArtifact(file: string, name: string): { bytecode: string; deployedBytecode: string } {
+  const json = path.join(config.paths.root, "artifacts", "contracts", file, `${name}.json`);
+  return JSON.parse(fs.readFileSync(json, "utf8")) as { bytecode: string; deployedBytecode: string };
 }
 
 function readDeployment(name: string): DeploymentFile {
@@ -147,10 +157,13 @@ describe("deploy: npx hardhat node on a free port", function () {
     expect(fs.readFileSync(path.join(localhostDir, ".chainId"), "utf8").trim()).to.equal("31337");
   });
 
-  for (const name of ["PaymentChannels", "MockUSDC"]) {
+  for (const [file, name] of [
+    ["PaymentChannels.sol", "PaymentChannels"],
+    ["mocks/MockUSDC.sol", "MockUSDC"],
+  ]) {
     it(`deployed ${name} through the CREATE2 factory at its offline-computed address`, async () => {
       const deployment = readDeployment(name);
-      const artifact = await artifacts.readArtifact(name);
+      const artifact = readArtifact(file, name);
       // Same creation code as this checkout's build, so the address below is the one every chain gets.
       expect(deployment.bytecode, "creation code recorded by hardhat-deploy").to.equal(artifact.bytecode);
       const expected = getCreate2Address(CREATE2_FACTORY, DEFAULT_SALT, keccak256(artifact.bytecode));
