@@ -14,7 +14,7 @@ export const SCHEME = "channel";
 export const PAYMENT_REQUIRED_HEADER = "payment-required";
 export const PAYMENT_SIGNATURE_HEADER = "payment-signature";
 export const PAYMENT_RESPONSE_HEADER = "payment-response";
-/** Largest PAYMENT-SIGNATURE header accepted, in bytes; a valid one is about 400. */
+/** Largest PAYMENT-SIGNATURE header accepted, in bytes; a valid one is about 700. */
 export const MAX_PAYMENT_HEADER_BYTES = 2048;
 
 /** How a route charges: a fixed price, or up to the price depending on what the handler did. */
@@ -56,9 +56,11 @@ export interface ChannelView {
   readonly channelId: Hex;
   readonly deposit: string;
   readonly chargedTotal: string;
-  /** Highest voucher the server holds for this channel, and its signature. */
+  /**
+   * Highest voucher amount the server holds for this channel. Its signature is not sent: anyone
+   * can provoke a 402, and a client can sign the same voucher again (signatures are deterministic).
+   */
   readonly highestAmount: string;
-  readonly highestSignature: Hex | null;
   /** What the payer can still spend: deposit − chargedTotal. */
   readonly remaining: string;
   /** Unix seconds; 0 when no withdrawal is pending. */

@@ -22,6 +22,7 @@ export const REASONS = {
   unknown_channel: 402,
   channel_closed: 402,
   channel_withdrawing: 402,
+  withdraw_delay_too_short: 402,
   invalid_signature: 402,
   high_s_signature: 402,
   amount_exceeds_deposit: 402,

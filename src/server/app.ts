@@ -94,7 +94,9 @@ export async function createPaymentServer(
       tokens: [config.token.address],
       verifySignature: createVoucherSignatureVerifier(createVoucherHasher(network.chainId, config.contract)),
       withdrawSafetyMarginSec: config.withdrawSafetyMarginSec,
+      minWithdrawDelay: config.minWithdrawDelay,
       loadUsedAmounts: (channelId) => store.loadVoucherAmounts(channelId),
+      loadLedger: (channelId) => store.getLedger(channelId),
     });
     engine.restore(store.loadLedgers(), store.loadChannels());
 

@@ -36,8 +36,18 @@ export interface EngineOptions {
    * away, so the settler always has time to claim before the payer can finalize.
    */
   readonly withdrawSafetyMarginSec: number;
+  /**
+   * Shortest withdraw delay (seconds) a channel may have to be served: the payee needs that long
+   * to claim after the payer starts to exit. 0 accepts any delay the contract allows.
+   */
+  readonly minWithdrawDelay?: number;
   /** Loads the amounts of every voucher already accepted on a channel (from the store). */
   readonly loadUsedAmounts: (channelId: bigint) => readonly bigint[];
+  /**
+   * Loads a channel's stored ledger when the engine first learns of the channel, so a channel
+   * fetched after a restart continues from what was charged instead of from zero.
+   */
+  readonly loadLedger?: (channelId: bigint) => ChannelLedger | undefined;
   /** Unix seconds; injectable for tests. */
   readonly nowSec?: () => number;
 }
@@ -109,11 +119,12 @@ export class VerificationEngine {
     const state = this.channels.get(record.channelId);
     if (state) state.record = record;
     else {
+      const ledger = this.options.loadLedger?.(record.channelId);
       this.channels.set(record.channelId, {
         record,
-        charged: 0n,
-        highest: 0n,
-        highestSignature: null,
+        charged: ledger?.chargedTotal ?? 0n,
+        highest: ledger?.highestAmount ?? 0n,
+        highestSignature: ledger?.highestSignature ?? null,
         used: undefined,
         signatures: new Map(),
       });
@@ -137,6 +148,9 @@ export class VerificationEngine {
     if (record.payee.toLowerCase() !== this.payee) return { kind: "rejected", reason: "wrong_payee" };
     if (!this.tokens.has(record.token.toLowerCase())) return { kind: "rejected", reason: "wrong_token" };
     if (record.status === "closed") return { kind: "rejected", reason: "channel_closed" };
+    if (record.withdrawDelay < (this.options.minWithdrawDelay ?? 0)) {
+      return { kind: "rejected", reason: "withdraw_delay_too_short" };
+    }
     if (record.withdrawReadyAt !== 0 && record.withdrawReadyAt - this.nowSec() < this.options.withdrawSafetyMarginSec) {
       return { kind: "rejected", reason: "channel_withdrawing", channel: this.view(state) };
     }
@@ -194,17 +208,26 @@ export class VerificationEngine {
   }
 
   /**
-   * Lowers a ticket's charge after a usage-based route charged `finalCharge` (≤ its reservation).
-   * Returns the channel's new charged total.
+   * Changes a ticket's charge from `currentCharge` (initially the reservation) to `finalCharge`
+   * after a usage-based route ran; the final charge never exceeds the reservation. Returns the
+   * channel's new charged total.
    */
-  settleCharge(ticket: Ticket, finalCharge: bigint): bigint {
+  settleCharge(ticket: Ticket, finalCharge: bigint, currentCharge: bigint = ticket.charge): bigint {
     if (finalCharge < 0n || finalCharge > ticket.charge) {
       throw new RangeError(`final charge ${finalCharge} outside [0, ${ticket.charge}]`);
     }
     const state = this.channels.get(ticket.channelId);
     if (!state) throw new Error(`unknown channel ${ticket.channelId}`);
-    state.charged -= ticket.charge - finalCharge;
+    state.charged -= currentCharge - finalCharge;
     return state.charged;
+  }
+
+  /**
+   * Checks only the voucher's signature (the signer is encoded in the channel id), so a request
+   * naming an unknown channel costs a chain lookup only when a real key signed it.
+   */
+  verifySignature(channelId: bigint, amount: bigint, signature: Hex): SignatureCheck {
+    return this.options.verifySignature(channelId, amount, signature);
   }
 
   /** The server's view of a channel, for resynchronizing clients; undefined if unknown. */
@@ -249,7 +272,6 @@ export class VerificationEngine {
       deposit: state.record.deposit.toString(),
       chargedTotal: state.charged.toString(),
       highestAmount: state.highest.toString(),
-      highestSignature: state.highestSignature,
       remaining: (state.record.deposit - state.charged).toString(),
       withdrawReadyAt: state.record.withdrawReadyAt,
     };

@@ -14,7 +14,7 @@ import {
 import { statusOf, type ReasonCode } from "../protocol/reasons";
 import { requestHash, type ReceiptSigner, type SignedReceipt } from "../protocol/receipt";
 import type { AcceptedVoucher, ChannelRecord, PaymentStore } from "../store/types";
-import type { Ticket, VerificationEngine } from "./engine";
+import type { CheckResult, Ticket, VerificationEngine } from "./engine";
 
 /** What the gate needs to describe its offer in a 402. */
 export interface OfferTerms {
@@ -180,13 +180,22 @@ export class PaymentGate {
     if (v.payTo !== undefined && v.payTo.toLowerCase() !== this.payee) return this.refuse(request, "wrong_payee");
 
     const engine = this.options.engine;
-    let result = engine.check(v.channelId, v.amount, v.signature, request.price);
-    if (result.kind === "unknown_channel" && this.options.fetchChannel) {
-      const record = await this.fetchChannel(v.channelId);
-      if (record) {
-        engine.applyChannel(record);
-        result = engine.check(v.channelId, v.amount, v.signature, request.price);
+    let result: CheckResult;
+    try {
+      result = engine.check(v.channelId, v.amount, v.signature, request.price);
+      if (result.kind === "unknown_channel" && this.options.fetchChannel) {
+        // NOTE: only a validly signed voucher may cost a chain lookup.
+        const verdict = engine.verifySignature(v.channelId, v.amount, v.signature);
+        if (verdict !== "ok") return this.refuse(request, verdict);
+        const record = await this.fetchChannel(v.channelId);
+        if (record) {
+          engine.applyChannel(record);
+          result = engine.check(v.channelId, v.amount, v.signature, request.price);
+        }
       }
+    } catch {
+      // The engine reads the store on a channel's first use after a restart.
+      return this.refuse(request, "store_unavailable");
     }
     switch (result.kind) {
       case "unknown_channel":
@@ -263,7 +272,7 @@ export class PaymentGate {
       retry: false,
       charge: (finalCharge: bigint) => {
         if (finalCharge === charge) return;
-        chargedTotal = this.options.engine.settleCharge(ticket, finalCharge);
+        chargedTotal = this.options.engine.settleCharge(ticket, finalCharge, charge);
         charge = finalCharge;
         receipt = this.options.receipts.sign({
           channelId: ticket.channelId,
@@ -287,17 +296,32 @@ export class PaymentGate {
   private async retry(request: PaidRequest, channelId: bigint, amount: bigint, signature: Hex): Promise<GateResult> {
     const key = voucherKey(channelId, amount);
     const pending = this.inflight.get(key);
-    const original = pending ? await pending : this.options.store.findVoucher(channelId, amount);
+    let original: AcceptedVoucher | undefined;
+    if (pending) {
+      original = await pending;
+      // The first attempt's write failed and its charge was released: this one may try again.
+      if (original === undefined) return this.refuse(request, "store_unavailable");
+    } else {
+      try {
+        original = this.options.store.findVoucher(channelId, amount);
+      } catch {
+        return this.refuse(request, "store_unavailable");
+      }
+    }
     const view = this.options.engine.channelView(channelId);
+    const receipt = original && (JSON.parse(original.receipt) as SignedReceipt);
+    // NOTE: a retry must repeat the same voucher for the same request, within the window;
+    // anything else would serve a request nobody paid for.
     if (
       original === undefined ||
+      receipt === undefined ||
       original.signature.toLowerCase() !== signature.toLowerCase() ||
+      receipt.request !== requestHash(request.method, request.pathAndQuery) ||
       Date.now() - original.acceptedAt > this.retryWindowMs
     ) {
       return this.refuse(request, "voucher_reused", view);
     }
     this.options.observer?.retried?.(channelId, amount);
-    const receipt = JSON.parse(original.receipt) as SignedReceipt;
     const response: PaymentResponse = {
       success: true,
       scheme: SCHEME,

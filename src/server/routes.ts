@@ -27,14 +27,24 @@ interface CompiledRoute {
 
 /**
  * Compiles a route table once; {@link RouteMatcher.match} then resolves a request in a few
- * string comparisons. Exact paths win over prefixes; longer prefixes win over shorter ones.
+ * string comparisons. Exact paths win over prefixes, longer prefixes over shorter ones, and a
+ * method-specific route over an any-method one.
+ *
+ * NOTE: matching is deliberately looser than a typical router (case-insensitive, trailing slashes
+ * ignored, HEAD priced as GET) so that no spelling the application would serve slips through
+ * unpriced; an odd spelling is at worst charged.
  */
 export class RouteMatcher {
   private readonly routes: CompiledRoute[];
 
   constructor(table: RouteTable, decimals: number) {
     this.routes = Object.entries(table).map(([key, value]) => compile(key, value, decimals));
-    this.routes.sort((a, b) => Number(a.prefix) - Number(b.prefix) || b.path.length - a.path.length);
+    this.routes.sort(
+      (a, b) =>
+        Number(a.prefix) - Number(b.prefix) ||
+        b.path.length - a.path.length ||
+        Number(a.method === undefined) - Number(b.method === undefined),
+    );
   }
 
   /**
@@ -42,8 +52,10 @@ export class RouteMatcher {
    * matches (the caller decides whether unmatched paths are free or refused).
    */
   match(method: string, path: string): ResolvedRoute | null | undefined {
+    const verb = method.toUpperCase() === "HEAD" ? "GET" : method.toUpperCase();
+    path = normalizePath(path);
     for (const route of this.routes) {
-      if (route.method !== undefined && route.method !== method) continue;
+      if (route.method !== undefined && route.method !== verb) continue;
       if (route.prefix ? path === route.path || path.startsWith(`${route.path}/`) : path === route.path) {
         return route.resolved;
       }
@@ -57,7 +69,7 @@ function compile(key: string, value: RoutePrice, decimals: number): CompiledRout
   if (!match) throw new Error(`route "${key}" must look like "GET /path", "/path" or "/path/*"`);
   const [, method, rawPath] = match;
   const prefix = rawPath.endsWith("/*");
-  const path = prefix ? rawPath.slice(0, -2) : rawPath;
+  const path = normalizePath(prefix ? rawPath.slice(0, -2) : rawPath);
   if (value === null) return { method, path, prefix, resolved: null };
   const spec = typeof value === "object" ? value : { price: value };
   return {
@@ -70,4 +82,10 @@ function compile(key: string, value: RoutePrice, decimals: number): CompiledRout
       ...(spec.description ? { description: spec.description } : {}),
     },
   };
+}
+
+/** Lower case, without trailing slashes ("/" stays "/"). */
+function normalizePath(path: string): string {
+  const lower = path.toLowerCase();
+  return lower.length > 1 && lower.endsWith("/") ? lower.replace(/\/+$/, "") || "/" : lower;
 }

@@ -276,6 +276,7 @@ export function harness(options: HarnessOptions = {}): Harness {
     payee: PAYEE,
     tokens: [ASSET],
     withdrawSafetyMarginSec: 3_600,
+    minWithdrawDelay: 60,
     loadUsedAmounts: (channelId) => store.loadVoucherAmounts(channelId),
     ...options.engine,
     verifySignature: (channelId, amount, signature) => {

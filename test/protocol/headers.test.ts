@@ -259,7 +259,7 @@ describe("docs/protocol.md matches the code", () => {
       "extra.receiptSigner",
       "extra.relay",
       ...["x402Version", "error", "resource.url", "resource.description", "accepts", "channel"],
-      ...["deposit", "chargedTotal", "highestAmount", "highestSignature", "remaining", "withdrawReadyAt"],
+      ...["deposit", "chargedTotal", "highestAmount", "remaining", "withdrawReadyAt"],
       ...["success", "payer", "amount", "charge", "receipt", "voucherAmount", "request", "issuedAt", "signer"],
     ];
     for (const field of fields) expect(doc, field).to.include(`| \`${field}\` |`);

@@ -234,6 +234,24 @@ describe("PaymentGate", () => {
       expect(charged(h)).to.equal(2n * P);
     });
 
+    it("looks up an unknown channel only for a validly signed voucher", async () => {
+      const fetched: bigint[] = [];
+      const h = harness({
+        channels: [],
+        gate: {
+          fetchChannel: async (id) => {
+            fetched.push(id);
+            return undefined;
+          },
+        },
+      });
+      const forged = h.header(P, P, { signature: signVoucher(CH, P + 1n) });
+      refused(await h.gate.authorize(request(forged)), "invalid_signature");
+      expect(fetched).to.deep.equal([]);
+      refused(await h.gate.authorize(request(h.header(P, P))), "unknown_channel");
+      expect(fetched).to.deep.equal([CH]);
+    });
+
     it("refuses unknown_channel when the fetch finds nothing or fails", async () => {
       for (const fetchChannel of [async () => undefined, async () => Promise.reject(new Error("rpc down"))]) {
         const h = harness({ channels: [], gate: { fetchChannel } });
@@ -247,6 +265,7 @@ describe("PaymentGate", () => {
         [{ payee: OTHER_ADDRESS }, "wrong_payee"],
         [{ token: OTHER_ADDRESS }, "wrong_token"],
         [{ status: "closed" }, "channel_closed"],
+        [{ withdrawDelay: 59 }, "withdraw_delay_too_short"],
         [{ withdrawReadyAt: now + MARGIN - 60 }, "channel_withdrawing"],
       ];
       for (const [overrides, reason] of cases) {
@@ -360,6 +379,15 @@ describe("PaymentGate", () => {
       expect(charged(h)).to.equal(P);
       expect(h.store.recordCalls).to.equal(1);
       second.charge(1n); // a retry cannot change what was charged
+      expect(charged(h)).to.equal(P);
+    });
+
+    it("refuses the same voucher for another request (a leaked voucher buys nothing)", async () => {
+      const h = harness();
+      const header = h.header(P, P);
+      paid(await h.gate.authorize(request(header)));
+      refused(await h.gate.authorize(request(header, { pathAndQuery: "/premium" })), "voucher_reused");
+      refused(await h.gate.authorize(request(header, { method: "POST" })), "voucher_reused");
       expect(charged(h)).to.equal(P);
     });
 
@@ -519,6 +547,18 @@ describe("PaymentGate", () => {
       expect(retry.response().receipt).to.deep.equal(response.receipt);
       // The headroom freed is spendable: the voucher of P now covers 400 + 600.
       paid(await h.gate.authorize(request(h.header(P - 1n, 600n), { price: 600n })));
+    });
+
+    it("charges from the previous charge when charge() is called twice", async () => {
+      const h = harness();
+      const upto = { price: P, pricing: "upto" as const };
+      const payment = paid(await h.gate.authorize(request(h.header(P, P), upto)));
+      payment.charge(500n);
+      payment.charge(300n);
+      expect(charged(h)).to.equal(300n);
+      expect(payment.response().chargedTotal).to.equal("300");
+      payment.charge(P);
+      expect(charged(h)).to.equal(P);
     });
 
     it("charges the full price without a call, ignores a call with the same charge, refuses more", async () => {

@@ -87,4 +87,29 @@ describe("RouteMatcher", () => {
     expect(() => new RouteMatcher({ "/x": "cheap" }, 6)).to.throw(RangeError);
     expect(() => new RouteMatcher({ "/x": { price: -1n } }, 6)).to.throw(RangeError);
   });
+
+  it("prices every spelling a router would serve: case, trailing slash, HEAD for GET", () => {
+    const routes = new RouteMatcher({ "GET /weather": "$0.001", "/Docs/*": "$0.002" }, 6);
+    for (const [method, path] of [
+      ["GET", "/weather"],
+      ["HEAD", "/weather"],
+      ["GET", "/WEATHER"],
+      ["GET", "/weather/"],
+      ["head", "/Weather//"],
+    ])
+      expect(routes.match(method, path)?.price, `${method} ${path}`).to.equal(1_000n);
+    expect(routes.match("GET", "/docs/a")?.price).to.equal(2_000n);
+    expect(routes.match("POST", "/weather")).to.equal(undefined);
+  });
+
+  it("prefers a method-specific route over an any-method one for the same path, in either order", () => {
+    for (const table of [
+      { "/x": "1", "GET /x": "2" },
+      { "GET /x": "2", "/x": "1" },
+    ]) {
+      const routes = new RouteMatcher(table, 6);
+      expect(routes.match("GET", "/x")?.price).to.equal(2n);
+      expect(routes.match("POST", "/x")?.price).to.equal(1n);
+    }
+  });
 });
