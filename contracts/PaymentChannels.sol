@@ -247,7 +247,7 @@ contract PaymentChannels is IPaymentChannels, ReentrancyGuardTransient {
                             mstore(add(scratch, 0x144), sigS)
                             mstore(add(scratch, 0x164), shl(248, v))
                             mstore(0x00, 0)
-                            if staticcall(ERC1271_GAS_LIMIT, shr(24, channelId), add(scratch, 0xc0), 0xc5, 0x00, 0x20) {
+                            if staticcall(ERC1271_GAS_LIMIT, shr(24, channelId), add(scratch, 0xc0), 0xc4, 0x00, 0x20) {
                                 valid := and(
                                     eq(returndatasize(), 0x20),
                                     eq(mload(0x00), 0x1626ba7e00000000000000000000000000000000000000000000000000000000)
@@ -644,6 +644,8 @@ contract PaymentChannels is IPaymentChannels, ReentrancyGuardTransient {
             r = bytes32(signature[0:32]);
             s = bytes32(signature[32:64]);
             v = uint8(signature[64]);
+            // Some signers write the recovery id as 0/1 rather than 27/28; both mean the same.
+            if (v < 27) v += 27;
         } else if (signature.length == 64) {
             r = bytes32(signature[0:32]);
             uint256 vs = uint256(bytes32(signature[32:64]));

@@ -71,6 +71,9 @@ contract MockERC1271Wallet is IERC1271 {
         (address recovered, ECDSA.RecoverError err, ) = ECDSA.tryRecoverCalldata(hash, signature);
         bool valid = err == ECDSA.RecoverError.NoError && recovered == owner;
         if (!valid) return bytes4(0xffffffff);
-        return current == Mode.WrongMagic ? bytes4(0x1626ba7f) : IERC1271.isValidSignature.selector;
+        if (current == Mode.WrongMagic) return bytes4(0x1626ba7f);
+        // Strict like some real wallets: the call must be exactly the standard ABI encoding.
+        if (msg.data.length != 4 + 3 * 32 + ((signature.length + 31) / 32) * 32) return bytes4(0);
+        return IERC1271.isValidSignature.selector;
     }
 }

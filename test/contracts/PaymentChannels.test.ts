@@ -710,10 +710,14 @@ describe("PaymentChannels", () => {
       }
     });
 
-    it("refuses a recovery id other than 27 or 28", async () => {
-      const { r, s } = splitSignature(await signVoucher(f.session, f.domain, id, 100n));
-      for (const v of [0, 1, 29]) {
-        await expect(f.channels.claim(id, 100n, joinSignature(r, s, v)))
+    it("accepts recovery ids written as 0/1 and refuses any other than 27, 28, 0 or 1", async () => {
+      const good = splitSignature(await signVoucher(f.session, f.domain, id, 100n));
+      await expect(f.channels.claim(id, 100n, joinSignature(good.r, good.s, good.v - 27)))
+        .to.emit(f.channels, "ChannelClaimed")
+        .withArgs(id, 100n);
+      const { r, s } = splitSignature(await signVoucher(f.session, f.domain, id, 200n));
+      for (const v of [2, 26, 29]) {
+        await expect(f.channels.claim(id, 200n, joinSignature(r, s, v)))
           .to.be.revertedWithCustomError(f.channels, "PaymentChannelsInvalidSignature")
           .withArgs(id);
       }
