@@ -54,6 +54,15 @@ const config: HardhatUserConfig = {
   },
   etherscan: {
     apiKey: process.env.ETHERSCAN_API_KEY ?? "",
+    // hardhat-verify 2.x knows Base, Base Sepolia, Optimism and Arbitrum Sepolia; OP Sepolia is
+    // added here (Etherscan v2 serves every chain from one endpoint).
+    customChains: [
+      {
+        network: "optimismSepolia",
+        chainId: 11155420,
+        urls: { apiURL: "https://api.etherscan.io/v2/api", browserURL: "https://sepolia-optimism.etherscan.io" },
+      },
+    ],
   },
   gasReporter: {
     enabled: process.env.REPORT_GAS === "1",
