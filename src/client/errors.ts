@@ -1,0 +1,52 @@
+/**
+ * Errors raised by the paying client. Each carries enough context for a caller to decide what to
+ * do without parsing messages.
+ */
+
+/** A payment was refused locally, before anything was signed, because it would break a spend limit. */
+export class PaymentLimitError extends Error {
+  constructor(
+    /** Which limit: the per-request price cap or the instance's total budget. */
+    readonly limit: "maxPerRequest" | "maxTotal",
+    /** The price asked by the server, atomic units. */
+    readonly price: bigint,
+    /** The configured limit, atomic units. */
+    readonly allowed: bigint,
+    /** Spent plus reserved so far by this client, atomic units (for `maxTotal`). */
+    readonly spent: bigint,
+    readonly url: string,
+  ) {
+    super(
+      limit === "maxPerRequest"
+        ? `payment refused: ${url} asks ${price} atomic units, above maxPerRequest ${allowed}`
+        : `payment refused: ${url} asks ${price} atomic units, spent ${spent} of maxTotal ${allowed}`,
+    );
+    this.name = "PaymentLimitError";
+  }
+}
+
+/** The server's PAYMENT-RESPONSE carried a receipt that does not verify against the offer. */
+export class ReceiptError extends Error {
+  constructor(
+    message: string,
+    /** The response whose receipt failed (its body is unread). */
+    readonly response: Response,
+  ) {
+    super(message);
+    this.name = "ReceiptError";
+  }
+}
+
+/** A client operation (open, top-up, relay call) failed. */
+export class ChannelOperationError extends Error {
+  constructor(
+    message: string,
+    /** Machine-readable code, e.g. the relay's `error` field, or "no_event". */
+    readonly code: string,
+    /** HTTP status of a relay answer, when the failure came from the relay. */
+    readonly status?: number,
+  ) {
+    super(message);
+    this.name = "ChannelOperationError";
+  }
+}
