@@ -1,38 +1,13 @@
 import { expect } from "chai";
 import { ethers } from "hardhat";
-import { getAddress, getTypesForEIP712Domain, hashDomain, toHex, type Address, type Hex } from "viem";
+import { getTypesForEIP712Domain, hashDomain, toHex, type Address, type Hex } from "viem";
 import { openAuthorizationNonce, topUpAuthorizationNonce } from "../../src/protocol/authorization";
 import { channelIdFor, MAX_AMOUNT, voucherDigest, voucherDomain } from "../../src/protocol/voucher";
 import type { MockUSDC, PaymentChannels } from "../../typechain-types";
+import { createRandom } from "../helpers/random";
 
-/** mulberry32: a tiny seeded PRNG, so every run checks the same inputs. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const rand = mulberry32(0x5eed_d16e);
-const u32 = (): bigint => BigInt(Math.floor(rand() * 4294967296));
-
-/** A random integer below 2^bits, biased toward small and boundary values as well as full-width ones. */
-function randomBelow(bits: number): bigint {
-  let value = 0n;
-  for (let i = 0; i < bits; i += 32) value = (value << 32n) | u32();
-  value &= (1n << BigInt(bits)) - 1n;
-  const shape = rand();
-  if (shape < 0.15) return value >> BigInt(Math.floor(rand() * bits)); // any width
-  if (shape < 0.2) return (1n << BigInt(bits)) - 1n - (value & 0xffn); // near the maximum
-  return value;
-}
-
-const randomAddress = (): Address => getAddress(toHex(randomBelow(160), { size: 20 }));
-const randomBytes32 = (): Hex => toHex(randomBelow(256), { size: 32 });
+const random = createRandom(0x5eed_d16e);
+const randomBytes32 = (): Hex => toHex(random.below(256), { size: 32 });
 
 describe("TypeScript and contract digests agree", () => {
   let channels: PaymentChannels;
@@ -54,7 +29,7 @@ describe("TypeScript and contract digests agree", () => {
       [(1n << 184n) - 1n, MAX_AMOUNT],
       [1n, 1n],
     ];
-    while (pairs.length < 256) pairs.push([randomBelow(184), randomBelow(96)]);
+    while (pairs.length < 256) pairs.push([random.below(184), random.below(96)]);
     const onChain = await Promise.all(pairs.map(([id, amount]) => channels.voucherDigest(id, amount)));
     pairs.forEach(([channelId, cumulativeAmount], i) => {
       expect(
@@ -90,9 +65,9 @@ describe("TypeScript and contract digests agree", () => {
 
   it("openAuthorizationNonce matches for 64 random parameter sets", async () => {
     const params = Array.from({ length: 64 }, (_, i) => ({
-      payee: randomAddress(),
-      signer: i === 0 ? ("0x0000000000000000000000000000000000000000" as Address) : randomAddress(),
-      withdrawDelay: i === 1 ? 0xffffffff : Number(randomBelow(32)),
+      payee: random.address(),
+      signer: i === 0 ? ("0x0000000000000000000000000000000000000000" as Address) : random.address(),
+      withdrawDelay: i === 1 ? 0xffffffff : Number(random.below(32)),
       salt: randomBytes32(),
     }));
     const onChain = await Promise.all(
@@ -106,7 +81,7 @@ describe("TypeScript and contract digests agree", () => {
 
   it("topUpAuthorizationNonce matches for 64 random (channelId, salt) pairs", async () => {
     const pairs = Array.from({ length: 64 }, (_, i): [bigint, Hex] => [
-      i === 0 ? (1n << 256n) - 1n : randomBelow(184),
+      i === 0 ? (1n << 256n) - 1n : random.below(184),
       randomBytes32(),
     ]);
     const onChain = await Promise.all(pairs.map(([id, salt]) => channels.topUpAuthorizationNonce(id, salt)));
@@ -115,14 +90,14 @@ describe("TypeScript and contract digests agree", () => {
   });
 
   it("channelIdFor(signer, nonce) equals nextChannelId(signer) for fresh and used signers", async () => {
-    const fresh = Array.from({ length: 32 }, randomAddress);
+    const fresh = Array.from({ length: 32 }, () => random.address());
     const next = await Promise.all(fresh.map((s) => channels.nextChannelId(s)));
     fresh.forEach((s, i) => expect(channelIdFor(s, 0n), s).to.equal(next[i]));
 
     const [payer, payee] = await ethers.getSigners();
     await usdc.mint(payer.address, 1_000_000n);
     await usdc.connect(payer).approve(address, 1_000_000n);
-    const session = randomAddress();
+    const session = random.address();
     for (let nonce = 0n; nonce < 3n; nonce++) {
       expect(await channels.nextChannelId(session)).to.equal(channelIdFor(session, nonce));
       await channels.connect(payer).open(payee.address, await usdc.getAddress(), session, 3600, 1_000n);

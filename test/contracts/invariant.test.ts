@@ -16,6 +16,7 @@ import {
   type VoucherDomain,
 } from "../../src/protocol/voucher";
 import type { MockUSDC, PaymentChannels } from "../../typechain-types";
+import { createRandom } from "../helpers/random";
 
 /*
  * Seeded random walk over the channel contract with a TypeScript model of every channel and
@@ -66,18 +67,6 @@ const READER_CODE =
   "0x6101005f5b3681106014575060ff1901610100f35b90601482013560f01c80601684015f375f808281863560601c5afa156043576016913d5f823e3d019201016004565b5f80fd";
 const READER_ADDRESS = "0x00000000000000000000000000000000CA11AB1E";
 
-/** mulberry32 */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 interface Actor {
   readonly name: string;
   readonly address: string;
@@ -127,12 +116,9 @@ describe("PaymentChannels invariants under a seeded random walk", function () {
   // Generous: the target is well under a minute on two cores.
   this.timeout(300_000);
 
-  const rand = prng(SEED);
-  const int = (n: number): number => Math.floor(rand() * n);
-  const chance = (p: number): boolean => rand() < p;
-  const pick = <T>(items: readonly T[]): T => items[int(items.length)];
-  const u32 = (): bigint => BigInt(Math.floor(rand() * 4294967296));
-  const randBig = (lo: bigint, hi: bigint): bigint => lo + (((u32() << 64n) | (u32() << 32n) | u32()) % (hi - lo + 1n));
+  const { next: rand, int, chance, pick, below } = createRandom(SEED);
+  /** lo + a uniform 96-bit draw mod the range size. */
+  const randBig = (lo: bigint, hi: bigint): bigint => lo + (below(96, { shape: "uniform" }) % (hi - lo + 1n));
   let keyCount = 0;
   const newKey = (): Wallet => new Wallet(hashString(`paychan invariant ${SEED} key ${keyCount++}`));
 

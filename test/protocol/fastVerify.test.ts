@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { getAddress, hexToBytes, parseSignature, toHex, type Address, type Hex } from "viem";
+import { hexToBytes, parseSignature, toHex, type Address, type Hex } from "viem";
 import { privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
 import type { VoucherSignatureVerifier } from "../../src/server/engine";
 import {
@@ -21,36 +21,11 @@ import {
   voucherDomain,
   voucherTypedData,
 } from "../../src/protocol/voucher";
+import { createRandom } from "../helpers/random";
 
-/** mulberry32: a tiny seeded PRNG, so every run checks the same inputs. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const rand = mulberry32(0xfa57_7e51);
-const u32 = (): bigint => BigInt(Math.floor(rand() * 4294967296));
-
-/** A random integer below 2^bits: mostly full width, some of any width, some near the maximum. */
-function randomBelow(bits: number): bigint {
-  let value = 0n;
-  for (let i = 0; i < bits; i += 32) value = (value << 32n) | u32();
-  value &= (1n << BigInt(bits)) - 1n;
-  const shape = rand();
-  if (shape < 0.15) return value >> BigInt(Math.floor(rand() * bits));
-  if (shape < 0.2) return (1n << BigInt(bits)) - 1n - (value & 0xffn);
-  return value;
-}
-
-const randomAddress = (): Address => getAddress(toHex(randomBelow(160), { size: 20 }));
-const randomChainId = (): number => Number(randomBelow(53) % BigInt(Number.MAX_SAFE_INTEGER)) + 1;
-const randomKey = (): Hex => toHex(1n + randomBelow(252), { size: 32 });
+const random = createRandom(0xfa57_7e51);
+const randomChainId = (): number => Number(random.below(53) % BigInt(Number.MAX_SAFE_INTEGER)) + 1;
+const randomKey = (): Hex => toHex(1n + random.below(252), { size: 32 });
 
 const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
 
@@ -65,15 +40,15 @@ describe("fast voucher verification", () => {
   describe("createVoucherHasher", () => {
     it("matches viem hashTypedData (voucher.ts) on 1,000 random vouchers and domains", () => {
       let hasher: VoucherHasher | undefined;
-      let domain = voucherDomain(1, randomAddress());
+      let domain = voucherDomain(1, random.address());
       const out = new Uint8Array(40);
       for (let i = 0; i < 1000; i++) {
         if (i % 10 === 0) {
-          domain = voucherDomain(randomChainId(), randomAddress());
+          domain = voucherDomain(randomChainId(), random.address());
           hasher = createVoucherHasher(domain.chainId, domain.verifyingContract);
         }
-        const channelId = i === 0 ? 0n : i === 1 ? (1n << 256n) - 1n : randomBelow(256);
-        const amount = i === 2 ? MAX_AMOUNT : i === 3 ? 0n : randomBelow(96);
+        const channelId = i === 0 ? 0n : i === 1 ? (1n << 256n) - 1n : random.below(256);
+        const amount = i === 2 ? MAX_AMOUNT : i === 3 ? 0n : random.below(96);
         const expected = voucherDigest(domain, { channelId, cumulativeAmount: amount });
         expect(toHex(hasher!.digest(channelId, amount)), `voucher ${i}`).to.equal(expected);
         hasher!.digestInto(channelId, amount, out, 5);
@@ -93,13 +68,13 @@ describe("fast voucher verification", () => {
     });
 
     it("rejects out-of-range inputs and bad domains", () => {
-      const hasher = createVoucherHasher(10, randomAddress());
+      const hasher = createVoucherHasher(10, random.address());
       expect(() => hasher.digest(-1n, 1n)).to.throw(RangeError);
       expect(() => hasher.digest(1n << 256n, 1n)).to.throw(RangeError);
       expect(() => hasher.digest(1n, MAX_AMOUNT + 1n)).to.throw(RangeError);
       expect(() => hasher.digest(1n, -1n)).to.throw(RangeError);
-      expect(() => createVoucherHasher(0, randomAddress())).to.throw(RangeError);
-      expect(() => createVoucherHasher(1.5, randomAddress())).to.throw(RangeError);
+      expect(() => createVoucherHasher(0, random.address())).to.throw(RangeError);
+      expect(() => createVoucherHasher(1.5, random.address())).to.throw(RangeError);
       expect(() => createVoucherHasher(1, "0x1234" as Address)).to.throw(TypeError);
     });
   });
@@ -180,7 +155,7 @@ describe("fast voucher verification", () => {
   for (const backend of ["native", "js"] as const) {
     describe(`verifyVoucherSignature with viem-signed vouchers (${backend})`, () => {
       let recoverer: SignerRecoverer;
-      const contract = randomAddress();
+      const contract = random.address();
       const domain = voucherDomain(8453, contract);
       const hasher = createVoucherHasher(domain.chainId, contract);
       const accounts: PrivateKeyAccount[] = Array.from({ length: 6 }, () => privateKeyToAccount(randomKey()));
@@ -193,8 +168,8 @@ describe("fast voucher verification", () => {
       it("accepts the channel signer's signatures in every encoding and rejects all others", async () => {
         for (const [index, account] of accounts.entries()) {
           const other = accounts[(index + 1) % accounts.length];
-          const channelId = channelIdFor(account.address, randomBelow(24));
-          const amount = index === 0 ? MAX_AMOUNT : 1n + randomBelow(96);
+          const channelId = channelIdFor(account.address, random.below(24));
+          const amount = index === 0 ? MAX_AMOUNT : 1n + random.below(96);
           const typed = voucherTypedData(domain, { channelId, cumulativeAmount: amount });
           const signature = await account.signTypedData(typed);
           const verify = (sig: Hex | Uint8Array, id = channelId, amt = amount) =>

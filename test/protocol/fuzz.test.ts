@@ -26,11 +26,10 @@ import {
   channelRecord,
   harness,
   payerChannel,
-  prng,
-  shuffle,
   signVoucher,
   word,
 } from "../helpers/memoryStore";
+import { createRandom } from "../helpers/random";
 
 /**
  * Throws ≥ 10,000 random and mutated PAYMENT-SIGNATURE headers at the real paywall over real HTTP
@@ -94,9 +93,7 @@ describe("PAYMENT-SIGNATURE fuzzing through the paywall over HTTP", function () 
   this.timeout(60_000);
 
   it("answers ≥ 10,000 random and mutated headers with documented refusals and never an unpaid 200", async () => {
-    const random = prng(SEED);
-    const int = (n: number) => Math.floor(random() * n);
-    const pick = <T>(items: readonly T[]): T => items[int(items.length)];
+    const { int, pick, shuffle } = createRandom(SEED);
 
     const failing = new Set<bigint>();
     const h = harness({
@@ -412,7 +409,7 @@ describe("PAYMENT-SIGNATURE fuzzing through the paywall over HTTP", function () 
       ];
       const cases: Case[] = [];
       for (const [, count, make] of generators) for (let i = 0; i < count; i++) cases.push(make());
-      shuffle(cases, random);
+      shuffle(cases);
       expect(cases.length).to.be.at.least(10_000);
 
       const byKind = new Map<Kind, Map<number, number>>();

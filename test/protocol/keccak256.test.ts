@@ -1,21 +1,9 @@
 import { expect } from "chai";
 import { keccak256, toBytes } from "viem";
 import { KECCAK256_BLOCK_BYTES, keccak256Into, keccak256Short } from "../../src/protocol/keccak256";
+import { createRandom } from "../helpers/random";
 
-/** mulberry32: a tiny seeded PRNG, so every run checks the same inputs. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const rand = mulberry32(0x6ecc_a256);
-const randomBytes = (length: number): Uint8Array => Uint8Array.from({ length }, () => Math.floor(rand() * 256));
+const random = createRandom(0x6ecc_a256);
 const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString("hex");
 // viem's keccak256 is @noble/hashes keccak_256: an independent, streaming implementation.
 const reference = (bytes: Uint8Array): string => keccak256(bytes).slice(2);
@@ -34,7 +22,7 @@ describe("keccak256 (single block)", () => {
     for (let length = 0; length < KECCAK256_BLOCK_BYTES; length++) {
       for (let trial = 0; trial < 8; trial++) {
         const offset = trial % 5;
-        const buffer = randomBytes(offset + length + 3);
+        const buffer = random.bytes(offset + length + 3);
         const input = buffer.slice(offset, offset + length);
         const out = new Uint8Array(40).fill(0xee);
         keccak256Into(buffer, offset, length, out, trial);
@@ -48,9 +36,9 @@ describe("keccak256 (single block)", () => {
   });
 
   it("does not carry state between calls", () => {
-    const a = randomBytes(135);
+    const a = random.bytes(135);
     const first = hex(keccak256Short(a));
-    keccak256Short(randomBytes(100));
+    keccak256Short(random.bytes(100));
     expect(hex(keccak256Short(a))).to.equal(first);
   });
 

@@ -11,25 +11,21 @@ import {
   type Receipt,
 } from "../../src/protocol/receipt";
 import { MAX_AMOUNT } from "../../src/protocol/voucher";
-import { CHAIN_ID, CONTRACT, CURVE_N, OTHER_ADDRESS, PAYER_KEY, RECEIPT_KEY, prng } from "../helpers/memoryStore";
+import { CHAIN_ID, CONTRACT, CURVE_N, OTHER_ADDRESS, PAYER_KEY, RECEIPT_KEY } from "../helpers/memoryStore";
+import { createRandom, type Random } from "../helpers/random";
 
 const SIGNER = privateKeyToAccount(RECEIPT_KEY).address;
 
-function randomBigInt(random: () => number, bits: number): bigint {
-  let value = 0n;
-  for (let i = 0; i < bits; i += 16) value = (value << 16n) | BigInt(Math.floor(random() * 65536));
-  return value & ((1n << BigInt(bits)) - 1n);
-}
-
-function randomReceipt(random: () => number): Receipt {
-  const bits = () => 1 + Math.floor(random() * 96);
+function randomReceipt(random: Random): Receipt {
+  const uniform = (bits: number): bigint => random.below(bits, { shape: "uniform", chunkBits: 16 });
+  const bits = () => 1 + random.int(96);
   return {
-    channelId: randomBigInt(random, 1 + Math.floor(random() * 184)),
-    voucherAmount: randomBigInt(random, bits()),
-    charge: randomBigInt(random, bits()),
-    chargedTotal: randomBigInt(random, bits()),
-    request: toHex(randomBigInt(random, 256), { size: 32 }),
-    issuedAt: Math.floor(random() * 2 ** 40),
+    channelId: uniform(1 + random.int(184)),
+    voucherAmount: uniform(bits()),
+    charge: uniform(bits()),
+    chargedTotal: uniform(bits()),
+    request: toHex(uniform(256), { size: 32 }),
+    issuedAt: random.int(2 ** 40),
   };
 }
 
@@ -61,7 +57,7 @@ describe("receipts", () => {
 
   it("computes the same digest on the fast path as viem, for 300 random receipts and the extremes", () => {
     const signer = new ReceiptSigner(RECEIPT_KEY, CHAIN_ID, CONTRACT);
-    const random = prng(2024);
+    const random = createRandom(2024);
     const receipts = Array.from({ length: 300 }, () => randomReceipt(random));
     receipts.push(
       { channelId: 0n, voucherAmount: 0n, charge: 0n, chargedTotal: 0n, request: `0x${"0".repeat(64)}`, issuedAt: 0 },
@@ -86,7 +82,7 @@ describe("receipts", () => {
   it("signs receipts that verify offline, round-trip through the wire form, and fail when altered", async () => {
     const signer = new ReceiptSigner(RECEIPT_KEY, CHAIN_ID, CONTRACT);
     expect(signer.address).to.equal(SIGNER);
-    const random = prng(99);
+    const random = createRandom(99);
     for (let i = 0; i < 25; i++) {
       const receipt = randomReceipt(random);
       const signed = signer.sign(receipt);
@@ -103,7 +99,7 @@ describe("receipts", () => {
   });
 
   it("refuses receipts from another signer, domain, or with a garbage signature", async () => {
-    const signed = new ReceiptSigner(RECEIPT_KEY, CHAIN_ID, CONTRACT).sign(randomReceipt(prng(1)));
+    const signed = new ReceiptSigner(RECEIPT_KEY, CHAIN_ID, CONTRACT).sign(randomReceipt(createRandom(1)));
     expect(await verifyReceipt(signed, OTHER_ADDRESS, CHAIN_ID, CONTRACT)).to.equal(false);
     expect(await verifyReceipt(signed, SIGNER, CHAIN_ID + 1, CONTRACT)).to.equal(false);
     expect(await verifyReceipt(signed, SIGNER, CHAIN_ID, OTHER_ADDRESS)).to.equal(false);
@@ -118,7 +114,7 @@ describe("receipts", () => {
   it("gives identical signatures with libsecp256k1 and the pure-JS fallback (RFC 6979)", () => {
     const native = new ReceiptSigner(RECEIPT_KEY, CHAIN_ID, CONTRACT);
     const js = withEnv("PAYCHAN_SECP256K1", "js", () => new ReceiptSigner(RECEIPT_KEY, CHAIN_ID, CONTRACT));
-    const random = prng(5);
+    const random = createRandom(5);
     for (let i = 0; i < 50; i++) {
       const receipt = randomReceipt(random);
       expect(js.sign(receipt)).to.deep.equal(native.sign(receipt));
@@ -127,7 +123,7 @@ describe("receipts", () => {
 
   it("signs what viem's signTypedData signs", async () => {
     const account = privateKeyToAccount(RECEIPT_KEY);
-    const receipt = randomReceipt(prng(77));
+    const receipt = randomReceipt(createRandom(77));
     const viemSignature: Hex = await account.signTypedData({
       domain: { name: "paychan receipt", version: "1", chainId: CHAIN_ID, verifyingContract: CONTRACT },
       types: {

@@ -11,23 +11,9 @@ import {
   type VoucherVerification,
 } from "../../src/protocol/fastVerify";
 import { channelIdFor, MAX_AMOUNT } from "../../src/protocol/voucher";
+import { createRandom } from "../helpers/random";
 
-/** mulberry32: a tiny seeded PRNG, so every run checks the same inputs. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const rand = mulberry32(0x2ec0_7e25);
-const randomInt = (below: number): number => Math.floor(rand() * below);
-const randomBytes = (length: number): Uint8Array => Uint8Array.from({ length }, () => randomInt(256));
-const pick = <T>(items: readonly T[]): T => items[randomInt(items.length)];
+const random = createRandom(0x2ec0_7e25);
 const toBig = (bytes: Uint8Array): bigint => BigInt(toHex(bytes));
 const word = (value: bigint): Uint8Array => {
   const out = new Uint8Array(32);
@@ -45,8 +31,8 @@ interface Signer {
 }
 
 function randomSigner(): Signer {
-  let key = randomBytes(32);
-  while (!secp256k1.privateKeyVerify(key)) key = randomBytes(32);
+  let key = random.bytes(32);
+  while (!secp256k1.privateKeyVerify(key)) key = random.bytes(32);
   const publicKey = secp256k1.publicKeyCreate(key, false);
   return { key, address: getAddress(`0x${keccak256(publicKey.subarray(1)).slice(-40)}`) };
 }
@@ -65,9 +51,9 @@ describe("signer recovery backends", () => {
   const signers = Array.from({ length: 16 }, randomSigner);
 
   /** A voucher on a random channel of `signer`, with its 65-byte signature r ‖ s ‖ (27 + recid). */
-  function signed(signer = pick(signers)) {
-    const channelId = channelIdFor(signer.address, BigInt(randomInt(1 << 24)));
-    const amount = rand() < 0.1 ? MAX_AMOUNT : toBig(randomBytes(12));
+  function signed(signer = random.pick(signers)) {
+    const channelId = channelIdFor(signer.address, BigInt(random.int(1 << 24)));
+    const amount = random.chance(0.1) ? MAX_AMOUNT : toBig(random.bytes(12));
     const { signature, recid } = secp256k1.ecdsaSign(hasher.digest(channelId, amount), signer.key);
     const full = new Uint8Array(65);
     full.set(signature);
@@ -78,11 +64,11 @@ describe("signer recovery backends", () => {
 
   /** `hex` with one digit replaced by a character that is not a hex digit (length unchanged). */
   function badDigit(hex: string): string {
-    const at = 2 + randomInt(hex.length - 2);
-    return `${hex.slice(0, at)}${pick(["g", "x", " ", "\u00e9", "\u0660", "-", "\u{1F600}".slice(0, 1)])}${hex.slice(at + 1)}`;
+    const at = 2 + random.int(hex.length - 2);
+    return `${hex.slice(0, at)}${random.pick(["g", "x", " ", "\u00e9", "\u0660", "-", "\u{1F600}".slice(0, 1)])}${hex.slice(at + 1)}`;
   }
 
-  const asHexOrBytes = (bytes: Uint8Array): Uint8Array | string => (rand() < 0.5 ? toHex(bytes) : bytes);
+  const asHexOrBytes = (bytes: Uint8Array): Uint8Array | string => (random.chance(0.5) ? toHex(bytes) : bytes);
 
   function compactOf(full: Uint8Array): Uint8Array {
     const compact = full.slice(0, 64);
@@ -114,14 +100,14 @@ describe("signer recovery backends", () => {
     },
     bitFlip: () => {
       const v = signed();
-      const bit = randomInt(65 * 8);
+      const bit = random.int(65 * 8);
       v.full[bit >> 3] ^= 1 << (bit & 7);
       return { kind: "bitFlip", ...v, signature: asHexOrBytes(v.full) };
     },
     otherVoucher: () => {
       const v = signed();
-      const channelId = rand() < 0.5 ? v.channelId ^ BigInt(1 + randomInt(255)) : v.channelId;
-      const amount = channelId === v.channelId ? v.amount ^ BigInt(1 + randomInt(255)) : v.amount;
+      const channelId = random.chance(0.5) ? v.channelId ^ BigInt(1 + random.int(255)) : v.channelId;
+      const amount = channelId === v.channelId ? v.amount ^ BigInt(1 + random.int(255)) : v.amount;
       return {
         kind: "otherVoucher",
         channelId,
@@ -142,24 +128,24 @@ describe("signer recovery backends", () => {
       };
     },
     random65: () => {
-      const bytes = randomBytes(65);
-      bytes[64] = pick([27, 28, 0, 1, randomInt(256)]);
-      if (rand() < 0.7) bytes[32] &= 0x7f; // mostly low s, so recovery runs
+      const bytes = random.bytes(65);
+      bytes[64] = random.pick([27, 28, 0, 1, random.int(256)]);
+      if (random.chance(0.7)) bytes[32] &= 0x7f; // mostly low s, so recovery runs
       return { kind: "random65", ...signed(), signature: asHexOrBytes(bytes) };
     },
-    random64: () => ({ kind: "random64", ...signed(), signature: asHexOrBytes(randomBytes(64)) }),
+    random64: () => ({ kind: "random64", ...signed(), signature: asHexOrBytes(random.bytes(64)) }),
     boundary: () => {
       const v = signed();
       const values = [0n, 1n, 2n, HALF, HALF + 1n, N - 1n, N, N + 1n, P - 1n, (1n << 256n) - 1n];
       const bytes = v.full.slice();
-      if (rand() < 0.5) bytes.set(word(pick(values)), 0);
-      else bytes.set(word(pick(values)), 32);
-      return { kind: "boundary", ...v, signature: asHexOrBytes(rand() < 0.3 ? compactOf(bytes) : bytes) };
+      if (random.chance(0.5)) bytes.set(word(random.pick(values)), 0);
+      else bytes.set(word(random.pick(values)), 32);
+      return { kind: "boundary", ...v, signature: asHexOrBytes(random.chance(0.3) ? compactOf(bytes) : bytes) };
     },
     badV: () => {
       const v = signed();
-      let bad = randomInt(256);
-      while ([0, 1, 27, 28].includes(bad)) bad = randomInt(256);
+      let bad = random.int(256);
+      while ([0, 1, 27, 28].includes(bad)) bad = random.int(256);
       v.full[64] = bad;
       return {
         kind: "badV",
@@ -172,7 +158,7 @@ describe("signer recovery backends", () => {
       const v = signed();
       const hex = toHex(v.full);
       const variants: (string | Uint8Array)[] = [
-        randomBytes(pick([0, 1, 32, 63, 66, 96, randomInt(200)].filter((n) => n !== 64 && n !== 65))),
+        random.bytes(random.pick([0, 1, 32, 63, 66, 96, random.int(200)].filter((n) => n !== 64 && n !== 65))),
         hex.slice(0, -1),
         hex.slice(0, -4),
         `${hex}00`,
@@ -183,7 +169,7 @@ describe("signer recovery backends", () => {
       return {
         kind: "badEncoding",
         ...v,
-        signature: pick(variants),
+        signature: random.pick(variants),
         expected: { ok: false, reason: "malformed_signature" },
       };
     },
@@ -222,10 +208,10 @@ describe("signer recovery backends", () => {
   it("recovers the same address as libsecp256k1 itself, or reports failure, for raw inputs", () => {
     const out = new Uint8Array(22).fill(0xaa);
     for (let i = 0; i < 300; i++) {
-      const digest = randomBytes(32);
-      const sig = randomBytes(64);
+      const digest = random.bytes(32);
+      const sig = random.bytes(64);
       if (i % 3 === 0) sig.set(word(toBig(sig.subarray(0, 32)) % N || 1n), 0);
-      const recid = randomInt(2);
+      const recid = random.int(2);
       let expected: string | null;
       try {
         expected = keccak256(secp256k1.ecdsaRecover(sig, recid, digest, false).subarray(1)).slice(-40);

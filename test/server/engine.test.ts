@@ -15,10 +15,10 @@ import {
   channelRecord,
   fastVerifier,
   payerChannel,
-  prng,
   signVoucher,
   word,
 } from "../helpers/memoryStore";
+import { createRandom } from "../helpers/random";
 
 const NOW = 1_750_000_000;
 const MARGIN = 3_600;
@@ -238,13 +238,13 @@ describe("VerificationEngine", () => {
     });
 
     it("agrees with viem's recoverTypedDataAddress on random vouchers", async () => {
-      const random = prng(7);
+      const random = createRandom(7);
       const verify = fastVerifier();
       const domain = voucherDomain(CHAIN_ID, CONTRACT);
       for (let i = 0; i < 40; i++) {
-        const channelId = payerChannel(BigInt(Math.floor(random() * 2 ** 24)));
-        const amount = BigInt(Math.floor(random() * 2 ** 48));
-        const sig = signVoucher(channelId, amount, random() < 0.5 ? {} : { key: PAYEE_KEY });
+        const channelId = payerChannel(BigInt(random.int(2 ** 24)));
+        const amount = BigInt(random.int(2 ** 48));
+        const sig = signVoucher(channelId, amount, random.chance(0.5) ? {} : { key: PAYEE_KEY });
         const recovered = await recoverTypedDataAddress({
           ...voucherTypedData(domain, { channelId, cumulativeAmount: amount }),
           signature: sig,

@@ -27,11 +27,10 @@ import {
   channelRecord,
   harness,
   payerChannel,
-  prng,
-  shuffle,
   signVoucher,
   type Harness,
 } from "../helpers/memoryStore";
+import { createRandom } from "../helpers/random";
 import { privateKeyToAccount } from "viem/accounts";
 
 const P = 1_000n;
@@ -473,7 +472,7 @@ describe("PaymentGate", () => {
   describe("concurrency", () => {
     for (const S of [0n, 7_000n]) {
       it(`accepts 64 vouchers S+p..S+64p sent concurrently in shuffled order (S = ${S})`, async () => {
-        const random = prng(Number(S) + 1);
+        const random = createRandom(Number(S) + 1);
         const ledgers =
           S === 0n
             ? []
@@ -486,11 +485,8 @@ describe("PaymentGate", () => {
                   claimedAmount: 0n,
                 },
               ];
-        const h = harness({ ledgers, store: { delayMs: () => Math.floor(random() * 15) } });
-        const amounts = shuffle(
-          Array.from({ length: 64 }, (_, i) => S + BigInt(i + 1) * P),
-          random,
-        );
+        const h = harness({ ledgers, store: { delayMs: () => random.int(15) } });
+        const amounts = random.shuffle(Array.from({ length: 64 }, (_, i) => S + BigInt(i + 1) * P));
         const results = await Promise.all(amounts.map((a) => h.gate.authorize(request(h.header(a, P)))));
         const payments = results.map(paid);
         expect(payments.every((p) => !p.retry)).to.equal(true);
@@ -506,10 +502,10 @@ describe("PaymentGate", () => {
     }
 
     it("charges each of 64 concurrent vouchers once even when every one is also sent twice", async () => {
-      const random = prng(99);
-      const h = harness({ store: { delayMs: () => Math.floor(random() * 10) } });
+      const random = createRandom(99);
+      const h = harness({ store: { delayMs: () => random.int(10) } });
       const headers = Array.from({ length: 64 }, (_, i) => h.header(BigInt(i + 1) * P, P));
-      const sends = shuffle([...headers, ...headers], random);
+      const sends = random.shuffle([...headers, ...headers]);
       const payments = (await Promise.all(sends.map((x) => h.gate.authorize(request(x))))).map(paid);
       expect(payments.filter((p) => !p.retry)).to.have.length(64);
       expect(payments.filter((p) => p.retry)).to.have.length(64);
