@@ -22,6 +22,9 @@ export const COMMANDS: Readonly<Record<string, { readonly summary: string; load(
     summary: "run the paying reverse proxy (paychan server --config paychan.config.json)",
     load: async () => (await import("./server")).command,
   },
+  pay: { summary: "send a request, paying a 402 via a channel", load: async () => (await import("./pay")).command },
+  open: { summary: "open a channel to a server (gasless)", load: async () => (await import("./open")).command },
+  status: { summary: "show the client's channels", load: async () => (await import("./status")).command },
 };
 
 /** Where command output goes (injectable for tests). */

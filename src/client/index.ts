@@ -19,3 +19,4 @@ export { chainIdOf, termsFromOffer } from "./terms";
 export type { ChannelTerms, SendingWallet, TypedDataSigner } from "./terms";
 export { topUp } from "./topUp";
 export type { TopUpParams } from "./topUp";
+export { loadOrCreateSessionKey } from "./sessionKey";

@@ -1,4 +1,5 @@
 import { expect } from "chai";
+import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -58,6 +59,22 @@ const PAYEE_KEY: Hex = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a8
 const RELAYER_KEY: Hex = "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6";
 const PERMIT_PAYER_KEY: Hex = "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a";
 const PRICE = 1_000n;
+const REPO_ROOT = path.resolve(__dirname, "..", "..");
+
+/** Runs `paychan <args>` as a separate process, as a user would. */
+function cli(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [path.join(REPO_ROOT, "bin", "paychan.js"), ...args],
+      { env: { ...process.env, ...env }, timeout: 30_000 },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
 const DEPOSIT = 10_000_000n;
 
 /** Counts what reaches the API behind the proxy. */
@@ -388,6 +405,44 @@ describe("client: createPayingFetch and channel operations (hardhat node, real s
     expect(await publicClient.getBalance({ address: funder.address })).to.equal(0n);
   });
 
+  it("CLI: paychan open (gasless), pay, a refused price (exit 3) and status", async () => {
+    const buyerKey = generatePrivateKey();
+    const buyer = privateKeyToAccount(buyerKey);
+    const mint = await wallet(MINTER_KEY).writeContract({
+      address: usdc,
+      abi: usdcAbi,
+      functionName: "mint",
+      args: [buyer.address, 3_000_000n],
+      account: minter,
+      chain: hardhat,
+    });
+    await publicClient.waitForTransactionReceipt({ hash: mint });
+    const state = path.join(dir, "cli-state");
+    const buyerEnv = { PAYCHAN_PAYER_PRIVATE_KEY: buyerKey };
+    const opened = await cli(["open", `${baseUrl}/paid`, "--deposit", "$2", "--state", state], buyerEnv);
+    expect(opened.code, opened.stderr).to.equal(0);
+    const channel = JSON.parse(opened.stdout) as { channelId: string; deposit: string };
+    expect(channel.deposit).to.equal("2000000");
+    for (let i = 0; i < 2; i++) {
+      const paid = await cli(["pay", `${baseUrl}/paid?cli=${i}`, "--state", state], {});
+      expect(paid.code, paid.stderr).to.equal(0);
+      expect(JSON.parse(paid.stdout)).to.deep.include({ ok: true, path: `/paid?cli=${i}` });
+      expect(paid.stderr).to.match(/paid 1000 .* receipt verified/);
+    }
+    const refused = await cli(["pay", `${baseUrl}/dear`, "--state", state, "--max-per-request", "$0.01"], {});
+    expect(refused.code).to.equal(3);
+    expect(refused.stderr).to.match(/maxPerRequest/);
+    const status = await cli(["status", "--rpc", node.url, "--state", state], {});
+    expect(status.code, status.stderr).to.equal(0);
+    const line = JSON.parse(status.stdout.trim()) as {
+      channelId: string;
+      chargedKnown: string;
+      onChain: { deposit: string };
+    };
+    expect(line).to.deep.include({ channelId: channel.channelId, chargedKnown: "2000", receipts: 2 });
+    expect(line.onChain.deposit).to.equal("2000000");
+  });
+
   it("opens with an EIP-2612 permit, tops up with approve, requests and finalizes a withdrawal", async () => {
     const payerWallet = wallet(PERMIT_PAYER_KEY);
     const payer = payerWallet.account.address;
@@ -413,6 +468,7 @@ describe("client: createPayingFetch and channel operations (hardhat node, real s
     const params = { publicClient, wallet: payerWallet, contract, channelId: opened.channelId };
     const { withdrawReadyAt } = await requestWithdrawal(params);
     expect(withdrawReadyAt).to.be.above(0);
+    // Last test: moving the chain's clock ahead would expire the relay authorizations of later ones.
     await publicClient.request({ method: "evm_increaseTime" as never, params: [3601] as never });
     await publicClient.request({ method: "evm_mine" as never });
     await finalizeWithdrawal(params);

@@ -1,0 +1,153 @@
+import path from "node:path";
+import { parseArgs } from "node:util";
+import type { Hex } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import {
+  createPayingFetch,
+  fileStateStore,
+  loadOrCreateSessionKey,
+  openChannel,
+  PaymentLimitError,
+  termsFromOffer,
+} from "../client";
+import { toAtomic } from "../protocol/price";
+import type { Command } from "./index";
+
+/** Environment variable holding the funding wallet's key (used only to sign a gasless open). */
+export const PAYER_KEY_ENV = "PAYCHAN_PAYER_PRIVATE_KEY";
+/** Environment variable naming the client state directory. */
+export const CLIENT_DIR_ENV = "PAYCHAN_CLIENT_DIR";
+
+const USAGE = `Usage: paychan pay <url> [options]
+
+Sends one HTTP request and pays it through a payment channel if the server answers 402.
+The response body goes to stdout; what was paid goes to stderr.
+
+Options:
+  -X, --method <method>        HTTP method (default GET)
+  -d, --data <text>            request body
+  -H, --header <name: value>   extra request header (repeatable)
+  --max-per-request <amount>   refuse (without signing) a price above this (default "$0.01")
+  --max-total <amount>         refuse once this command would pay more (default "$1")
+  --deposit <amount>           if no channel is known for the server's terms, open one gaslessly
+                               through the server's relay with this deposit, signed by the
+                               funding key in ${PAYER_KEY_ENV}
+  --withdraw-delay <seconds>   withdraw delay of that channel (default: the server's minimum)
+  --state <dir>                session key and client state (default $${CLIENT_DIR_ENV} or ./.paychan)
+  --decimals <n>               token decimals for "$" amounts (default 6)
+  -h, --help
+
+Amounts are "$<dollars>" (e.g. "$0.001") or atomic units ("1000").
+Exit codes: 0 paid or free 2xx answer, 1 other answers or errors, 2 usage, 3 refused by a spend limit.
+`;
+
+/** The state directory from --state, the environment, or ./.paychan. */
+export function stateDir(option: string | undefined): string {
+  return path.resolve(option ?? process.env[CLIENT_DIR_ENV] ?? ".paychan");
+}
+
+/** `paychan pay <url>`. */
+export const command: Command = {
+  summary: "send one request, paying it through a channel on 402",
+  usage: USAGE,
+  async run(args) {
+    let parsed;
+    try {
+      parsed = parseArgs({
+        args: [...args],
+        allowPositionals: true,
+        options: {
+          method: { type: "string", short: "X" },
+          data: { type: "string", short: "d" },
+          header: { type: "string", short: "H", multiple: true },
+          "max-per-request": { type: "string" },
+          "max-total": { type: "string" },
+          deposit: { type: "string" },
+          "withdraw-delay": { type: "string" },
+          state: { type: "string" },
+          decimals: { type: "string" },
+          help: { type: "boolean", short: "h" },
+        },
+      });
+    } catch (error) {
+      process.stderr.write(`paychan pay: ${(error as Error).message}\n\n${USAGE}`);
+      return 2;
+    }
+    const { values, positionals } = parsed;
+    if (values.help) {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    if (positionals.length !== 1) {
+      process.stderr.write(`paychan pay: expected exactly one URL\n\n${USAGE}`);
+      return 2;
+    }
+    const decimals = Number(values.decimals ?? 6);
+    let maxPerRequest: bigint, maxTotal: bigint, deposit: bigint | undefined;
+    try {
+      maxPerRequest = toAtomic(values["max-per-request"] ?? "$0.01", decimals);
+      maxTotal = toAtomic(values["max-total"] ?? "$1", decimals);
+      deposit = values.deposit !== undefined ? toAtomic(values.deposit, decimals) : undefined;
+    } catch (error) {
+      process.stderr.write(`paychan pay: ${(error as Error).message}\n`);
+      return 2;
+    }
+    const headers = new Headers();
+    for (const h of values.header ?? []) {
+      const at = h.indexOf(":");
+      if (at <= 0) {
+        process.stderr.write(`paychan pay: header "${h}" must look like "name: value"\n`);
+        return 2;
+      }
+      headers.append(h.slice(0, at).trim(), h.slice(at + 1).trim());
+    }
+
+    const dir = stateDir(values.state);
+    const session = loadOrCreateSessionKey(path.join(dir, "session.key"));
+    const pay = createPayingFetch(fetch, {
+      sessionAccount: session,
+      maxPerRequest,
+      maxTotal,
+      store: fileStateStore(path.join(dir, "state.json")),
+      channel: async (offer, url) => {
+        const key = process.env[PAYER_KEY_ENV];
+        if (deposit === undefined || !key) {
+          throw new Error(
+            `no channel is known for ${offer.payTo} on ${offer.network}: open one with "paychan open", ` +
+              `or pass --deposit with the funding key in ${PAYER_KEY_ENV}`,
+          );
+        }
+        const opened = await openChannel({
+          terms: termsFromOffer(offer, url),
+          funding: { kind: "relay", payer: privateKeyToAccount(key as Hex) },
+          signer: session.address,
+          amount: deposit,
+          ...(values["withdraw-delay"] ? { withdrawDelay: Number(values["withdraw-delay"]) } : {}),
+        });
+        process.stderr.write(`opened channel 0x${opened.channelId.toString(16)} (tx ${opened.txHash})\n`);
+        return opened.channelId;
+      },
+    });
+    try {
+      const response = await pay(positionals[0], {
+        method: values.method ?? (values.data !== undefined ? "POST" : "GET"),
+        headers,
+        ...(values.data !== undefined ? { body: values.data } : {}),
+      });
+      process.stdout.write(Buffer.from(await response.arrayBuffer()));
+      const p = response.payment;
+      if (p) {
+        process.stderr.write(
+          `paid ${p.charge} (voucher ${p.amount} on channel 0x${p.channelId.toString(16)}, charged total ` +
+            `${p.chargedTotal}), receipt ${p.receiptValid ? "verified" : "INVALID"}\n`,
+        );
+      } else {
+        process.stderr.write(`HTTP ${response.status}, nothing paid\n`);
+      }
+      return response.ok ? 0 : 1;
+    } catch (error) {
+      process.stderr.write(`paychan pay: ${(error as Error).message}\n`);
+      return error instanceof PaymentLimitError ? 3 : 1;
+    }
+  },
+};
