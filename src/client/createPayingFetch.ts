@@ -97,6 +97,32 @@ export interface PayingFetch {
   channelState(channelId: bigint): Readonly<ChannelState> | undefined;
 }
 
+/**
+ * Group commit for the state file: every save asked for during one turn of the event loop is
+ * written once, so a burst of concurrent requests costs one atomic write (and fsync), not one each.
+ */
+class GroupSaver {
+  private pending: Promise<void> | undefined;
+
+  constructor(private readonly store: ClientStateStore) {}
+
+  /** Resolves once the state as it is at the end of this turn is durable. */
+  save(): Promise<void> {
+    this.pending ??= new Promise<void>((resolve, reject) =>
+      setImmediate(() => {
+        this.pending = undefined;
+        try {
+          this.store.save();
+          resolve();
+        } catch (error) {
+          reject(error);
+        }
+      }),
+    );
+    return this.pending;
+  }
+}
+
 /** Per-channel live numbers; `state` is the persisted mirror. */
 class ChannelSlot {
   signedMax: bigint;
@@ -106,19 +132,22 @@ class ChannelSlot {
   constructor(
     readonly channelId: bigint,
     readonly state: ChannelState,
-    private readonly store: ClientStateStore,
+    private readonly saver: GroupSaver,
   ) {
     this.signedMax = BigInt(state.signedMax);
     this.chargedKnown = BigInt(state.chargedKnown);
   }
 
-  /** Picks the next amount (docs/protocol.md, Concurrency), records it durably, reserves `price`. */
+  /**
+   * Picks the next amount (docs/protocol.md, Concurrency) and reserves `price`. The caller must
+   * await {@link persist} before sending the voucher, so a restart never signs the amount again.
+   */
   reserve(price: bigint): bigint {
     const byCharge = this.chargedKnown + this.inFlight + price;
     const next = byCharge > this.signedMax ? byCharge : this.signedMax + 1n;
     this.signedMax = next;
     this.inFlight += price;
-    this.persist();
+    this.mirror();
     return next;
   }
 
@@ -133,13 +162,19 @@ class ChannelSlot {
     const highest = BigInt(view.highestAmount);
     if (highest > this.signedMax) this.signedMax = highest;
     this.chargedKnown = BigInt(view.chargedTotal);
-    this.persist();
+    this.mirror();
   }
 
-  persist(): void {
+  /** Copies the live numbers into the persisted state object. */
+  mirror(): void {
     this.state.signedMax = this.signedMax.toString();
     this.state.chargedKnown = this.chargedKnown.toString();
-    this.store.save();
+  }
+
+  /** Makes the current numbers durable (group commit). */
+  persist(): Promise<void> {
+    this.mirror();
+    return this.saver.save();
   }
 }
 
@@ -195,6 +230,12 @@ function attach(response: Response, payment: PaymentInfo | undefined): PaidRespo
 export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchOptions): PayingFetch {
   const store = options.store ?? memoryStateStore();
   const state = store.load();
+  const saver = new GroupSaver(store);
+  /**
+   * Saves bookkeeping (charged totals, receipts) before the caller sees the answer, so a client
+   * restarted right after it resumes without a resync; a failed save only loses what a resync restores.
+   */
+  const saveQuietly = (slot: ChannelSlot): Promise<void> => slot.persist().catch(() => undefined);
   const offers = new Map<string, ChannelOffer>();
   const slots = new Map<string, ChannelSlot>();
   const resolving = new Map<string, Promise<bigint>>();
@@ -249,7 +290,7 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
         chargedKnown: "0",
         receipts: 0,
       });
-      slot = new ChannelSlot(channelId, persisted, store);
+      slot = new ChannelSlot(channelId, persisted, saver);
       slots.set(key, slot);
     }
     return slot;
@@ -323,6 +364,7 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
       const amount = slot.reserve(price);
       let response: Response;
       try {
+        await slot.persist();
         const signature = await options.sessionAccount.signTypedData(
           voucherTypedData(voucherDomain(chainIdOf(offer.network), offer.extra.contract), {
             channelId: slot.channelId,
@@ -357,7 +399,7 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
           // Not trusted: the charged total it claims is not adopted; the full price counts as spent.
           slot.release(price);
           spent += price;
-          slot.persist();
+          await saveQuietly(slot);
           if ((options.receiptPolicy ?? "throw") === "throw") {
             throw new ReceiptError(`invalid payment receipt from ${request.url}: ${problem}`, response);
           }
@@ -381,7 +423,7 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
         spent += charge;
         slot.state.receipts += 1;
         slot.state.lastReceipt = paid.receipt;
-        slot.persist();
+        await saveQuietly(slot);
         const payment: PaymentInfo = {
           channelId: slot.channelId,
           network: offer.network,
@@ -402,7 +444,10 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
       const required = decodeRequired(response);
       if (!required) return response;
       const view = required.channel;
-      if (view && BigInt(view.channelId) === slot.channelId) slot.resync(view);
+      if (view && BigInt(view.channelId) === slot.channelId) {
+        slot.resync(view);
+        await saveQuietly(slot);
+      }
       const fresh = pick(required);
       if (fresh) offers.set(route, fresh);
       const corrective = required.error === "insufficient_amount" || required.error === "voucher_reused";
