@@ -119,6 +119,7 @@ async function main(): Promise<number> {
 
     let openTx: Hex | undefined;
     const latencies: number[] = [];
+    const sequentialLatencies: number[] = [];
     const pay = createPayingFetch(fetch, {
       sessionAccount: session,
       maxPerRequest: 10_000n,
@@ -139,7 +140,7 @@ async function main(): Promise<number> {
     });
     let paid = 0;
     let chargedByReceipts = 0n;
-    const one = async (i: number): Promise<PaidResponse> => {
+    const one = async (i: number, sequential = false): Promise<PaidResponse> => {
       const t0 = performance.now();
       const response = await pay(`${baseUrl}/weather?req=${i}`);
       await response.arrayBuffer();
@@ -147,6 +148,7 @@ async function main(): Promise<number> {
         throw new Error(`request ${i}: status ${response.status}`);
       }
       latencies.push(performance.now() - t0);
+      if (sequential) sequentialLatencies.push(performance.now() - t0);
       paid++;
       chargedByReceipts += response.payment.charge;
       return response;
@@ -155,19 +157,21 @@ async function main(): Promise<number> {
     log("  paying requests ...");
     const requestsStarted = performance.now();
     let i = 0;
-    for (let k = 0; k < SEQUENTIAL_BEFORE; k++) await one(i++);
+    for (let k = 0; k < SEQUENTIAL_BEFORE; k++) await one(i++, k > 0);
     let concurrent = 0;
     for (let b = 0; b < BURSTS; b++) {
       await Promise.all(Array.from({ length: BURST_SIZE }, () => one(i++)));
       concurrent += BURST_SIZE;
     }
-    for (let k = 0; k < SEQUENTIAL_AFTER; k++) await one(i++);
+    for (let k = 0; k < SEQUENTIAL_AFTER; k++) await one(i++, true);
     const requestsMs = performance.now() - requestsStarted;
     const first = latencies[0];
     latencies.shift(); // the first request includes the channel open; keep it out of the latency figures
     log(
       `  ${paid} paid requests (${concurrent} in bursts of ${BURST_SIZE}) in ${(requestsMs / 1000).toFixed(2)} s; ` +
-        `first (with open) ${first.toFixed(0)} ms, p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms`,
+        `first (with open) ${first.toFixed(0)} ms, p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms ` +
+        `(one at a time: p50 ${percentile(sequentialLatencies, 50).toFixed(1)} ms; in a burst of ${BURST_SIZE}: ` +
+        `each waits for the others)`,
     );
 
     const channelId = BigInt(Object.values(fileStateStore(path.join(dir, "client-state.json")).load().offers)[0]);
