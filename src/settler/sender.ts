@@ -1,4 +1,16 @@
-import type { Account, Address, Chain, Hex, PublicClient, TransactionReceipt, WalletClient } from "viem";
+import {
+  BlockNotFoundError,
+  keccak256,
+  TransactionNotFoundError,
+  TransactionReceiptNotFoundError,
+  type Account,
+  type Address,
+  type Chain,
+  type Hex,
+  type PublicClient,
+  type TransactionReceipt,
+  type WalletClient,
+} from "viem";
 
 export interface SenderOptions {
   readonly publicClient: PublicClient;
@@ -56,6 +68,11 @@ export class TransactionSender {
     return this.options.account.address;
   }
 
+  /** Blocks a receipt must be buried under before it counts. */
+  get confirmations(): number {
+    return this.options.confirmations;
+  }
+
   /**
    * Sends `data` to `to` and resolves with its final (confirmed, canonical) receipt.
    * `onBroadcast` sees every hash sent for it (the original and any replacement), so a caller can
@@ -65,6 +82,35 @@ export class TransactionSender {
     const run = this.queue.then(() => this.sendAndConfirm(to, data, onBroadcast));
     this.queue = run.catch(() => undefined);
     return run;
+  }
+
+  /**
+   * Where the broadcasts of one nonce (`hashes`, e.g. recorded by an earlier process) stand,
+   * waiting up to `waitMs` while one of them is pending or not yet confirmed: "final" with the
+   * confirmed, canonical receipt of the one that was mined; "dropped" when the node knows none of
+   * them; "pending" when one is still in the mempool or not buried deep enough after the wait.
+   */
+  async resolve(
+    hashes: readonly Hex[],
+    waitMs: number,
+  ): Promise<{ status: "final"; receipt: TransactionReceipt } | { status: "pending" | "dropped" }> {
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      let waiting = false;
+      for (const hash of hashes) {
+        const receipt = await this.receiptOf(hash);
+        if (receipt) {
+          const state = await this.finality(receipt);
+          if (state === "final") return { status: "final", receipt };
+          if (state === "buried_too_shallow") waiting = true;
+        } else if (await this.isKnown(hash)) {
+          waiting = true;
+        }
+      }
+      if (!waiting) return { status: "dropped" };
+      if (Date.now() >= deadline) return { status: "pending" };
+      await sleep(this.pollIntervalMs);
+    }
   }
 
   private async sendAndConfirm(
@@ -79,64 +125,130 @@ export class TransactionSender {
     );
     const gas = ((await this.rpc("estimate_gas", () => publicClient.estimateGas({ account, to, data }))) * 12n) / 10n;
     let fees = await this.rpc("fees", () => publicClient.estimateFeesPerGas());
+    const chain = this.options.chain ?? walletClient.chain;
+    const chainId = chain?.id ?? (await this.rpc("chain_id", () => publicClient.getChainId()));
     const hashes: Hex[] = [];
-    const broadcast = async () => {
-      const hash = await this.rpc("send", () =>
-        walletClient.sendTransaction({
-          account,
-          chain: this.options.chain ?? walletClient.chain ?? null,
-          to,
-          data,
-          gas,
-          nonce,
-          maxFeePerGas: fees.maxFeePerGas,
-          maxPriorityFeePerGas: fees.maxPriorityFeePerGas,
-        }),
-      );
+    const announce = (hash: Hex) => {
+      if (hashes.includes(hash)) return;
       hashes.push(hash);
       onBroadcast?.(hash, nonce);
     };
-    await broadcast();
+    /** One broadcast of this nonce at the current fees; `retry` retries transient RPC errors. */
+    const broadcast = async (retry: boolean) => {
+      const request = {
+        to,
+        data,
+        gas,
+        nonce,
+        maxFeePerGas: fees.maxFeePerGas,
+        maxPriorityFeePerGas: fees.maxPriorityFeePerGas,
+      };
+      let call: () => Promise<Hex>;
+      if (account.type === "local") {
+        // Signed here, so the hash does not depend on the node's answer: when that answer is lost
+        // (timeout, dropped connection) and the retry is refused as already known or nonce too
+        // low, the first attempt got through and its hash is followed like any other.
+        const serializedTransaction = await account.signTransaction({ ...request, chainId, type: "eip1559" });
+        const hash = keccak256(serializedTransaction);
+        call = async () => {
+          try {
+            await walletClient.sendRawTransaction({ serializedTransaction });
+          } catch (error) {
+            if (!isAlreadySent(error)) throw error;
+          }
+          return hash;
+        };
+      } else {
+        call = () => walletClient.sendTransaction({ ...request, account, chain: chain ?? null });
+      }
+      announce(retry ? await this.rpc("send", call) : await call());
+    };
+    await broadcast(true);
     let lastBroadcast = Date.now();
 
     for (;;) {
       if (Date.now() - started > this.timeoutMs) {
         throw new SendError(`no final receipt for nonce ${nonce} after ${this.timeoutMs} ms`, "timeout");
       }
+      let mined = false;
       for (const hash of hashes) {
         const receipt = await this.receiptOf(hash);
-        if (receipt && (await this.isFinal(receipt))) return receipt;
+        if (!receipt) continue;
+        const state = await this.finality(receipt);
+        if (state === "final") return receipt;
+        if (state === "buried_too_shallow") mined = true;
       }
-      if (Date.now() - lastBroadcast >= this.replaceAfterMs) {
-        // Stuck or dropped: the same nonce with higher fees replaces it (or re-sends it if the
-        // mempool forgot it). A node refusing it as already known or nonce too low means one of
-        // our transactions was mined; the receipts above will find it.
-        fees = {
-          maxFeePerGas: (fees.maxFeePerGas * (100n + this.feeBumpPercent)) / 100n,
-          maxPriorityFeePerGas: (fees.maxPriorityFeePerGas * (100n + this.feeBumpPercent)) / 100n,
-        } as typeof fees;
-        await broadcast().catch((error: unknown) => this.options.onRetry?.("replace", error));
-        lastBroadcast = Date.now();
+      // Mined but not yet confirmed: wait; replacing it would only be refused (nonce too low).
+      if (!mined && Date.now() - lastBroadcast >= this.replaceAfterMs) {
+        const used = await this.rpc("nonce", () =>
+          publicClient.getTransactionCount({ address: account.address, blockTag: "latest" }),
+        );
+        if (used <= nonce) {
+          // Stuck, dropped, or reorged out: the same nonce with higher fees replaces it (or
+          // re-sends it if the mempool forgot it). One attempt only, so the receipts above keep
+          // being polled: a refusal as already known means one of ours is in the mempool.
+          fees = {
+            maxFeePerGas: (fees.maxFeePerGas * (100n + this.feeBumpPercent)) / 100n,
+            maxPriorityFeePerGas: (fees.maxPriorityFeePerGas * (100n + this.feeBumpPercent)) / 100n,
+          } as typeof fees;
+          await broadcast(false).catch((error: unknown) => this.options.onRetry?.("replace", error));
+          lastBroadcast = Date.now();
+        } else {
+          // The nonce is taken: by one of ours mined since the poll above (the next poll finds
+          // it), or by a transaction sent from this key elsewhere, which no replacement can beat.
+          let ours = false;
+          for (const hash of hashes) if (await this.receiptOf(hash)) ours = true;
+          if (!ours) throw new SendError(`nonce ${nonce} was used by another transaction`, "nonce_taken");
+        }
       }
       await sleep(this.pollIntervalMs);
     }
   }
 
-  private async receiptOf(hash: Hex): Promise<TransactionReceipt | undefined> {
-    try {
-      return await this.options.publicClient.getTransactionReceipt({ hash });
-    } catch {
-      return undefined;
-    }
+  /** The receipt, or undefined when the node has none (not mined); RPC failures are retried. */
+  private receiptOf(hash: Hex): Promise<TransactionReceipt | undefined> {
+    return this.rpc("receipt", () =>
+      this.options.publicClient.getTransactionReceipt({ hash }).catch((error: unknown) => {
+        if (error instanceof TransactionReceiptNotFoundError) return undefined;
+        throw error;
+      }),
+    );
   }
 
-  /** Buried under enough blocks, and its block is still the canonical one at that height. */
-  private async isFinal(receipt: TransactionReceipt): Promise<boolean> {
+  /** Whether the node knows the transaction (pending in its mempool, or mined). */
+  private isKnown(hash: Hex): Promise<boolean> {
+    return this.rpc("transaction", () =>
+      this.options.publicClient.getTransaction({ hash }).then(
+        () => true,
+        (error: unknown) => {
+          if (error instanceof TransactionNotFoundError) return false;
+          throw error;
+        },
+      ),
+    );
+  }
+
+  /**
+   * "final": buried under enough blocks, and its block is still the canonical one at that height;
+   * "buried_too_shallow": canonical but not confirmed enough yet; "orphaned": its block was
+   * reorganized away (the transaction may be pending again, or gone).
+   */
+  private async finality(receipt: TransactionReceipt): Promise<"final" | "buried_too_shallow" | "orphaned"> {
     const { publicClient, confirmations } = this.options;
     const head = await this.rpc("block_number", () => publicClient.getBlockNumber({ cacheTime: 0 }));
-    if (head - receipt.blockNumber < BigInt(confirmations)) return false;
-    const block = await this.rpc("block", () => publicClient.getBlock({ blockNumber: receipt.blockNumber }));
-    return block.hash === receipt.blockHash;
+    if (head < receipt.blockNumber) return "orphaned";
+    const hash = await this.rpc("block", () =>
+      publicClient.getBlock({ blockNumber: receipt.blockNumber }).then(
+        (block) => block.hash,
+        (error: unknown) => {
+          // Gone between the two calls: the chain just got shorter.
+          if (error instanceof BlockNotFoundError) return undefined;
+          throw error;
+        },
+      ),
+    );
+    if (hash !== receipt.blockHash) return "orphaned";
+    return head - receipt.blockNumber < BigInt(confirmations) ? "buried_too_shallow" : "final";
   }
 
   /** Retries an RPC call with exponential backoff and jitter until it succeeds or time runs out. */
@@ -162,4 +274,13 @@ export class TransactionSender {
 function isPermanent(error: unknown): boolean {
   const text = String((error as Error)?.message ?? error);
   return /execution reverted|revert|insufficient funds|invalid sender/i.test(text);
+}
+
+/**
+ * A node refusing a raw transaction it already has, or whose nonce a transaction already used:
+ * after a send whose answer was lost, this means the first attempt got through.
+ */
+function isAlreadySent(error: unknown): boolean {
+  const text = String((error as Error)?.message ?? error);
+  return /already known|known transaction|already imported|nonce too low|nonce has already been used/i.test(text);
 }
