@@ -9,10 +9,14 @@ import {
 } from "viem";
 import { estimateL1Fee } from "viem/op-stack";
 import { paymentChannelsAbi } from "../chain/abi";
+import { withRetry, type RetryPolicy } from "../chain/client";
 import { encodeClaimItem } from "../protocol/voucher";
 import type { PaymentStore } from "../store/types";
 import { selectClaims, toBatches, type ClaimCandidate, type SettlerPolicy } from "./policy";
 import type { TransactionSender } from "./sender";
+
+/** The OP-stack GasPriceOracle predeploy (the same address on every OP-stack chain). */
+export const GAS_PRICE_ORACLE: Address = "0x420000000000000000000000000000000000000F";
 
 /** What one claim transaction did and cost. */
 export interface BatchReport {
@@ -53,6 +57,13 @@ export interface SettlerOptions {
   readonly onBatch?: (report: BatchReport) => void;
   readonly onError?: (cause: string, error: unknown) => void;
   readonly nowSec?: () => number;
+  /**
+   * How long {@link Settler.reconcile} waits for a claim an earlier run left in flight to be
+   * mined and confirmed before leaving its channels to be claimed again. Default 120,000 ms.
+   */
+  readonly reconcileWaitMs?: number;
+  /** Backoff of the settler's own RPC reads (simulations, getChannel, gas price). Default `DEFAULT_RETRY_POLICY`. */
+  readonly retry?: Partial<RetryPolicy>;
 }
 
 /**
@@ -78,6 +89,7 @@ export class Settler {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<BatchReport[]> | undefined;
   private urgentRequested = false;
+  private stopped = false;
   private readonly nowSec: () => number;
 
   constructor(private readonly options: SettlerOptions) {
@@ -86,8 +98,11 @@ export class Settler {
 
   /** Reconciles with the chain, then runs on schedule. */
   async start(): Promise<void> {
+    this.stopped = false;
     await this.reconcile();
     const tick = () => {
+      // A run in progress when stop() was called must not schedule the next one.
+      if (this.stopped) return;
       this.timer = setTimeout(() => {
         void this.runOnce().finally(tick);
       }, this.options.intervalSec * 1000);
@@ -95,8 +110,9 @@ export class Settler {
     tick();
   }
 
-  /** Stops scheduling and waits for a run in progress. */
+  /** Stops scheduling (and urgent runs) and waits for a run in progress. */
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     await this.running?.catch(() => undefined);
@@ -104,6 +120,7 @@ export class Settler {
 
   /** Claims at once (a payer asked to withdraw): called by the watcher's withdrawal event. */
   claimUrgently(): void {
+    if (this.stopped) return;
     this.urgentRequested = true;
     void this.runOnce();
   }
@@ -114,25 +131,51 @@ export class Settler {
    * twice (the chain is the truth) and nothing is forgotten (anything unclaimed stays a candidate).
    */
   async reconcile(): Promise<void> {
-    const { store, publicClient, contract } = this.options;
-    for (const pending of store.loadPendingClaims()) {
-      try {
-        const receipt = await publicClient.getTransactionReceipt({ hash: pending.txHash });
-        this.applyReceipt(receipt);
-      } catch {
-        // Not mined (dropped or still pending): the channel stays a candidate and is claimed again.
-      }
-      store.removePendingClaims(pending.txHash);
-    }
+    const { store, publicClient, contract, sender } = this.options;
+    await this.resolvePending(this.options.reconcileWaitMs ?? 120_000);
+    // Claims the store has not seen (a direct claim, a run that crashed before recording its
+    // broadcast), read at the confirmed head: a claim that may still be reorganized away must
+    // not hide its channel from the candidates.
+    const head = await this.rpc(() => publicClient.getBlockNumber({ cacheTime: 0 }));
+    const confirmations = BigInt(sender.confirmations);
+    const blockNumber = head > confirmations ? head - confirmations : 0n;
     for (const ledger of store.loadLedgers()) {
       if (ledger.highestAmount <= ledger.claimedAmount) continue;
-      const channel = await publicClient.readContract({
-        address: contract,
-        abi: paymentChannelsAbi,
-        functionName: "getChannel",
-        args: [ledger.channelId],
-      });
+      const channel = await this.rpc(() =>
+        publicClient.readContract({
+          address: contract,
+          abi: paymentChannelsAbi,
+          functionName: "getChannel",
+          args: [ledger.channelId],
+          blockNumber,
+        }),
+      );
       if (channel.claimed > ledger.claimedAmount) store.markClaimed(ledger.channelId, channel.claimed);
+    }
+  }
+
+  /**
+   * Resolves the claims recorded as sent (by an earlier process, or by a send of this one that
+   * gave up): a confirmed, canonical receipt marks its channels claimed; one in a block later
+   * reorganized away must not, so nothing less counts. Claims the node no longer knows are
+   * forgotten (their channels are claimed again, idempotently); claims still pending or not yet
+   * confirmed after `waitMs` stay recorded for a later pass.
+   */
+  private async resolvePending(waitMs: number): Promise<void> {
+    const { store, sender } = this.options;
+    // The broadcasts of one nonce (an original and its fee-bumped replacements) are one claim:
+    // at most one of them is mined.
+    const byNonce = new Map<number, Set<Hex>>();
+    for (const pending of store.loadPendingClaims()) {
+      const hashes = byNonce.get(pending.nonce) ?? new Set<Hex>();
+      hashes.add(pending.txHash);
+      byNonce.set(pending.nonce, hashes);
+    }
+    for (const hashes of byNonce.values()) {
+      const outcome = await sender.resolve([...hashes], waitMs);
+      if (outcome.status === "pending") continue;
+      if (outcome.status === "final") this.applyReceipt(outcome.receipt);
+      for (const hash of hashes) store.removePendingClaims(hash);
     }
   }
 
@@ -142,7 +185,7 @@ export class Settler {
       this.running = this.pass().finally(() => {
         this.running = undefined;
         // A withdrawal seen during the pass gets its own pass right away.
-        if (this.urgentRequested) void this.runOnce();
+        if (this.urgentRequested && !this.stopped) void this.runOnce();
       });
     }
     return this.running;
@@ -189,9 +232,14 @@ export class Settler {
   private async pass(): Promise<BatchReport[]> {
     this.urgentRequested = false;
     const { publicClient, policy } = this.options;
+    try {
+      await this.resolvePending(0);
+    } catch (error) {
+      this.fail("pending", error);
+    }
     let gasPrice = 0n;
     try {
-      gasPrice = await publicClient.getGasPrice();
+      gasPrice = await this.rpc(() => publicClient.getGasPrice());
     } catch (error) {
       this.fail("gas_price", error);
     }
@@ -221,11 +269,7 @@ export class Settler {
     const data = encodeFunctionData({
       abi: paymentChannelsAbi,
       functionName: "claimBatch",
-      args: [
-        concatHex(
-          items.map((c) => encodeClaimItem({ channelId: c.channelId, cumulativeAmount: c.amount }, c.signature)),
-        ),
-      ],
+      args: [concatHex(items.map((item) => item.encoded))],
     });
     const l1FeeWei = await this.l1Fee(data);
     const broadcast: Hex[] = [];
@@ -243,6 +287,9 @@ export class Settler {
     });
     const claimed = this.applyReceipt(receipt);
     for (const hash of broadcast) store.removePendingClaims(hash);
+    if (receipt.status !== "success") {
+      this.fail("reverted", new Error(`claim transaction ${receipt.transactionHash} reverted`));
+    }
     let amountClaimed = 0n;
     for (const item of items) {
       const after = claimed.get(item.channelId);
@@ -270,42 +317,61 @@ export class Settler {
    * The items the chain accepts now. The whole batch is simulated first; only when some item
    * would be skipped is each one simulated alone to find which.
    */
-  private async validItems(batch: readonly ClaimCandidate[]): Promise<ClaimCandidate[]> {
-    const all = await this.simulate(batch);
-    if (all === batch.length) return [...batch];
-    const valid: ClaimCandidate[] = [];
+  private async validItems(batch: readonly ClaimCandidate[]): Promise<EncodedClaim[]> {
+    const encoded: EncodedClaim[] = [];
     for (const item of batch) {
+      try {
+        encoded.push({
+          ...item,
+          encoded: encodeClaimItem({ channelId: item.channelId, cumulativeAmount: item.amount }, item.signature),
+        });
+      } catch (error) {
+        // A malformed signature in the store must not sink the batch it is in.
+        this.fail("invalid_item", error);
+      }
+    }
+    if (encoded.length === 0) return [];
+    if ((await this.simulate(encoded)) === encoded.length) return encoded;
+    const valid: EncodedClaim[] = [];
+    for (const item of encoded) {
       if ((await this.simulate([item])) === 1) valid.push(item);
       else this.fail("invalid_item", new Error(`channel 0x${item.channelId.toString(16)} would be skipped`));
     }
     return valid;
   }
 
-  private async simulate(items: readonly ClaimCandidate[]): Promise<number> {
+  private async simulate(items: readonly EncodedClaim[]): Promise<number> {
     const { publicClient, contract, sender } = this.options;
-    const payload = concatHex(
-      items.map((c) => encodeClaimItem({ channelId: c.channelId, cumulativeAmount: c.amount }, c.signature)),
+    const { result } = await this.rpc(() =>
+      publicClient.simulateContract({
+        address: contract,
+        abi: paymentChannelsAbi,
+        functionName: "claimBatch",
+        args: [concatHex(items.map((item) => item.encoded))],
+        account: sender.address,
+      }),
     );
-    const { result } = await publicClient.simulateContract({
-      address: contract,
-      abi: paymentChannelsAbi,
-      functionName: "claimBatch",
-      args: [payload],
-      account: sender.address,
-    });
     return Number(result);
   }
 
   private async l1Fee(data: Hex): Promise<bigint> {
     if (!this.options.opStack) return 0n;
+    const chain = this.options.publicClient.chain;
+    // A chain object without the oracle in its `contracts` (a custom or local OP-stack chain)
+    // would make viem throw: the predeploy address is the same on every OP-stack chain.
+    const oracle = chain?.contracts?.gasPriceOracle;
+    const gasPriceOracleAddress = oracle && "address" in oracle ? (oracle.address as Address) : GAS_PRICE_ORACLE;
     try {
-      // eslint-disable-next-line @typescript-eslint/no-explicit-any
-      return await estimateL1Fee(this.options.publicClient as any, {
-        account: this.options.sender.address,
-        to: this.options.contract,
-        data,
-        chain: this.options.publicClient.chain,
-      });
+      return await this.rpc(() =>
+        // eslint-disable-next-line @typescript-eslint/no-explicit-any
+        estimateL1Fee(this.options.publicClient as any, {
+          account: this.options.sender.address,
+          to: this.options.contract,
+          data,
+          chain,
+          gasPriceOracleAddress,
+        }),
+      );
     } catch (error) {
       this.fail("l1_fee", error);
       return 0n;
@@ -332,10 +398,20 @@ export class Settler {
     return claimed;
   }
 
+  /** Retries a read through transient RPC failures (rate limits, timeouts); reverts are not retried. */
+  private rpc<T>(call: () => Promise<T>): Promise<T> {
+    return withRetry(call, this.options.retry ?? {});
+  }
+
   private fail(cause: string, error: unknown): void {
     this.metrics.failures[cause] = (this.metrics.failures[cause] ?? 0) + 1;
     this.options.onError?.(cause, error);
   }
+}
+
+/** A candidate with its claimBatch item. */
+interface EncodedClaim extends ClaimCandidate {
+  readonly encoded: Hex;
 }
 
 function max(a: bigint, b: bigint): bigint {
