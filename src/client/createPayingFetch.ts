@@ -29,7 +29,8 @@ import { chainIdOf, type TypedDataSigner } from "./terms";
  *    the session key and sent in PAYMENT-SIGNATURE;
  * 4. the PAYMENT-RESPONSE receipt is verified offline against `extra.receiptSigner`;
  * 5. a corrective 402 carrying the server's `channel` view (`insufficient_amount`,
- *    `voucher_reused`) resynchronizes the state and the request is retried once.
+ *    `voucher_reused`) resynchronizes the state and the request is retried once; a 503
+ *    `store_unavailable` (nothing charged) is answered by resending the same voucher, twice at most.
  *
  * After the first 402 of a route (method + origin + path) its offer is remembered, and later
  * requests to it are paid directly, without the unpaid round trip.
@@ -177,6 +178,10 @@ class ChannelSlot {
     return this.saver.save();
   }
 }
+
+/** Resends of the same voucher after a `store_unavailable` (503) answer, and the base delay between them. */
+const STORE_RETRIES = 2;
+const STORE_RETRY_DELAY_MS = 250;
 
 /** A request body that can be sent more than once. */
 interface ReplayableRequest {
@@ -371,13 +376,19 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
             cumulativeAmount: amount,
           }),
         );
-        response = await send(
-          encodePaymentSignature(offer, {
-            channelId: channelIdHex(slot.channelId),
-            amount: amount.toString(),
-            signature,
-          }),
-        );
+        const header = encodePaymentSignature(offer, {
+          channelId: channelIdHex(slot.channelId),
+          amount: amount.toString(),
+          signature,
+        });
+        response = await send(header);
+        // store_unavailable: nothing was charged and the same voucher may be resent (docs/protocol.md).
+        for (let retry = 0; retry < STORE_RETRIES && response.status === 503; retry++) {
+          if (decodeRequired(response)?.error !== "store_unavailable") break;
+          await drain(response);
+          await new Promise((resolve) => setTimeout(resolve, STORE_RETRY_DELAY_MS * (retry + 1)));
+          response = await send(header);
+        }
       } catch (error) {
         slot.release(price);
         reserved -= price;

@@ -50,7 +50,7 @@ function fakeServer(price: bigint, seed = 1) {
     },
   };
   const ledger = { chargedTotal: 0n, highestAmount: 0n, used: new Set<bigint>(), deposit: 10n ** 12n };
-  const stats = { requests: 0, vouchers: 0, refusals: [] as string[] };
+  const stats = { requests: 0, vouchers: 0, refusals: [] as string[], amounts: [] as bigint[], failNext: 0 };
   let rng = seed;
   const random = () => (rng = (rng * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
   const refuse = (error: string | undefined, channelId?: bigint): Response => {
@@ -88,6 +88,15 @@ function fakeServer(price: bigint, seed = 1) {
     const decoded = decodePaymentSignature(header);
     if (!decoded.ok) throw new Error(decoded.reason);
     const { channelId, amount } = decoded.voucher;
+    stats.amounts.push(amount);
+    if (stats.failNext > 0) {
+      stats.failNext--;
+      const body = { x402Version: 2, error: "store_unavailable", resource: { url: "x" }, accepts: [offer] };
+      return new Response(JSON.stringify(body), {
+        status: 503,
+        headers: { [PAYMENT_REQUIRED_HEADER]: encodeHeader(body) },
+      });
+    }
     let error: string | undefined;
     if (ledger.used.has(amount)) error = "voucher_reused";
     else if (ledger.chargedTotal + price > (amount > ledger.highestAmount ? amount : ledger.highestAmount)) {
@@ -194,6 +203,27 @@ describe("client: createPayingFetch amount rule and state file (no chain)", () =
     for (const r of refused) expect((r as PromiseRejectedResult).reason).to.be.instanceOf(PaymentLimitError);
     expect(server.stats.vouchers).to.equal(3);
     expect(pay.spent).to.equal(3_000n);
+  });
+
+  it("resends the same voucher after store_unavailable (503), charged once", async () => {
+    const session = privateKeyToAccount(generatePrivateKey());
+    const server = fakeServer(1_000n);
+    const pay = createPayingFetch(server.fetchImpl, {
+      sessionAccount: session,
+      channel: channelIdFor(session.address, 0n),
+      maxPerRequest: 1_000n,
+      maxTotal: 10_000n,
+    });
+    server.stats.failNext = 1;
+    const response = await pay("http://api.test/x");
+    expect(response.status).to.equal(200);
+    expect(server.stats.amounts).to.deep.equal([1_000n, 1_000n]);
+    expect(server.ledger.chargedTotal).to.equal(1_000n);
+    server.stats.failNext = 3; // more than the client resends: the 503 reaches the caller, unpaid
+    const failed = await pay("http://api.test/x?again");
+    expect(failed.status).to.equal(503);
+    expect(failed.payment).to.equal(undefined);
+    expect(pay.reserved).to.equal(0n);
   });
 
   it("refuses a channel whose signer is not the session account", async () => {
