@@ -2,6 +2,33 @@
  * The paychan client: open and fund channels (with a transaction, an EIP-2612 permit or gaslessly
  * through the server's relay), read their status, exit, and pay HTTP requests through a channel
  * with {@link createPayingFetch}.
+ *
+ * ```ts
+ * const funder = privateKeyToAccount(process.env.FUNDER_KEY as Hex); // holds USDC, maybe no ETH
+ * const session = loadOrCreateSessionKey(".paychan/session.key"); // signs vouchers only
+ * const pay = createPayingFetch(fetch, {
+ *   sessionAccount: session,
+ *   maxPerRequest: 10_000n, // $0.01
+ *   maxTotal: 5_000_000n, // $5
+ *   store: fileStateStore(".paychan/state.json"),
+ *   // First 402 from a server: open a $5 channel gaslessly through its relay.
+ *   channel: async (offer, url) =>
+ *     (
+ *       await openChannel({
+ *         terms: termsFromOffer(offer, url),
+ *         funding: { kind: "relay", payer: funder },
+ *         signer: session.address,
+ *         amount: 5_000_000n,
+ *       })
+ *     ).channelId,
+ * });
+ * const res = await pay("https://api.example.com/weather?city=Lisbon");
+ * console.log(res.status, res.payment?.charge, res.payment?.receiptValid);
+ * ```
+ *
+ * One state file per process: two processes paying on the same channel with the same file would
+ * each sign from their own copy (the server refuses the clash, and a resync recovers, but the
+ * amounts are wasted round trips).
  */
 export { createPayingFetch } from "./createPayingFetch";
 export type { ChannelResolver, PaidResponse, PayingFetch, PayingFetchOptions, PaymentInfo } from "./createPayingFetch";
