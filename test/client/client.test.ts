@@ -43,6 +43,7 @@ import {
 import { createPaymentServer, type PaymentServer } from "../../src/server/app";
 import { loadConfig, PAYEE_KEY_ENV, RELAYER_KEY_ENV } from "../../src/server/config";
 import { createLogger } from "../../src/server/log";
+import { CHARGE_HEADER } from "../../src/server/proxy";
 import { startHardhatNode, type HardhatNode } from "../helpers/hardhatNode";
 
 /**
@@ -84,7 +85,10 @@ async function startUpstream(): Promise<{ server: http.Server; url: string; call
     calls++;
     req.resume();
     req.on("end", () => {
-      res.writeHead(200, { "content-type": "application/json" });
+      // /usage reports what the request really cost (an "upto" route): 1,000 + the `n` query value.
+      const usage = /^\/usage\?n=(\d+)$/.exec(req.url ?? "");
+      const extra = usage ? { [CHARGE_HEADER]: String(1_000 + Number(usage[1])) } : {};
+      res.writeHead(200, { "content-type": "application/json", ...extra });
       res.end(JSON.stringify({ ok: true, path: req.url }));
     });
   });
@@ -151,7 +155,12 @@ describe("client: createPayingFetch and channel operations (hardhat node, real s
         rpcUrl: node.url,
         contract,
         token: { address: usdc, decimals: 6, name: "USD Coin", version: "2" },
-        routes: { "GET /paid": "$0.001", "GET /dear": "$0.5", "GET /free": null },
+        routes: {
+          "GET /paid": "$0.001",
+          "GET /dear": "$0.5",
+          "GET /free": null,
+          "GET /usage": { price: "$0.005", pricing: "upto" },
+        },
         minDeposit: "$1",
         minWithdrawDelay: 3600,
         pollIntervalMs: 200,
@@ -362,6 +371,28 @@ describe("client: createPayingFetch and channel operations (hardhat node, real s
     expect(ledger()!.chargedTotal - chargedBefore).to.equal(6n * PRICE);
     expect(existsSync(stateFile)).to.equal(true);
     expect(pay.channelState(channelId)?.receipts).to.equal(6);
+  });
+
+  it("pays usage-priced (upto) routes: reserves the maximum, is charged what the receipt says", async () => {
+    const chargedBefore = ledger()!.chargedTotal;
+    const { counts, fetchImpl } = countingFetch();
+    const pay = createPayingFetch(fetchImpl, {
+      sessionAccount: session,
+      channel: channelId,
+      maxPerRequest: 5_000n,
+      maxTotal: 1_000_000n,
+      store: fileStateStore(stateFile),
+    });
+    const responses = await Promise.all(Array.from({ length: 8 }, (_, i) => pay(`${baseUrl}/usage?n=${i * 7}`)));
+    expect(responses.map((r) => r.status)).to.deep.equal(new Array(8).fill(200));
+    const charges = responses.map((r) => r.payment!.charge);
+    expect(charges).to.deep.equal(Array.from({ length: 8 }, (_, i) => BigInt(1_000 + i * 7)));
+    const sum = charges.reduce((a, b) => a + b, 0n);
+    expect(pay.spent).to.equal(sum);
+    expect(ledger()!.chargedTotal - chargedBefore).to.equal(sum);
+    // Fixed-price requests continue on the same channel without a refusal.
+    for (let i = 0; i < 5; i++) expect((await pay(`${baseUrl}/paid?after-usage=${i}`)).status).to.equal(200);
+    expect(counts.refusedVouchers).to.deep.equal([]);
   });
 
   it("rejects a tampered receipt (throws, or flags with receiptPolicy: flag)", async () => {
