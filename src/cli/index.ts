@@ -25,6 +25,7 @@ export const COMMANDS: Readonly<Record<string, { readonly summary: string; load(
   pay: { summary: "send a request, paying a 402 via a channel", load: async () => (await import("./pay")).command },
   open: { summary: "open a channel to a server (gasless)", load: async () => (await import("./open")).command },
   status: { summary: "show the client's channels", load: async () => (await import("./status")).command },
+  settle: { summary: "claim accepted vouchers in batches", load: async () => (await import("./settle")).command },
 };
 
 /** Where command output goes (injectable for tests). */
