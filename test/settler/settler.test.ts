@@ -1,5 +1,6 @@
 import { expect } from "chai";
-import { mkdtempSync, rmSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { artifacts } from "hardhat";
@@ -24,6 +25,7 @@ import { ChannelWatcher } from "../../src/chain/watcher";
 import { voucherDomain, voucherTypedData } from "../../src/protocol/voucher";
 import type { SettlerPolicy } from "../../src/settler/policy";
 import { TransactionSender } from "../../src/settler/sender";
+import { SETTLER_KEY_ENV } from "../../src/settler/main";
 import { GAS_PRICE_ORACLE, Settler, type BatchReport } from "../../src/settler/settler";
 import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite";
 import { startHardhatNode, startRpcProxy, type HardhatNode, type RpcProxy } from "../helpers/hardhatNode";
@@ -35,6 +37,7 @@ import { startHardhatNode, startRpcProxy, type HardhatNode, type RpcProxy } from
  * deploys its own PaymentChannels, so no test sees another's channels.
  */
 
+const REPO_ROOT = path.resolve(__dirname, "..", "..");
 const DELAY = 900; // MIN_WITHDRAW_DELAY, 15 minutes
 const DEPOSIT = 10_000_000n; // 10 USDC
 const FAST_RETRY = { attempts: 6, baseDelayMs: 10, maxDelayMs: 100 };
@@ -712,5 +715,85 @@ describe("Settler (against a hardhat node over JSON-RPC, SQLite store)", functio
     expect(report.costWei).to.equal(receipt.gasUsed * receipt.effectiveGasPrice + report.l1FeeWei);
     expect(report.costPerChannelWei).to.equal(report.costWei / 3n);
     await expectAllClaimed(store, d, channels);
+  });
+
+  it("runs as `paychan settle --now` (one pass, JSON lines) and as a scheduled process claiming an exit at once", async function () {
+    this.timeout(60_000);
+    const d = await deploy();
+    const dbFile = path.join(dir, "cli.db");
+    const first = openStore(dbFile);
+    const channels = await channelsWithVouchers(first.store, d, 3);
+    await first.store.close();
+    const payeeBefore = await balanceOf(PAYEE);
+    const key = generatePrivateKey();
+    await test.setBalance({ address: privateKeyToAccount(key).address, value: 10n ** 20n });
+    const configFile = path.join(dir, "cli.config.json");
+    writeFileSync(
+      configFile,
+      JSON.stringify({
+        upstream: "http://127.0.0.1:1",
+        network: "localhost",
+        rpcUrl: node.url,
+        contract: d.contract,
+        token: { address: usdc, decimals: 6, name: "USD Coin", version: "2" },
+        routes: { "GET /weather": "$0.001" },
+        minWithdrawDelay: DELAY,
+        confirmations: 0,
+        pollIntervalMs: 100,
+        fromBlock: Number(d.block),
+        database: { path: "cli.db" },
+        settler: { minUnclaimed: "$0.01", intervalSec: 300, maxBatchSize: 10 },
+      }),
+    );
+    const env: NodeJS.ProcessEnv = { ...process.env, [SETTLER_KEY_ENV]: key, PAYCHAN_PAYEE_ADDRESS: PAYEE };
+    delete env.PAYCHAN_PAYEE_PRIVATE_KEY;
+    const run = (...args: string[]) => {
+      const child = spawn(process.execPath, [path.join(REPO_ROOT, "bin", "paychan.js"), "settle", ...args], {
+        cwd: dir,
+        env,
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      const out = { stdout: "", stderr: "" };
+      child.stdout.on("data", (c: Buffer) => (out.stdout += c.toString()));
+      child.stderr.on("data", (c: Buffer) => (out.stderr += c.toString()));
+      const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+      cleanups.push(() => {
+        if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      });
+      const lines = () =>
+        out.stdout
+          .split("\n")
+          .filter((l) => l.trim() !== "")
+          .map((l) => JSON.parse(l) as Record<string, unknown>);
+      return { child, out, exited, lines };
+    };
+
+    // --now: one reconcile, one pass, one JSON line per batch, exit 0.
+    const once = run("--config", configFile, "--now");
+    expect(await once.exited, once.out.stderr).to.equal(0);
+    const [report, ...more] = once.lines();
+    expect(more).to.deep.equal([]);
+    expect(report).to.deep.include({ channels: 3, amountClaimed: sum(channels).toString(), urgent: false });
+    expect(BigInt(report.gasUsed as string) > 0n).to.equal(true);
+    expect(BigInt(report.costPerChannelWei as string)).to.equal(BigInt(report.costWei as string) / 3n);
+    const reopened = openStore(dbFile).store;
+    await expectAllClaimed(reopened, d, channels);
+    expect((await balanceOf(PAYEE)) - payeeBefore).to.equal(sum(channels));
+
+    // More vouchers on one channel, below minUnclaimed: nothing to claim on schedule...
+    const exiting = channels[0];
+    await recordVouchers(reopened, d, exiting, [exiting.highest + 5_000n]);
+    await reopened.close();
+
+    // ...until its payer asks to withdraw: the running settler's watcher sees it and claims at once.
+    const daemon = run("--config", configFile);
+    await waitFor("the settler to start", () => daemon.out.stderr.includes("paychan settler starting") || undefined);
+    await call(PAYER, d.contract, "requestWithdrawal", [exiting.id]);
+    const urgent = await waitFor("the urgent claim", () => daemon.lines()[0]);
+    expect(urgent).to.deep.include({ channels: 1, amountClaimed: "5000", urgent: true });
+    expect(await claimedOnChain(d, exiting.id)).to.equal(exiting.highest);
+    daemon.child.kill("SIGTERM");
+    expect(await daemon.exited, daemon.out.stderr).to.equal(0);
+    expect(await chain.getTransactionCount({ address: privateKeyToAccount(key).address })).to.equal(2);
   });
 });
