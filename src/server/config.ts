@@ -188,6 +188,8 @@ export interface ParseOptions {
 
 const TOP_LEVEL_KEYS = [
   "$schema",
+  // Read by the settler (src/settler/main.ts), which runs in the server process by default.
+  "settler",
   "upstream",
   "listen",
   "publicUrl",

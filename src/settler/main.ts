@@ -293,6 +293,8 @@ export interface SettleOptions {
   readonly signals?: readonly NodeJS.Signals[];
   /** Called once the scheduled settler runs (tests). */
   readonly onStarted?: (settler: Settler) => void;
+  /** Stops the scheduled settler when aborted (used when it runs inside the server process). */
+  readonly abort?: AbortSignal;
 }
 
 /** Runs the settler described by `configPath`; resolves with the exit code, never rejects. */
@@ -395,6 +397,12 @@ export async function settle(configPath: string, options: SettleOptions = {}): P
         resolve();
       };
       for (const s of signals) process.on(s, onSignal);
+      const onAbort = () => {
+        for (const s of signals) process.off(s, onSignal);
+        resolve();
+      };
+      if (options.abort?.aborted) onAbort();
+      else options.abort?.addEventListener("abort", onAbort, { once: true });
     });
     return 0;
   } catch (error) {

@@ -228,6 +228,7 @@ describe("server config", () => {
       expect(issues).to.deep.equal([
         `config: unknown key "rotues" (known: ${[
           "$schema",
+          "settler",
           "upstream",
           "listen",
           "publicUrl",
