@@ -477,6 +477,23 @@ describe("paychan server end to end (hardhat node, real HTTP)", function () {
     expect(metric(text, 'paychan_requests_total{outcome="paid"}')).to.equal(505);
   });
 
+  it("claims a channel at once when its payer asks to withdraw (the settler runs in the server process)", async () => {
+    await send(payer, contract, paymentChannelsAbi, "requestWithdrawal", [client.channelId]);
+    const claimed = await waitFor("the in-process settler to claim the withdrawing channel", async () => {
+      const channel = await publicClient.readContract({
+        address: contract,
+        abi: paymentChannelsAbi,
+        functionName: "getChannel",
+        args: [client.channelId],
+      });
+      return channel.claimed > 0n ? channel.claimed : undefined;
+    }).catch((error: Error) => {
+      throw new Error(`${error.message}\n${childOutput}`);
+    });
+    expect(claimed).to.equal(client.highest);
+    expect(childOutput).to.include('"msg":"withdrawal requested; claiming now"');
+  });
+
   it("stops gracefully on SIGTERM, and the store matches what the client was told", async () => {
     const exited = new Promise<number | null>((resolve) => child?.once("exit", (code) => resolve(code)));
     child?.kill("SIGTERM");
