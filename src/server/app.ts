@@ -54,7 +54,12 @@ export interface PaymentServer {
   readonly logger: Logger;
   /** Health as served on the health endpoint. */
   health(): HealthReport;
-  /** Checks the chain, starts the watcher and listens; resolves with the bound address. */
+  /**
+   * Checks the RPC endpoint and the contract, then starts the chain watcher. Enough when only the
+   * gate is used (the Express `paywall` middleware); {@link start} does it too.
+   */
+  startChain(): Promise<void>;
+  /** {@link startChain}, then the reverse proxy listens; resolves with the bound address. */
   start(): Promise<AddressInfo>;
   /** Stops accepting, drains in-flight requests, stops the watcher, flushes and closes the store. Idempotent. */
   stop(): Promise<void>;
@@ -270,7 +275,7 @@ export async function createPaymentServer(
       relay,
       logger,
       health,
-      async start() {
+      async startChain() {
         const chainId = await client.getChainId();
         if (chainId !== network.chainId) {
           throw new Error(
@@ -282,6 +287,9 @@ export async function createPaymentServer(
           throw new Error(`no contract at ${config.contract} on ${network.name}: check config.contract`);
         }
         watcher.start();
+      },
+      async start() {
+        await server.startChain();
         const address = await proxy.listen(config.listen.port, config.listen.host);
         logger.info("paychan server listening", {
           address: `http://${address.address}:${address.port}`,
