@@ -25,6 +25,12 @@ export const COMMANDS: Readonly<Record<string, { readonly summary: string; load(
   pay: { summary: "send a request, paying a 402 via a channel", load: async () => (await import("./pay")).command },
   open: { summary: "open a channel to a server (gasless)", load: async () => (await import("./open")).command },
   status: { summary: "show the client's channels", load: async () => (await import("./status")).command },
+  topup: { summary: "add to a channel's deposit", load: async () => (await import("./topup")).command },
+  withdraw: {
+    summary: "request (or --finalize) the payer's withdrawal",
+    load: async () => (await import("./withdraw")).command,
+  },
+  deploy: { summary: "deploy the PaymentChannels contract", load: async () => (await import("./deploy")).command },
   settle: { summary: "claim accepted vouchers in batches", load: async () => (await import("./settle")).command },
 };
 

@@ -1,7 +1,6 @@
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { createPublicClient, createWalletClient, http, type Chain, type Hex, type PublicClient } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
+import { createPublicClient, createWalletClient, http, type Chain, type PublicClient } from "viem";
 import {
   fileStateStore,
   loadOrCreateSessionKey,
@@ -13,7 +12,15 @@ import {
 import { decodeHeader, PAYMENT_REQUIRED_HEADER, SCHEME, type PaymentRequired } from "../protocol/headers";
 import { toAtomic } from "../protocol/price";
 import type { Command } from "./index";
-import { PAYER_KEY_ENV, stateDir } from "./pay";
+import {
+  KEYSTORE_PASSWORD_ENV,
+  loadAccount,
+  PAYER_KEY_ENV,
+  refuseKeyArguments,
+  reportError,
+  stateDir,
+  withProgress,
+} from "./common";
 
 const USAGE = `Usage: paychan open <url> --deposit <amount> [options]
 
@@ -29,9 +36,12 @@ Options:
   --rpc <url>                  JSON-RPC endpoint (permit / approve)
   --withdraw-delay <seconds>   default: the server's minimum
   --state <dir>                default $PAYCHAN_CLIENT_DIR or ./.paychan
+  --keystore <file>            encrypted JSON keystore of the funding wallet (password from
+                               ${KEYSTORE_PASSWORD_ENV}, or prompted on a terminal)
   -h, --help
 
-The funding key is read from ${PAYER_KEY_ENV}. Prints the channel as JSON.
+The funding key is read from ${PAYER_KEY_ENV} or --keystore, never from an argument.
+Prints the channel as JSON.
 `;
 
 /** `paychan open <url>`. */
@@ -40,6 +50,11 @@ export const command: Command = {
   usage: USAGE,
   async run(args) {
     let parsed;
+    try {
+      refuseKeyArguments(args);
+    } catch (error) {
+      return reportError("open", error);
+    }
     try {
       parsed = parseArgs({
         args: [...args],
@@ -50,6 +65,7 @@ export const command: Command = {
           rpc: { type: "string" },
           "withdraw-delay": { type: "string" },
           state: { type: "string" },
+          keystore: { type: "string" },
           help: { type: "boolean", short: "h" },
         },
       });
@@ -71,10 +87,11 @@ export const command: Command = {
       process.stderr.write(`paychan open: --funding ${funding} needs --rpc\n`);
       return 2;
     }
-    const key = process.env[PAYER_KEY_ENV];
-    if (!key || !/^0x[0-9a-fA-F]{64}$/.test(key)) {
-      process.stderr.write(`paychan open: set ${PAYER_KEY_ENV} to the funding wallet's 0x-hex private key\n`);
-      return 2;
+    let payer;
+    try {
+      payer = await loadAccount({ keystore: values.keystore });
+    } catch (error) {
+      return reportError("open", error);
     }
     const url = positionals[0];
     const answer = await fetch(url);
@@ -86,7 +103,6 @@ export const command: Command = {
       return 1;
     }
     const terms = termsFromOffer(offer, url);
-    const payer = privateKeyToAccount(key as Hex);
     let method: FundingMethod;
     if (funding === "relay") {
       method = { kind: "relay", payer };
@@ -103,13 +119,21 @@ export const command: Command = {
     }
     const dir = stateDir(values.state);
     const session = loadOrCreateSessionKey(path.join(dir, "session.key"));
-    const opened = await openChannel({
-      terms,
-      funding: method,
-      signer: session.address,
-      amount: toAtomic(values.deposit, offer.extra.decimals),
-      ...(values["withdraw-delay"] ? { withdrawDelay: Number(values["withdraw-delay"]) } : {}),
-    });
+    let opened;
+    try {
+      opened = await withProgress(
+        `opening a channel to ${terms.payee} (${funding}, ${offer.network})`,
+        openChannel({
+          terms,
+          funding: method,
+          signer: session.address,
+          amount: toAtomic(values.deposit, offer.extra.decimals),
+          ...(values["withdraw-delay"] ? { withdrawDelay: Number(values["withdraw-delay"]) } : {}),
+        }),
+      );
+    } catch (error) {
+      return reportError("open", error);
+    }
     const store = fileStateStore(path.join(dir, "state.json"));
     store.load().offers[offerKey(offer.network, offer.extra.contract, offer.payTo, offer.asset)] =
       `0x${opened.channelId.toString(16)}`;

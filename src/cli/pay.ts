@@ -1,7 +1,5 @@
 import path from "node:path";
 import { parseArgs } from "node:util";
-import type { Hex } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
 import {
   createPayingFetch,
   fileStateStore,
@@ -11,12 +9,18 @@ import {
   termsFromOffer,
 } from "../client";
 import { toAtomic } from "../protocol/price";
+import {
+  CLIENT_DIR_ENV,
+  KEYSTORE_PASSWORD_ENV,
+  loadAccount,
+  PAYER_KEY_ENV,
+  refuseKeyArguments,
+  reportError,
+  stateDir,
+} from "./common";
 import type { Command } from "./index";
 
-/** Environment variable holding the funding wallet's key (used only to sign a gasless open). */
-export const PAYER_KEY_ENV = "PAYCHAN_PAYER_PRIVATE_KEY";
-/** Environment variable naming the client state directory. */
-export const CLIENT_DIR_ENV = "PAYCHAN_CLIENT_DIR";
+export { CLIENT_DIR_ENV, PAYER_KEY_ENV, stateDir } from "./common";
 
 const USAGE = `Usage: paychan pay <url> [options]
 
@@ -31,7 +35,9 @@ Options:
   --max-total <amount>         refuse once this command would pay more (default "$1")
   --deposit <amount>           if no channel is known for the server's terms, open one gaslessly
                                through the server's relay with this deposit, signed by the
-                               funding key in ${PAYER_KEY_ENV}
+                               funding key in ${PAYER_KEY_ENV} (or --keystore)
+  --keystore <file>            encrypted JSON keystore of the funding wallet, for --deposit
+                               (password from ${KEYSTORE_PASSWORD_ENV}, or prompted on a terminal)
   --withdraw-delay <seconds>   withdraw delay of that channel (default: the server's minimum)
   --state <dir>                session key and client state (default $${CLIENT_DIR_ENV} or ./.paychan)
   --decimals <n>               token decimals for "$" amounts (default 6)
@@ -41,17 +47,17 @@ Amounts are "$<dollars>" (e.g. "$0.001") or atomic units ("1000").
 Exit codes: 0 paid or free 2xx answer, 1 other answers or errors, 2 usage, 3 refused by a spend limit.
 `;
 
-/** The state directory from --state, the environment, or ./.paychan. */
-export function stateDir(option: string | undefined): string {
-  return path.resolve(option ?? process.env[CLIENT_DIR_ENV] ?? ".paychan");
-}
-
 /** `paychan pay <url>`. */
 export const command: Command = {
   summary: "send one request, paying it through a channel on 402",
   usage: USAGE,
   async run(args) {
     let parsed;
+    try {
+      refuseKeyArguments(args);
+    } catch (error) {
+      return reportError("pay", error);
+    }
     try {
       parsed = parseArgs({
         args: [...args],
@@ -65,6 +71,7 @@ export const command: Command = {
           deposit: { type: "string" },
           "withdraw-delay": { type: "string" },
           state: { type: "string" },
+          keystore: { type: "string" },
           decimals: { type: "string" },
           help: { type: "boolean", short: "h" },
         },
@@ -110,16 +117,15 @@ export const command: Command = {
       maxTotal,
       store: fileStateStore(path.join(dir, "state.json")),
       channel: async (offer, url) => {
-        const key = process.env[PAYER_KEY_ENV];
-        if (deposit === undefined || !key) {
+        if (deposit === undefined || (!process.env[PAYER_KEY_ENV] && values.keystore === undefined)) {
           throw new Error(
             `no channel is known for ${offer.payTo} on ${offer.network}: open one with "paychan open", ` +
-              `or pass --deposit with the funding key in ${PAYER_KEY_ENV}`,
+              `or pass --deposit with the funding key in ${PAYER_KEY_ENV} (or --keystore)`,
           );
         }
         const opened = await openChannel({
           terms: termsFromOffer(offer, url),
-          funding: { kind: "relay", payer: privateKeyToAccount(key as Hex) },
+          funding: { kind: "relay", payer: await loadAccount({ keystore: values.keystore }) },
           signer: session.address,
           amount: deposit,
           ...(values["withdraw-delay"] ? { withdrawDelay: Number(values["withdraw-delay"]) } : {}),

@@ -14,7 +14,9 @@ import {
 } from "../protocol/headers";
 import { requestHash, verifyReceipt, type SignedReceipt } from "../protocol/receipt";
 import { signerOfChannel, voucherDomain, voucherTypedData } from "../protocol/voucher";
+import { AUTO_TOP_UP_DEFAULTS, AutoTopUp, type AutoTopUpOptions, type TopUpTarget } from "./autoTopUp";
 import { PaymentLimitError, ReceiptError } from "./errors";
+import type { FundingResult } from "./openChannel";
 import { channelKey, memoryStateStore, offerKey, type ChannelState, type ClientStateStore } from "./stateStore";
 import { chainIdOf, type TypedDataSigner } from "./terms";
 
@@ -34,6 +36,12 @@ import { chainIdOf, type TypedDataSigner } from "./terms";
  *
  * After the first 402 of a route (method + origin + path) its offer is remembered, and later
  * requests to it are paid directly, without the unpaid round trip.
+ *
+ * With `autoTopUp` (and `maxTopUpTotal`), a channel running low is topped up automatically: when a
+ * paid answer leaves less than `autoTopUp.below` of headroom, the answer is returned once the
+ * top-up is done; when a voucher is refused with `amount_exceeds_deposit`, the request is topped
+ * up and retried. One top-up per channel at a time (concurrent requests share it); top-ups are
+ * not spending (`maxTotal`), they are capped by `maxTopUpTotal`.
  */
 
 /** What one paid request cost, attached to its response as `response.payment`. */
@@ -53,6 +61,10 @@ export interface PaymentInfo {
   readonly receiptProblem?: string;
   /** Whether the request was paid after a resynchronization from a corrective 402. */
   readonly resynced: boolean;
+  /** The automatic top-up this answer triggered (or joined), when it triggered one. */
+  readonly topUp?: FundingResult;
+  /** Why that automatic top-up failed (the request itself was paid). */
+  readonly topUpError?: unknown;
 }
 
 /** A response; `payment` is set when the request was paid. */
@@ -85,6 +97,10 @@ export interface PayingFetchOptions {
   readonly receiptPolicy?: "throw" | "flag";
   /** Called after each paid response. */
   readonly onPayment?: (payment: PaymentInfo, response: Response) => void;
+  /** Top channels up automatically when they run low; requires {@link maxTopUpTotal}. See autoTopUp.ts. */
+  readonly autoTopUp?: AutoTopUpOptions;
+  /** Largest sum this instance adds to channels by automatic top-ups, atomic units (not counted in maxTotal). */
+  readonly maxTopUpTotal?: bigint;
 }
 
 /** The paying fetch: call it like `fetch`. */
@@ -94,6 +110,8 @@ export interface PayingFetch {
   readonly spent: bigint;
   /** Prices of this instance's requests in flight, atomic units. */
   readonly reserved: bigint;
+  /** Added to channels by automatic top-ups so far (including one in flight), atomic units. */
+  readonly toppedUp: bigint;
   /** The persisted state of a channel, if known. */
   channelState(channelId: bigint): Readonly<ChannelState> | undefined;
 }
@@ -125,10 +143,13 @@ class GroupSaver {
 }
 
 /** Per-channel live numbers; `state` is the persisted mirror. */
-class ChannelSlot {
+class ChannelSlot implements TopUpTarget {
   signedMax: bigint;
   chargedKnown: bigint;
   inFlight = 0n;
+  deposit: bigint | undefined = undefined;
+  topUp: Promise<FundingResult> | undefined = undefined;
+  failedAt: number | undefined = undefined;
 
   constructor(
     readonly channelId: bigint,
@@ -233,6 +254,10 @@ function attach(response: Response, payment: PaymentInfo | undefined): PaidRespo
 
 /** Wraps `fetchImpl` so that 402 answers are paid through a channel; see the module comment. */
 export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchOptions): PayingFetch {
+  if (options.autoTopUp && options.maxTopUpTotal === undefined) {
+    throw new TypeError("createPayingFetch: autoTopUp needs maxTopUpTotal (the most it may add to channels)");
+  }
+  const autoTopUp = options.autoTopUp ? new AutoTopUp(options.autoTopUp, options.maxTopUpTotal ?? 0n) : undefined;
   const store = options.store ?? memoryStateStore();
   const state = store.load();
   const saver = new GroupSaver(store);
@@ -334,6 +359,41 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
     return undefined;
   }
 
+  /**
+   * A voucher refused with `amount_exceeds_deposit` (nothing charged, nothing recorded): tops the
+   * channel up unless a known top-up already covers the amount, then resends the same voucher
+   * until the server has seen the new deposit (or `autoTopUp.waitMs` passes). Resending the
+   * identical voucher, not a new amount, keeps amounts from climbing past the new deposit.
+   */
+  async function topUpAndResend(
+    response: Response,
+    slot: ChannelSlot,
+    offer: ChannelOffer,
+    url: string,
+    amount: bigint,
+    resend: () => Promise<Response>,
+  ): Promise<Response> {
+    const deadline = Date.now() + (options.autoTopUp?.waitMs ?? AUTO_TOP_UP_DEFAULTS.waitMs);
+    for (let waits = 0; ; waits++) {
+      if (response.status !== 402) return response;
+      const view = decodeRequired(response)?.channel;
+      if (decodeRequired(response)?.error !== "amount_exceeds_deposit" || !view) return response;
+      if (BigInt(view.channelId) !== slot.channelId) return response;
+      autoTopUp!.observe(slot, BigInt(view.deposit));
+      if (slot.deposit === undefined || slot.deposit < amount) {
+        await drain(response);
+        await autoTopUp!.run(slot, offer, url, "amount_exceeds_deposit");
+      } else if (Date.now() > deadline) {
+        return response;
+      } else {
+        await drain(response);
+        await new Promise((resolve) => setTimeout(resolve, Math.min(100 * 2 ** waits, 2_000)));
+      }
+      if (slot.deposit === undefined || slot.deposit < amount) return resend(); // the top-up did not cover it
+      response = await resend();
+    }
+  }
+
   async function payingFetch(input: string | URL | Request, init?: RequestInit): Promise<PaidResponse> {
     const request = await normalize(input, init);
     const send = (header?: string) => {
@@ -355,7 +415,8 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
     }
 
     let resynced = false;
-    for (let attempt = 0; ; attempt++) {
+    let attempt = 0;
+    for (;;) {
       const price = BigInt(offer.amount);
       checkLimits(price, request.url);
       reserved += price;
@@ -389,6 +450,7 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
           await new Promise((resolve) => setTimeout(resolve, STORE_RETRY_DELAY_MS * (retry + 1)));
           response = await send(header);
         }
+        if (autoTopUp) response = await topUpAndResend(response, slot, offer, request.url, amount, () => send(header));
       } catch (error) {
         slot.release(price);
         reserved -= price;
@@ -435,6 +497,19 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
         slot.state.receipts += 1;
         slot.state.lastReceipt = paid.receipt;
         await saveQuietly(slot);
+        let topUp: FundingResult | undefined;
+        let topUpError: unknown;
+        if (autoTopUp && /^\d+$/.test(String(paid.remaining))) {
+          autoTopUp.observe(slot, BigInt(paid.remaining) + chargedTotal);
+          if (autoTopUp.wants(slot, slot.signedMax > slot.chargedKnown ? slot.signedMax : slot.chargedKnown)) {
+            try {
+              topUp = await autoTopUp.run(slot, offer, request.url, "below");
+            } catch (error) {
+              topUpError = error;
+              options.autoTopUp?.onError?.(error, slot.channelId);
+            }
+          }
+        }
         const payment: PaymentInfo = {
           channelId: slot.channelId,
           network: offer.network,
@@ -444,6 +519,8 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
           receipt: paid.receipt,
           receiptValid: true,
           resynced,
+          ...(topUp ? { topUp } : {}),
+          ...(topUpError !== undefined ? { topUpError } : {}),
         };
         options.onPayment?.(payment, response);
         return attach(response, payment);
@@ -468,12 +545,14 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
       resynced = corrective;
       offer = fresh ?? offer;
       await drain(response);
+      attempt++;
     }
   }
 
   return Object.defineProperties(payingFetch, {
     spent: { get: () => spent },
     reserved: { get: () => reserved },
+    toppedUp: { get: () => autoTopUp?.toppedUp ?? 0n },
     channelState: {
       value: (channelId: bigint) =>
         Object.values(state.channels).find((c) => BigInt(c.channelId) === channelId) as

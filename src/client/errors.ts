@@ -3,23 +3,26 @@
  * do without parsing messages.
  */
 
-/** A payment was refused locally, before anything was signed, because it would break a spend limit. */
+/** A payment (or an automatic top-up) was refused locally, before anything was signed, because it would break a limit. */
 export class PaymentLimitError extends Error {
   constructor(
     /** Which limit: the per-request price cap or the instance's total budget. */
-    readonly limit: "maxPerRequest" | "maxTotal",
-    /** The price asked by the server, atomic units. */
+    readonly limit: "maxPerRequest" | "maxTotal" | "maxTopUpTotal",
+    /** The price asked by the server (for `maxTopUpTotal`: the top-up amount), atomic units. */
     readonly price: bigint,
     /** The configured limit, atomic units. */
     readonly allowed: bigint,
-    /** Spent plus reserved so far by this client, atomic units (for `maxTotal`). */
+    /** Spent plus reserved so far by this client (for `maxTopUpTotal`: topped up so far), atomic units. */
     readonly spent: bigint,
     readonly url: string,
   ) {
     super(
       limit === "maxPerRequest"
         ? `payment refused: ${url} asks ${price} atomic units, above maxPerRequest ${allowed}`
-        : `payment refused: ${url} asks ${price} atomic units, spent ${spent} of maxTotal ${allowed}`,
+        : limit === "maxTotal"
+          ? `payment refused: ${url} asks ${price} atomic units, spent ${spent} of maxTotal ${allowed}`
+          : `automatic top-up refused: adding ${price} atomic units would exceed maxTopUpTotal ${allowed} ` +
+            `(topped up ${spent} so far)`,
     );
     this.name = "PaymentLimitError";
   }

@@ -30,6 +30,8 @@
  * each sign from their own copy (the server refuses the clash, and a resync recovers, but the
  * amounts are wasted round trips).
  */
+export { AutoTopUp } from "./autoTopUp";
+export type { AutoTopUpOptions, TopUpEvent } from "./autoTopUp";
 export { createPayingFetch } from "./createPayingFetch";
 export type { ChannelResolver, PaidResponse, PayingFetch, PayingFetchOptions, PaymentInfo } from "./createPayingFetch";
 export { ChannelOperationError, PaymentLimitError, ReceiptError } from "./errors";

@@ -1,0 +1,156 @@
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { finalizeWithdrawal, getChannelStatus, requestWithdrawal } from "../client";
+import {
+  clientsFor,
+  CliError,
+  contractOf,
+  KEYSTORE_PASSWORD_ENV,
+  loadAccount,
+  parseChannelId,
+  parseNetwork,
+  PAYER_KEY_ENV,
+  refuseKeyArguments,
+  reportError,
+  rpcUrlOf,
+  stateDir,
+  usageError,
+  withProgress,
+} from "./common";
+import type { Command } from "./index";
+
+const USAGE = `Usage: paychan withdraw --channel <id> [--finalize] [options]
+
+The payer's exit. Without --finalize: requests the withdrawal (the server stops accepting
+vouchers shortly before the channel's withdraw delay ends, and claims what it holds). With
+--finalize, once the delay has passed: closes the channel and returns the unclaimed deposit.
+
+Options:
+  --channel <id>               the channel (0x-hex id) (required)
+  --finalize                   complete a requested withdrawal
+  --network <name>             base-sepolia, optimism-sepolia, base, optimism, arbitrum-sepolia or
+                               localhost (default localhost)
+  --rpc <url>                  JSON-RPC endpoint (default: the network's RPC variable)
+  --contract <address>         PaymentChannels contract (default: from the client state or deployments/)
+  --keystore <file>            encrypted JSON keystore of the payer wallet (password from
+                               ${KEYSTORE_PASSWORD_ENV}, or prompted on a terminal)
+  --state <dir>                client state (default $PAYCHAN_CLIENT_DIR or ./.paychan)
+  -h, --help
+
+Sent from the payer wallet (it needs ETH for gas); its key comes from ${PAYER_KEY_ENV} or --keystore.
+Prints the result as JSON.
+`;
+
+function when(unixSec: number): string {
+  return new Date(unixSec * 1000).toISOString();
+}
+
+/** `paychan withdraw`. */
+export const command: Command = {
+  summary: "request (or --finalize) the payer's withdrawal of a channel's unspent deposit",
+  usage: USAGE,
+  async run(args) {
+    let parsed;
+    try {
+      refuseKeyArguments(args);
+      parsed = parseArgs({
+        args: [...args],
+        options: {
+          channel: { type: "string" },
+          finalize: { type: "boolean" },
+          network: { type: "string" },
+          rpc: { type: "string" },
+          contract: { type: "string" },
+          keystore: { type: "string" },
+          state: { type: "string" },
+          help: { type: "boolean", short: "h" },
+        },
+      });
+    } catch (error) {
+      if (error instanceof CliError) return reportError("withdraw", error);
+      return usageError("withdraw", (error as Error).message, USAGE);
+    }
+    const { values } = parsed;
+    if (values.help) {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    try {
+      const network = parseNetwork(values.network, "localhost");
+      const channelId = parseChannelId(values.channel);
+      const rpcUrl = rpcUrlOf(network, values.rpc);
+      const payer = await loadAccount({ keystore: values.keystore });
+      const { publicClient, wallet } = clientsFor(network, rpcUrl, payer);
+      const contract = contractOf(network, values.contract, channelId, path.join(stateDir(values.state), "state.json"));
+      const status = await getChannelStatus({ publicClient, contract, channelId }).catch((error: unknown) => {
+        throw new CliError(
+          `cannot read channel ${values.channel} from ${rpcUrl}: ${(error as Error).message}`,
+          `check that ${network.rpcEnv} (or --rpc) points at ${network.name}`,
+          1,
+        );
+      });
+      if (!status)
+        throw new CliError(
+          `no channel ${values.channel} on ${contract} (${network.name})`,
+          "check --channel and --network",
+          1,
+        );
+      if (status.status === "closed") throw new CliError(`channel ${values.channel} is already closed`, undefined, 1);
+      if (status.payer.toLowerCase() !== payer.address.toLowerCase()) {
+        throw new CliError(
+          `only the channel's payer ${status.payer} may withdraw; this key is ${payer.address}`,
+          `use the payer's key in ${PAYER_KEY_ENV} or --keystore`,
+        );
+      }
+      const id = `0x${channelId.toString(16)}`;
+      const params = { publicClient, wallet: wallet!, contract, channelId };
+      if (!values.finalize) {
+        if (status.withdrawReadyAt !== 0) {
+          throw new CliError(
+            `a withdrawal is already pending; it can be finalized at ${when(status.withdrawReadyAt)}`,
+            `run paychan withdraw --channel ${id} --finalize after that time`,
+            1,
+          );
+        }
+        const result = await withProgress(
+          `requesting withdrawal of channel ${id} (${network.name})`,
+          requestWithdrawal(params),
+        );
+        process.stdout.write(
+          `${JSON.stringify({ channelId: id, txHash: result.txHash, withdrawReadyAt: result.withdrawReadyAt, readyAt: when(result.withdrawReadyAt) })}\n`,
+        );
+        process.stderr.write(
+          `finalize after ${when(result.withdrawReadyAt)}: paychan withdraw --channel ${id} --finalize\n`,
+        );
+        return 0;
+      }
+      if (status.withdrawReadyAt === 0) {
+        throw new CliError(
+          "no withdrawal is pending on this channel",
+          `request one first: paychan withdraw --channel ${id}`,
+          1,
+        );
+      }
+      const block = await publicClient.getBlock();
+      if (BigInt(status.withdrawReadyAt) > block.timestamp) {
+        const wait = Number(BigInt(status.withdrawReadyAt) - block.timestamp);
+        throw new CliError(
+          `the withdraw delay has not passed: ready at ${when(status.withdrawReadyAt)} (in ${wait} s)`,
+          `run this command again after ${when(status.withdrawReadyAt)}`,
+          1,
+        );
+      }
+      const refund = status.deposit - status.claimedOnChain;
+      const result = await withProgress(
+        `finalizing withdrawal of channel ${id} (${network.name})`,
+        finalizeWithdrawal(params),
+      );
+      process.stdout.write(
+        `${JSON.stringify({ channelId: id, txHash: result.txHash, status: "closed", returnedAtMost: refund.toString() })}\n`,
+      );
+      return 0;
+    } catch (error) {
+      return reportError("withdraw", error);
+    }
+  },
+};
