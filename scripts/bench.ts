@@ -1,0 +1,207 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { performance } from "node:perf_hooks";
+import { startHardhatNode, type HardhatNode } from "../test/helpers/hardhatNode";
+import { measurePaidRequestGas, type PaidRequestGas } from "./bench/gas";
+import { runHttpBench, type HttpResults } from "./bench/http";
+import { lastJsonLine, REPO_ROOT, runChild, TS_NODE_REGISTER } from "./bench/proc";
+
+/**
+ * `npm run bench`: paychan's performance figures in one command, in one process tree.
+ *
+ *  1. verification: scripts/bench-verify.ts in a child process (its JSON line);
+ *  2. HTTP: the reverse proxy (child process, SQLite in a temp dir, durable) in front of a
+ *     minimal upstream, autocannon from this process, 32 connections: a free route vs a paid
+ *     route with a distinct pre-signed voucher per request; rounds interleaved, medians reported;
+ *     afterwards the stores must hold exactly one charge per 200;
+ *  3. gas: scripts/bench-gas.ts under `hardhat run` (batch claim per channel at 1/10/100 and its
+ *     calldata), plus gas per paid request for 1,000 requests over 10 channels on the local node;
+ *  4. durability: paid requests per second with fsync on (durable) and off, same setup.
+ *
+ * Prints a table, writes bench/results.json, and prints one JSON line as the last stdout line.
+ *
+ * Knobs (environment): BENCH_HTTP_SECONDS (10), BENCH_WARMUP_SECONDS (2), BENCH_ROUNDS (3),
+ * BENCH_CONNECTIONS (32), BENCH_SKIP (comma list of verify,gas,http), BENCH_CPU_PROF (a directory:
+ * the server children write V8 CPU profiles there).
+ */
+
+const env = (name: string, fallback: number) => {
+  const value = Number(process.env[name] ?? fallback);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number`);
+  return value;
+};
+
+interface VerifyJson {
+  engineVerifiesPerSec: number;
+  nativeRecoverPerSec: number;
+  viemVerifyTypedDataPerSec: number;
+}
+
+interface GasJson {
+  claimBatchGasPerChannel: { "1": number; "10": number; "100": number };
+  claimBatchCalldataBytesPerChannel: number;
+}
+
+const n = (x: number) => Math.round(x).toLocaleString("en-US");
+
+async function main(): Promise<void> {
+  const log = (line: string) => process.stdout.write(`${line}\n`);
+  const skip = new Set((process.env.BENCH_SKIP ?? "").split(",").filter(Boolean));
+  const started = performance.now();
+  const machine = {
+    nproc: os.availableParallelism?.() ?? os.cpus().length,
+    cpu: os.cpus()[0]?.model ?? "unknown",
+    node: process.version,
+    loadAverageBefore: Math.round(os.loadavg()[0] * 100) / 100,
+  };
+  log(`paychan bench — node ${machine.node}, ${machine.cpu} x${machine.nproc}, load ${machine.loadAverageBefore}`);
+
+  let verify: VerifyJson = { engineVerifiesPerSec: 0, nativeRecoverPerSec: 0, viemVerifyTypedDataPerSec: 0 };
+  if (!skip.has("verify")) {
+    log("1/4 verification (scripts/bench-verify.ts) ...");
+    verify = lastJsonLine<VerifyJson>(
+      "bench-verify",
+      await runChild(process.execPath, ["-r", TS_NODE_REGISTER, path.join(REPO_ROOT, "scripts", "bench-verify.ts")]),
+    );
+  }
+
+  let gas: GasJson = { claimBatchGasPerChannel: { "1": 0, "10": 0, "100": 0 }, claimBatchCalldataBytesPerChannel: 0 };
+  if (!skip.has("gas")) {
+    log("2/4 gas (npx hardhat run scripts/bench-gas.ts) ...");
+    gas = lastJsonLine<GasJson>("bench-gas", await runChild("npx", ["hardhat", "run", "scripts/bench-gas.ts"]));
+  }
+
+  let http: HttpResults | undefined;
+  let paidGas: PaidRequestGas | undefined;
+  let node: HardhatNode | undefined;
+  try {
+    log("3/4 local chain (hardhat node, contracts + mock USDC) ...");
+    node = await startHardhatNode({ deploy: true });
+    if (!skip.has("http")) {
+      log("    HTTP: proxy child process (SQLite, group commit) + minimal upstream; autocannon here");
+      http = await runHttpBench(node, {
+        connections: env("BENCH_CONNECTIONS", 32),
+        rounds: env("BENCH_ROUNDS", 3),
+        warmupSeconds: env("BENCH_WARMUP_SECONDS", 2),
+        seconds: env("BENCH_HTTP_SECONDS", 10),
+        ...(process.env.BENCH_CPU_PROF ? { cpuProfDir: path.resolve(process.env.BENCH_CPU_PROF) } : {}),
+        log,
+      });
+    }
+    if (!skip.has("gas")) {
+      log("4/4 gas per paid request: 10 channels opened, 100 vouchers each, one claimBatch ...");
+      paidGas = await measurePaidRequestGas(node);
+    }
+  } finally {
+    await node?.stop();
+  }
+
+  const summary = {
+    verify: {
+      engineVerifiesPerSec: verify.engineVerifiesPerSec,
+      nativeRecoverPerSec: verify.nativeRecoverPerSec,
+      viemVerifyTypedDataPerSec: verify.viemVerifyTypedDataPerSec,
+    },
+    http: {
+      unpaidRps: http?.unpaidRps ?? 0,
+      paidRps: http?.paidRps ?? 0,
+      p50AddedMs: http?.p50AddedMs ?? 0,
+      p99AddedMs: http?.p99AddedMs ?? 0,
+    },
+    gas: {
+      claimBatchGasPerChannel: gas.claimBatchGasPerChannel,
+      claimBatchCalldataBytesPerChannel: gas.claimBatchCalldataBytesPerChannel,
+      claimGasPerPaidRequest: paidGas?.claimGasPerPaidRequest ?? 0,
+      totalGasPerPaidRequest: paidGas?.totalGasPerPaidRequest ?? 0,
+    },
+    durability: { fsyncRps: http?.paidRps ?? 0, noFsyncRps: http?.noFsyncPaidRps ?? 0 },
+  };
+
+  const rows: [string, string, string][] = [
+    ["verify: engine verifies/s (one core)", n(verify.engineVerifiesPerSec), ""],
+    ["verify: libsecp256k1 ecdsaRecover/s", n(verify.nativeRecoverPerSec), ""],
+    ["verify: viem verifyTypedData/s", n(verify.viemVerifyTypedDataPerSec), ""],
+  ];
+  const accountingOk = http ? http.accounting.every((a) => a.ok) : true;
+  if (http) {
+    const c = env("BENCH_CONNECTIONS", 32);
+    rows.push(
+      [`http: unpaid (free route) req/s, ${c} conns`, n(http.unpaidRps), ""],
+      ["http: paid req/s (fsync)", n(http.paidRps), ""],
+      [
+        "http: paid / unpaid throughput",
+        http.paidOverUnpaid.toFixed(3),
+        http.paidOverUnpaid >= 0.6 ? "≥ 0.6 met" : "≥ 0.6 MISSED",
+      ],
+      ["http: unpaid p50 / p99 ms", `${http.unpaid.p50Ms.toFixed(3)} / ${http.unpaid.p99Ms.toFixed(3)}`, ""],
+      ["http: paid p50 / p99 ms", `${http.paid.p50Ms.toFixed(3)} / ${http.paid.p99Ms.toFixed(3)}`, ""],
+      ["http: added p50 ms (paid − unpaid)", http.p50AddedMs.toFixed(3), ""],
+      [
+        "http: added p99 ms (paid − unpaid)",
+        http.p99AddedMs.toFixed(3),
+        http.p99AddedMs <= 0.3 ? "≤ 0.3 met" : "≤ 0.3 MISSED",
+      ],
+      [
+        "http: every paid 200 charged exactly once",
+        http.accounting.map((a) => `${a.server}: ${n(a.paid200)} × 1000 = ${a.chargedTotal}`).join("; "),
+        accountingOk ? "OK" : "MISMATCH",
+      ],
+    );
+  }
+  rows.push(
+    ["gas: claimBatch per channel, batch of 1", n(gas.claimBatchGasPerChannel["1"]), ""],
+    ["gas: claimBatch per channel, batch of 10", n(gas.claimBatchGasPerChannel["10"]), ""],
+    ["gas: claimBatch per channel, batch of 100", n(gas.claimBatchGasPerChannel["100"]), ""],
+    ["gas: claimBatch calldata bytes per channel", String(gas.claimBatchCalldataBytesPerChannel), ""],
+  );
+  if (paidGas) {
+    rows.push(
+      [
+        "gas: claim per paid request (1,000 over 10 ch.)",
+        n(paidGas.claimGasPerPaidRequest),
+        paidGas.claimGasPerPaidRequest <= 200 ? "≤ 200 met" : "≤ 200 MISSED",
+      ],
+      [
+        "gas: total per paid request (10 opens + claim)",
+        n(paidGas.totalGasPerPaidRequest),
+        paidGas.totalGasPerPaidRequest <= 1_200 ? "≤ 1,200 met" : "≤ 1,200 MISSED",
+      ],
+    );
+  }
+  if (http) {
+    rows.push(
+      ["durability: paid req/s, fsync on (durable)", n(http.paidRps), ""],
+      [
+        "durability: paid req/s, fsync off",
+        n(http.noFsyncPaidRps),
+        `fsync costs ${((1 - http.paidRps / http.noFsyncPaidRps) * 100).toFixed(0)} %`,
+      ],
+    );
+  }
+  const widths = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i].length)));
+  log("");
+  log(`${"figure".padEnd(widths[0])}  ${"value".padStart(widths[1])}  target`);
+  log(`${"-".repeat(widths[0])}  ${"-".repeat(widths[1])}  ${"-".repeat(Math.max(6, widths[2]))}`);
+  for (const [a, b, c] of rows) log(`${a.padEnd(widths[0])}  ${b.padStart(widths[1])}  ${c}`);
+  log("");
+  log(`total ${((performance.now() - started) / 1000).toFixed(0)} s; load average after ${os.loadavg()[0].toFixed(2)}`);
+
+  const resultsDir = path.join(REPO_ROOT, "bench");
+  mkdirSync(resultsDir, { recursive: true });
+  writeFileSync(
+    path.join(resultsDir, "results.json"),
+    `${JSON.stringify({ machine, summary, http, paidGas, gasBench: gas, verifyBench: verify, at: new Date().toISOString() }, null, 2)}\n`,
+  );
+  log(`wrote bench/results.json`);
+  if (!accountingOk) process.exitCode = 1;
+  log(JSON.stringify(summary));
+}
+
+main().then(
+  () => setTimeout(() => process.exit(process.exitCode ?? 0), 200).unref(),
+  (error: unknown) => {
+    process.stderr.write(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exit(1);
+  },
+);

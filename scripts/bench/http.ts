@@ -1,0 +1,445 @@
+import { fork, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { performance } from "node:perf_hooks";
+import autocannon from "autocannon";
+import secp256k1 from "secp256k1";
+import { createPublicClient, createWalletClient, http as httpTransport, toHex, type Address, type Hex } from "viem";
+import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
+import { hardhat } from "viem/chains";
+import { paymentChannelsAbi, usdcAbi } from "../../src/chain/abi";
+import { createVoucherHasher } from "../../src/protocol/fastVerify";
+import { channelIdHex, decodeHeader, encodePaymentSignature, type PaymentRequired } from "../../src/protocol/headers";
+import { PAYEE_KEY_ENV } from "../../src/server/config";
+import type { HardhatNode } from "../../test/helpers/hardhatNode";
+import { TS_NODE_REGISTER } from "./proc";
+
+/**
+ * The HTTP part of `npm run bench`: the paychan reverse proxy (a child process, see server.ts)
+ * in front of a minimal upstream, loaded by autocannon from this process: a free route against a
+ * paid one, and the paid one with fsync on and off. Every paid request carries a distinct,
+ * valid voucher, signed before the timed window with libsecp256k1 over the fast digest.
+ */
+
+// Hardhat development keys (worthless anywhere else).
+export const MINTER_KEY: Hex = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+export const PAYEE_KEY: Hex = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a";
+export const PAYER_KEY: Hex = "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6";
+
+export const PRICE = 1_000n; // "$0.001" in 6-decimal mock USDC
+const CHANNEL_DEPOSIT = 10_000_000_000n; // $10,000: room for 10 million vouchers per channel
+const WITHDRAW_DELAY = 86_400;
+
+export interface HttpOptions {
+  readonly connections: number;
+  readonly rounds: number;
+  readonly warmupSeconds: number;
+  readonly seconds: number;
+  /** Directory for `--cpu-prof` of the server children, if profiling. */
+  readonly cpuProfDir?: string;
+  readonly log: (line: string) => void;
+}
+
+/** One autocannon run. */
+export interface LoadRun {
+  readonly label: string;
+  readonly requests: number;
+  readonly ok: number;
+  readonly non200: number;
+  readonly seconds: number;
+  readonly rps: number;
+  readonly p50Ms: number;
+  readonly p90Ms: number;
+  readonly p99Ms: number;
+}
+
+export interface HttpResults {
+  readonly runs: LoadRun[];
+  readonly unpaidRps: number;
+  readonly paidRps: number;
+  readonly noFsyncPaidRps: number;
+  readonly unpaid: { p50Ms: number; p99Ms: number };
+  readonly paid: { p50Ms: number; p99Ms: number };
+  readonly p50AddedMs: number;
+  readonly p99AddedMs: number;
+  readonly paidOverUnpaid: number;
+  readonly accounting: {
+    server: string;
+    paid200: number;
+    vouchersStored: number;
+    chargedTotal: string;
+    expected: string;
+    ok: boolean;
+  }[];
+  readonly vouchersSignedOnTheFly: number;
+}
+
+interface Channel {
+  readonly id: bigint;
+  readonly idHex: Hex;
+  readonly key: Uint8Array;
+}
+
+/** A paychan server child process. */
+class ServerChild {
+  private constructor(
+    readonly label: string,
+    readonly child: ChildProcess,
+    readonly port: number,
+  ) {}
+
+  static async start(label: string, configFile: string, cpuProfDir: string | undefined): Promise<ServerChild> {
+    const execArgv = ["-r", TS_NODE_REGISTER];
+    if (cpuProfDir)
+      execArgv.push("--cpu-prof", "--cpu-prof-dir", cpuProfDir, "--cpu-prof-name", `server-${label}.cpuprofile`);
+    const child = fork(path.join(__dirname, "server.ts"), [], {
+      execArgv,
+      env: { ...process.env, BENCH_SERVER_CONFIG: configFile, [PAYEE_KEY_ENV]: PAYEE_KEY },
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+    });
+    const kill = () => child.kill("SIGKILL");
+    process.on("exit", kill);
+    child.once("exit", () => process.off("exit", kill));
+    const ready = await awaitMessage<{ port: number }>(child, "ready", 60_000);
+    return new ServerChild(label, child, ready.port);
+  }
+
+  async request<T>(message: object, reply: string, timeoutMs = 60_000): Promise<T> {
+    const answer = awaitMessage<T>(this.child, reply, timeoutMs);
+    this.child.send(message);
+    return answer;
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null) return;
+    const exited = new Promise<void>((resolve) => this.child.once("exit", () => resolve()));
+    this.child.send({ type: "stop" });
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), 20_000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+function awaitMessage<T>(child: ChildProcess, type: string, timeoutMs: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => done(new Error(`no "${type}" from the server child within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    const onMessage = (message: { type?: string }) => {
+      if (message?.type === type) done(undefined, message as T);
+    };
+    const onExit = (code: number | null) => done(new Error(`the server child exited (${code}) before "${type}"`));
+    const done = (error: Error | undefined, value?: T) => {
+      clearTimeout(timer);
+      child.off("message", onMessage);
+      child.off("exit", onExit);
+      if (error) reject(error);
+      else resolve(value as T);
+    };
+    child.on("message", onMessage);
+    child.on("exit", onExit);
+  });
+}
+
+function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+const median = (values: readonly number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted.length % 2
+    ? sorted[sorted.length >> 1]
+    : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2;
+};
+const round3 = (x: number) => Math.round(x * 1000) / 1000;
+
+/**
+ * Distinct vouchers, round-robin over the channels: the g-th voucher issued pays channel g mod N
+ * with cumulative amount (⌊g / N⌋ + 1) · price. Any subset of them, in any order, is accepted by a
+ * server (k accepted vouchers of a channel include one of at least k · price), so two servers
+ * with separate stores can share the channels.
+ */
+class VoucherSource {
+  private issued = 0;
+  private pool: string[] = [];
+  private next = 0;
+  onTheFly = 0;
+  private readonly hasher;
+
+  constructor(
+    private readonly channels: readonly Channel[],
+    private readonly offer: PaymentRequired["accepts"][number],
+    chainId: number,
+    contract: Address,
+  ) {
+    this.hasher = createVoucherHasher(chainId, contract);
+  }
+
+  private sign(): string {
+    const g = this.issued++;
+    const channel = this.channels[g % this.channels.length];
+    const amount = BigInt(Math.floor(g / this.channels.length) + 1) * PRICE;
+    const { signature, recid } = secp256k1.ecdsaSign(this.hasher.digest(channel.id, amount), channel.key);
+    return encodePaymentSignature(this.offer, {
+      channelId: channel.idHex,
+      amount: amount.toString(),
+      signature: `${toHex(signature)}${(27 + recid).toString(16)}` as Hex,
+    });
+  }
+
+  /** Signs `count` headers now (outside any timed window), replacing the unused rest. */
+  prepare(count: number): void {
+    this.pool = new Array<string>(count);
+    for (let i = 0; i < count; i++) this.pool[i] = this.sign();
+    this.next = 0;
+  }
+
+  take(): string {
+    if (this.next < this.pool.length) return this.pool[this.next++];
+    this.onTheFly++;
+    return this.sign();
+  }
+}
+
+async function load(
+  label: string,
+  port: number,
+  routePath: string,
+  requests: number,
+  connections: number,
+  vouchers: VoucherSource | undefined,
+): Promise<LoadRun> {
+  const latencies = new Float64Array(requests + connections * 4);
+  let n = 0;
+  const request: autocannon.Request = vouchers
+    ? {
+        method: "GET",
+        path: routePath,
+        setupRequest: (req) => ({ ...req, headers: { ...req.headers, "payment-signature": vouchers.take() } }),
+      }
+    : { method: "GET", path: routePath };
+  const started = performance.now();
+  const instance = autocannon({
+    url: `http://127.0.0.1:${port}`,
+    connections,
+    amount: requests,
+    requests: [request],
+    timeout: 30,
+  });
+  instance.on("response", (_client: unknown, _status: number, _bytes: number, responseTime: number) => {
+    if (n < latencies.length) latencies[n++] = responseTime;
+  });
+  const result = await new Promise<autocannon.Result>((resolve, reject) => {
+    instance.once("done", resolve);
+    instance.once("error", reject);
+  });
+  const seconds = (performance.now() - started) / 1000;
+  const ok = (result.statusCodeStats as Record<string, { count: number } | undefined>)["200"]?.count ?? 0;
+  const total = result.requests.total;
+  const sorted = latencies.subarray(0, n).sort();
+  return {
+    label,
+    requests: total,
+    ok,
+    non200: total - ok + result.errors + result.timeouts,
+    seconds: round3(seconds),
+    rps: Math.round(total / seconds),
+    p50Ms: round3(percentile(sorted, 50)),
+    p90Ms: round3(percentile(sorted, 90)),
+    p99Ms: round3(percentile(sorted, 99)),
+  };
+}
+
+/** Opens `count` channels from PAYER_KEY to the payee, each with a fresh session key. */
+export async function openChannels(
+  node: HardhatNode,
+  count: number,
+  deposit: bigint,
+): Promise<{ channels: Channel[]; openGas: bigint[] }> {
+  const { MockUSDC: usdc, PaymentChannels: contract } = node.deployments!;
+  const transport = httpTransport(node.url);
+  const publicClient = createPublicClient({ chain: hardhat, transport });
+  const minter = createWalletClient({ account: privateKeyToAccount(MINTER_KEY), chain: hardhat, transport });
+  const payerAccount = privateKeyToAccount(PAYER_KEY);
+  const payer = createWalletClient({ account: payerAccount, chain: hardhat, transport });
+  const payee = privateKeyToAccount(PAYEE_KEY).address;
+  const wait = async (hash: Hex) => {
+    const receipt = await publicClient.waitForTransactionReceipt({ hash });
+    if (receipt.status !== "success") throw new Error(`transaction ${hash} reverted`);
+    return receipt;
+  };
+  await wait(
+    await minter.writeContract({
+      address: usdc,
+      abi: usdcAbi,
+      functionName: "mint",
+      args: [payerAccount.address, deposit * BigInt(count)],
+    }),
+  );
+  await wait(
+    await payer.writeContract({
+      address: usdc,
+      abi: usdcAbi,
+      functionName: "approve",
+      args: [contract, deposit * BigInt(count)],
+    }),
+  );
+  const channels: Channel[] = [];
+  const openGas: bigint[] = [];
+  for (let i = 0; i < count; i++) {
+    const keyHex = generatePrivateKey();
+    const session = privateKeyToAccount(keyHex);
+    const id = await publicClient.readContract({
+      address: contract,
+      abi: paymentChannelsAbi,
+      functionName: "nextChannelId",
+      args: [session.address],
+    });
+    const receipt = await wait(
+      await payer.writeContract({
+        address: contract,
+        abi: paymentChannelsAbi,
+        functionName: "open",
+        args: [payee, usdc, session.address, WITHDRAW_DELAY, deposit],
+      }),
+    );
+    openGas.push(receipt.gasUsed);
+    channels.push({ id, idHex: channelIdHex(id), key: Uint8Array.from(Buffer.from(keyHex.slice(2), "hex")) });
+  }
+  return { channels, openGas };
+}
+
+function writeServerConfig(dir: string, node: HardhatNode, durable: boolean): string {
+  const { MockUSDC: usdc, PaymentChannels: contract } = node.deployments!;
+  const file = path.join(dir, `paychan-${durable ? "fsync" : "nofsync"}.json`);
+  writeFileSync(
+    file,
+    JSON.stringify({
+      upstream: "http://127.0.0.1:1", // replaced by the child's own upstream
+      listen: { host: "127.0.0.1", port: 0 },
+      network: "localhost",
+      rpcUrl: node.url,
+      contract,
+      token: { address: usdc, decimals: 6, name: "USD Coin", version: "2" },
+      routes: { "GET /paid": "$0.001", "GET /free": null },
+      minDeposit: "$1",
+      minWithdrawDelay: 3600,
+      pollIntervalMs: 200,
+      database: { path: path.join(dir, `paychan-${durable ? "fsync" : "nofsync"}.db`), durable },
+    }),
+  );
+  return file;
+}
+
+/** Runs the whole HTTP part against a running hardhat node (deployed). */
+export async function runHttpBench(node: HardhatNode, options: HttpOptions): Promise<HttpResults> {
+  const { log, connections } = options;
+  const dir = mkdtempSync(path.join(os.tmpdir(), "paychan-bench-"));
+  const servers: ServerChild[] = [];
+  try {
+    log(`  opening ${connections} channels (session keys, $${Number(CHANNEL_DEPOSIT) / 1e6} each) ...`);
+    const { channels } = await openChannels(node, connections, CHANNEL_DEPOSIT);
+    const fsync = await ServerChild.start("fsync", writeServerConfig(dir, node, true), options.cpuProfDir);
+    servers.push(fsync);
+    const noFsync = await ServerChild.start("nofsync", writeServerConfig(dir, node, false), options.cpuProfDir);
+    servers.push(noFsync);
+    const ids = channels.map((c) => c.id.toString());
+    for (const server of servers) await server.request({ type: "waitChannels", ids }, "channelsReady");
+
+    const offerResponse = await fetch(`http://127.0.0.1:${fsync.port}/paid`);
+    await offerResponse.arrayBuffer();
+    if (offerResponse.status !== 402) throw new Error(`GET /paid without payment: ${offerResponse.status}, not 402`);
+    const required = decodeHeader<PaymentRequired>(offerResponse.headers.get("payment-required") ?? "");
+    const vouchers = new VoucherSource(channels, required.accepts[0], hardhat.id, node.deployments!.PaymentChannels);
+
+    const paid200 = new Map<ServerChild, number>(servers.map((s) => [s, 0]));
+    const estimate = new Map<string, number>();
+    const runs: LoadRun[] = [];
+    /** A warm-up then a measured run of about `seconds`, sized from the latest rate seen. */
+    const measure = async (label: string, server: ServerChild, routePath: string, paid: boolean): Promise<LoadRun> => {
+      const key = `${server.label} ${routePath}`;
+      if (!estimate.has(key)) {
+        if (paid) vouchers.prepare(2_000 + connections * 2);
+        const calibration = await load(
+          `${label} calibration`,
+          server.port,
+          routePath,
+          2_000,
+          connections,
+          paid ? vouchers : undefined,
+        );
+        if (paid) paid200.set(server, paid200.get(server)! + calibration.ok);
+        estimate.set(key, calibration.rps);
+      }
+      const warmup = Math.max(1_000, Math.round(estimate.get(key)! * options.warmupSeconds));
+      if (paid) vouchers.prepare(warmup + connections * 2);
+      const w = await load(
+        `${label} warm-up`,
+        server.port,
+        routePath,
+        warmup,
+        connections,
+        paid ? vouchers : undefined,
+      );
+      if (paid) paid200.set(server, paid200.get(server)! + w.ok);
+      const count = Math.max(2_000, Math.round(w.rps * options.seconds));
+      if (paid) vouchers.prepare(Math.round(count * 1.05) + connections * 2);
+      const run = await load(label, server.port, routePath, count, connections, paid ? vouchers : undefined);
+      if (paid) paid200.set(server, paid200.get(server)! + run.ok);
+      estimate.set(key, run.rps);
+      runs.push(run);
+      vouchers.prepare(0);
+      log(
+        `  ${label.padEnd(26)} ${String(run.rps).padStart(6)} req/s  p50 ${run.p50Ms.toFixed(3)} ms  ` +
+          `p99 ${run.p99Ms.toFixed(3)} ms  (${run.requests} requests in ${run.seconds.toFixed(1)} s, non-200: ${run.non200})`,
+      );
+      return run;
+    };
+
+    const rounds: { unpaid: LoadRun; paid: LoadRun; noFsync: LoadRun }[] = [];
+    for (let r = 1; r <= options.rounds; r++) {
+      const unpaid = await measure(`round ${r} unpaid (free route)`, fsync, "/free", false);
+      const paid = await measure(`round ${r} paid, fsync`, fsync, "/paid", true);
+      const noFsyncRun = await measure(`round ${r} paid, no fsync`, noFsync, "/paid", true);
+      rounds.push({ unpaid, paid, noFsync: noFsyncRun });
+    }
+
+    const accounting: HttpResults["accounting"] = [];
+    for (const server of servers) {
+      const ledgers = await server.request<{ chargedTotal: string; vouchers: number }>({ type: "ledgers" }, "ledgers");
+      const ok200 = paid200.get(server)!;
+      const expected = BigInt(ok200) * PRICE;
+      accounting.push({
+        server: server.label,
+        paid200: ok200,
+        vouchersStored: ledgers.vouchers,
+        chargedTotal: ledgers.chargedTotal,
+        expected: expected.toString(),
+        ok: BigInt(ledgers.chargedTotal) === expected && ledgers.vouchers === ok200,
+      });
+    }
+
+    const med = (pick: (round: (typeof rounds)[number]) => number) => round3(median(rounds.map(pick)));
+    const unpaidRps = Math.round(med((x) => x.unpaid.rps));
+    const paidRps = Math.round(med((x) => x.paid.rps));
+    return {
+      runs,
+      unpaidRps,
+      paidRps,
+      noFsyncPaidRps: Math.round(med((x) => x.noFsync.rps)),
+      unpaid: { p50Ms: med((x) => x.unpaid.p50Ms), p99Ms: med((x) => x.unpaid.p99Ms) },
+      paid: { p50Ms: med((x) => x.paid.p50Ms), p99Ms: med((x) => x.paid.p99Ms) },
+      p50AddedMs: med((x) => x.paid.p50Ms - x.unpaid.p50Ms),
+      p99AddedMs: med((x) => x.paid.p99Ms - x.unpaid.p99Ms),
+      paidOverUnpaid: round3(med((x) => x.paid.rps / x.unpaid.rps)),
+      accounting,
+      vouchersSignedOnTheFly: vouchers.onTheFly,
+    };
+  } finally {
+    for (const server of servers) await server.stop().catch(() => server.child.kill("SIGKILL"));
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,85 @@
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { createPaymentServer, type PaymentServer } from "../../src/server/app";
+import { loadConfig } from "../../src/server/config";
+import { createLogger } from "../../src/server/log";
+
+/**
+ * Benchmark child process: a minimal upstream API (node:http, small JSON body) and the paychan
+ * reverse proxy in front of it, in one process of its own so the load generator (the parent)
+ * does not share its event loop. Driven over IPC by scripts/bench/http.ts:
+ *
+ *   env BENCH_SERVER_CONFIG = path of a paychan config file (its upstream is replaced by ours)
+ *   → {type:"ready", port}
+ *   ← {type:"waitChannels", ids: string[]}    → {type:"channelsReady"}
+ *   ← {type:"ledgers"}                       → {type:"ledgers", chargedTotal: string, vouchers: number}
+ *   ← {type:"stop"}                          → exits 0 once the server is stopped
+ */
+
+const BODY = JSON.stringify({ ok: true, city: "Lisbon", tempC: 19 });
+
+async function startUpstream(): Promise<http.Server> {
+  const server = http.createServer((req, res) => {
+    req.resume();
+    res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(BODY) });
+    res.end(BODY);
+  });
+  server.keepAliveTimeout = 60_000;
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return server;
+}
+
+type Message = { type: "waitChannels"; ids: string[] } | { type: "ledgers" } | { type: "stop" };
+
+async function main(): Promise<void> {
+  const configFile = process.env.BENCH_SERVER_CONFIG;
+  if (!configFile || !process.send) throw new Error("run by scripts/bench/http.ts (IPC + BENCH_SERVER_CONFIG)");
+  const upstream = await startUpstream();
+  const config = loadConfig(configFile, process.env);
+  const withUpstream = { ...config, upstream: new URL(`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`) };
+  const server: PaymentServer = await createPaymentServer(withUpstream, { logger: createLogger({ level: "warn" }) });
+  const { port } = await server.start();
+  const send = (message: object) => process.send?.(message);
+
+  process.on("message", (message: Message) => {
+    void (async () => {
+      if (message.type === "waitChannels") {
+        const ids = message.ids.map((id) => BigInt(id));
+        const deadline = Date.now() + 30_000;
+        while (ids.some((id) => server.engine.record(id) === undefined)) {
+          if (Date.now() > deadline) throw new Error("the watcher did not report every channel within 30 s");
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        send({ type: "channelsReady" });
+      } else if (message.type === "ledgers") {
+        let chargedTotal = 0n;
+        let vouchers = 0;
+        for (const ledger of server.store.loadLedgers()) {
+          chargedTotal += ledger.chargedTotal;
+          vouchers += server.store.loadVoucherAmounts(ledger.channelId).length;
+        }
+        send({ type: "ledgers", chargedTotal: chargedTotal.toString(), vouchers });
+      } else if (message.type === "stop") {
+        await server.stop();
+        upstream.closeAllConnections();
+        await new Promise<void>((resolve) => upstream.close(() => resolve()));
+        process.exit(0);
+      }
+    })().catch((error: unknown) => {
+      process.stderr.write(
+        `bench server: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+      );
+      process.exit(1);
+    });
+  });
+  // The parent went away: do not linger.
+  process.on("disconnect", () => process.exit(1));
+  send({ type: "ready", port });
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(
+    `bench server failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+  );
+  process.exit(1);
+});
