@@ -3,13 +3,21 @@ import { parseArgs } from "node:util";
 import { createPublicClient, http, type Address, type PublicClient } from "viem";
 import { fileStateStore, getChannelStatus } from "../client";
 import type { Command } from "./index";
-import { stateDir } from "./pay";
+import { parseNetwork, reportError, rpcUrlOf, stateDir } from "./common";
 
-const USAGE = `Usage: paychan status [--rpc <url>] [--state <dir>]
+const USAGE = `Usage: paychan status [--network <name>] [--rpc <url>] [--state <dir>]
 
 Lists the channels in the client state (highest voucher signed, charged total known, receipts)
-and, with --rpc, their on-chain deposit, claimed amount, status and pending withdrawal.
-Prints one JSON object per channel.
+and, with --network or --rpc, their on-chain deposit, claimed amount, status and pending
+withdrawal. Prints one JSON object per channel.
+
+Options:
+  --network <name>             only this network's channels (base-sepolia, optimism-sepolia, base,
+                               optimism, arbitrum-sepolia, localhost), read on-chain through its RPC
+                               variable (e.g. BASE_SEPOLIA_RPC_URL) unless --rpc is given
+  --rpc <url>                  JSON-RPC endpoint for the on-chain state
+  --state <dir>                default $PAYCHAN_CLIENT_DIR or ./.paychan
+  -h, --help
 `;
 
 /** `paychan status`. */
@@ -21,7 +29,12 @@ export const command: Command = {
     try {
       parsed = parseArgs({
         args: [...args],
-        options: { rpc: { type: "string" }, state: { type: "string" }, help: { type: "boolean", short: "h" } },
+        options: {
+          network: { type: "string" },
+          rpc: { type: "string" },
+          state: { type: "string" },
+          help: { type: "boolean", short: "h" },
+        },
       });
     } catch (error) {
       process.stderr.write(`paychan status: ${(error as Error).message}\n\n${USAGE}`);
@@ -33,8 +46,19 @@ export const command: Command = {
       return 0;
     }
     const store = fileStateStore(path.join(stateDir(values.state), "state.json"));
-    const publicClient = values.rpc ? (createPublicClient({ transport: http(values.rpc) }) as PublicClient) : undefined;
-    const channels = Object.entries(store.load().channels);
+    let rpc = values.rpc;
+    let caip2: string | undefined;
+    if (values.network !== undefined) {
+      try {
+        const network = parseNetwork(values.network);
+        caip2 = network.caip2;
+        rpc = rpcUrlOf(network, values.rpc);
+      } catch (error) {
+        return reportError("status", error);
+      }
+    }
+    const publicClient = rpc ? (createPublicClient({ transport: http(rpc) }) as PublicClient) : undefined;
+    const channels = Object.entries(store.load().channels).filter(([key]) => !caip2 || key.startsWith(`${caip2}:`));
     if (channels.length === 0) process.stderr.write("no channels in the client state\n");
     for (const [key, state] of channels) {
       // key = <network>:<contract>:<channel id>, network being "eip155:<id>".
