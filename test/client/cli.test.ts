@@ -18,6 +18,7 @@ import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { hardhat } from "viem/chains";
 import { usdcAbi } from "../../src/chain/abi";
 import {
+  ChannelOperationError,
   createPayingFetch,
   getChannelStatus,
   openChannel,
@@ -346,6 +347,49 @@ describe("CLI: topup, withdraw, deploy as processes; automatic top-up (hardhat n
     expect((await onChain(channelId)).deposit).to.equal(3n * DOLLAR);
     expect(pay.spent).to.equal(9n * 250_000n);
     expect(server.store.getLedger(channelId)?.chargedTotal).to.equal(9n * 250_000n);
+  });
+
+  it("a failed threshold top-up does not fail the paid request: reported in payment.topUpError, budget given back", async () => {
+    const funder = privateKeyToAccount(generatePrivateKey());
+    await mint(funder.address, 10n * DOLLAR);
+    const { session, channelId } = await openFor(funder, DOLLAR);
+    const errors: unknown[] = [];
+    const pay = createPayingFetch(fetch, {
+      sessionAccount: session,
+      channel: channelId,
+      maxPerRequest: DOLLAR,
+      maxTotal: 10n * DOLLAR,
+      // $0.50 is under the relay's minimum top-up ($1, the server's minDeposit): refused with 422.
+      autoTopUp: {
+        below: 2n * DOLLAR,
+        amount: 500_000n,
+        funding: { kind: "relay", payer: funder },
+        onError: (e) => errors.push(e),
+      },
+      maxTopUpTotal: DOLLAR,
+    });
+    const first = await pay(`${baseUrl}/big?fail=1`);
+    expect(first.status).to.equal(200);
+    expect(first.payment?.charge).to.equal(250_000n);
+    expect(first.payment?.topUp).to.equal(undefined);
+    expect(first.payment?.topUpError).to.be.instanceOf(ChannelOperationError);
+    expect((first.payment?.topUpError as ChannelOperationError).code).to.equal("topup_too_small");
+    expect(errors).to.have.length(1);
+    expect(pay.toppedUp).to.equal(0n);
+    // The next attempt waits retryAfterMs: the following answer does not try again.
+    const second = await pay(`${baseUrl}/big?fail=2`);
+    expect(second.payment?.topUpError).to.equal(undefined);
+    expect(errors).to.have.length(1);
+    expect((await onChain(channelId)).deposit).to.equal(DOLLAR);
+    expect(() =>
+      createPayingFetch(fetch, {
+        sessionAccount: session,
+        channel: channelId,
+        maxPerRequest: DOLLAR,
+        maxTotal: DOLLAR,
+        autoTopUp: { below: 1n, amount: DOLLAR, funding: { kind: "relay", payer: funder } },
+      }),
+    ).to.throw(TypeError, /autoTopUp needs maxTopUpTotal/);
   });
 
   it("paychan deploy --network hardhat: a dry run printing the deterministic address", async () => {
