@@ -43,15 +43,19 @@ export class CliError extends Error {
   }
 }
 
+/** An error's one-line text (viem's short message rather than its multi-line details). */
+export function errorText(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  return (error as { shortMessage?: string }).shortMessage ?? error.message;
+}
+
 /** Prints an error (with its fix, when it has one) and returns the exit code to use. */
 export function reportError(commandName: string, error: unknown): number {
   if (error instanceof CliError) {
     process.stderr.write(`paychan ${commandName}: ${error.message}\n${error.fix ? `  fix: ${error.fix}\n` : ""}`);
     return error.exitCode;
   }
-  const message =
-    error instanceof Error ? ((error as { shortMessage?: string }).shortMessage ?? error.message) : String(error);
-  process.stderr.write(`paychan ${commandName}: ${message}\n`);
+  process.stderr.write(`paychan ${commandName}: ${errorText(error)}\n`);
   return 1;
 }
 

@@ -6,6 +6,7 @@ import {
   clientsFor,
   CliError,
   contractOf,
+  errorText,
   KEYSTORE_PASSWORD_ENV,
   loadAccount,
   parseChannelId,
@@ -54,7 +55,7 @@ async function termsFromUrl(url: string, caip2: string): Promise<ChannelTerms> {
     answer = await fetch(url);
     await answer.arrayBuffer();
   } catch (error) {
-    throw new CliError(`cannot reach ${url}: ${(error as Error).message}`, "check --url and that the server runs", 1);
+    throw new CliError(`cannot reach ${url}: ${errorText(error)}`, "check --url and that the server runs", 1);
   }
   const header = answer.headers.get(PAYMENT_REQUIRED_HEADER);
   const offer = header ? decodeHeader<PaymentRequired>(header).accepts.find((o) => o.scheme === SCHEME) : undefined;
@@ -135,7 +136,7 @@ export const command: Command = {
       const status = await getChannelStatus({ publicClient, contract: terms.contract, channelId }).catch(
         (error: unknown) => {
           throw new CliError(
-            `cannot read channel ${values.channel} from ${rpcUrl}: ${(error as Error).message}`,
+            `cannot read channel ${values.channel} from ${rpcUrl}: ${errorText(error)}`,
             `check that ${network.rpcEnv} (or --rpc) points at ${network.name}`,
             1,
           );

@@ -5,6 +5,7 @@ import {
   clientsFor,
   CliError,
   contractOf,
+  errorText,
   KEYSTORE_PASSWORD_ENV,
   loadAccount,
   parseChannelId,
@@ -84,7 +85,7 @@ export const command: Command = {
       const contract = contractOf(network, values.contract, channelId, path.join(stateDir(values.state), "state.json"));
       const status = await getChannelStatus({ publicClient, contract, channelId }).catch((error: unknown) => {
         throw new CliError(
-          `cannot read channel ${values.channel} from ${rpcUrl}: ${(error as Error).message}`,
+          `cannot read channel ${values.channel} from ${rpcUrl}: ${errorText(error)}`,
           `check that ${network.rpcEnv} (or --rpc) points at ${network.name}`,
           1,
         );

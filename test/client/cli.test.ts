@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { encryptKeystoreJsonSync } from "ethers";
-import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { execFile, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
@@ -74,6 +74,37 @@ function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
         resolve({ code, stdout, stderr });
       },
     );
+  });
+}
+
+/**
+ * Runs `paychan <args>` on a pseudo-terminal (util-linux `script`), typing `input` once the
+ * command prompts for it. Undefined where `script` is not available.
+ */
+function cliOnTty(args: string[], env: NodeJS.ProcessEnv, input: string): Promise<CliResult> | undefined {
+  if (process.platform !== "linux" || !existsSync("/usr/bin/script")) return undefined;
+  const command = [process.execPath, path.join(REPO_ROOT, "bin", "paychan.js"), ...args]
+    .map((a) => `'${a.replace(/'/g, "'\\''")}'`)
+    .join(" ");
+  const base: NodeJS.ProcessEnv = { ...process.env };
+  delete base.PAYCHAN_PAYER_PRIVATE_KEY;
+  delete base.PAYCHAN_KEYSTORE_PASSWORD;
+  return new Promise((resolve) => {
+    const child = spawn("/usr/bin/script", ["-qec", command, "/dev/null"], { env: { ...base, ...env } });
+    let stdout = "";
+    let typed = false;
+    child.stdout.on("data", (chunk: Buffer) => {
+      stdout += chunk.toString();
+      if (!typed && /password for/.test(stdout)) {
+        typed = true;
+        child.stdin.write(input);
+      }
+    });
+    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? 1, stdout, stderr: "" });
+    });
   });
 }
 
@@ -419,6 +450,19 @@ describe("CLI: topup, withdraw, deploy as processes; automatic top-up (hardhat n
     expect(noPassword.code).to.equal(2);
     expect(noPassword.stderr).to.include("PAYCHAN_KEYSTORE_PASSWORD is not set and there is no terminal to ask on");
     expect((await onChain(channelId)).withdrawReadyAt).to.equal(0);
+    // On a terminal the password is asked for, without echo: the key decrypts (and the command
+    // gets as far as the chain: nothing is pending to finalize yet).
+    const prompted = await cliOnTty(
+      ["withdraw", "--channel", id, "--finalize", "--keystore", keystore, ...local()],
+      {},
+      "correct horse\r",
+    );
+    if (prompted) {
+      expect(prompted.stdout).to.include("password for payer.keystore.json:");
+      expect(prompted.stdout).not.to.include("correct horse");
+      expect(prompted.stdout).to.include("no withdrawal is pending on this channel");
+      expect(prompted.code).to.equal(1);
+    }
 
     const requested = await cli(["withdraw", "--channel", id, "--keystore", keystore, ...local()], {
       PAYCHAN_KEYSTORE_PASSWORD: "correct horse",
