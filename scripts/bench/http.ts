@@ -1,5 +1,5 @@
 import { fork, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
@@ -52,6 +52,9 @@ export interface LoadRun {
   readonly p50Ms: number;
   readonly p90Ms: number;
   readonly p99Ms: number;
+  /** CPU use during the run, in cores (1 = one core busy): this process (autocannon) and the server child. */
+  readonly clientCpu: number;
+  readonly serverCpu: number;
 }
 
 export interface HttpResults {
@@ -204,9 +207,20 @@ class VoucherSource {
   }
 }
 
+/** CPU seconds (user + system) used so far by process `pid`, from /proc (0 where unavailable). */
+function cpuSecondsOf(pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
 async function load(
   label: string,
-  port: number,
+  server: ServerChild,
   routePath: string,
   requests: number,
   connections: number,
@@ -222,8 +236,10 @@ async function load(
       }
     : { method: "GET", path: routePath };
   const started = performance.now();
+  const clientCpuStart = process.cpuUsage();
+  const serverCpuStart = cpuSecondsOf(server.child.pid);
   const instance = autocannon({
-    url: `http://127.0.0.1:${port}`,
+    url: `http://127.0.0.1:${server.port}`,
     connections,
     amount: requests,
     requests: [request],
@@ -237,6 +253,8 @@ async function load(
     instance.once("error", reject);
   });
   const seconds = (performance.now() - started) / 1000;
+  const clientCpu = process.cpuUsage(clientCpuStart);
+  const serverCpu = cpuSecondsOf(server.child.pid) - serverCpuStart;
   const ok = (result.statusCodeStats as Record<string, { count: number } | undefined>)["200"]?.count ?? 0;
   const total = result.requests.total;
   const sorted = latencies.subarray(0, n).sort();
@@ -250,6 +268,8 @@ async function load(
     p50Ms: round3(percentile(sorted, 50)),
     p90Ms: round3(percentile(sorted, 90)),
     p99Ms: round3(percentile(sorted, 99)),
+    clientCpu: Math.round(((clientCpu.user + clientCpu.system) / 1e6 / seconds) * 100) / 100,
+    serverCpu: Math.round((serverCpu / seconds) * 100) / 100,
   };
 }
 
@@ -365,7 +385,7 @@ export async function runHttpBench(node: HardhatNode, options: HttpOptions): Pro
         if (paid) vouchers.prepare(2_000 + connections * 2);
         const calibration = await load(
           `${label} calibration`,
-          server.port,
+          server,
           routePath,
           2_000,
           connections,
@@ -376,25 +396,18 @@ export async function runHttpBench(node: HardhatNode, options: HttpOptions): Pro
       }
       const warmup = Math.max(1_000, Math.round(estimate.get(key)! * options.warmupSeconds));
       if (paid) vouchers.prepare(warmup + connections * 2);
-      const w = await load(
-        `${label} warm-up`,
-        server.port,
-        routePath,
-        warmup,
-        connections,
-        paid ? vouchers : undefined,
-      );
+      const w = await load(`${label} warm-up`, server, routePath, warmup, connections, paid ? vouchers : undefined);
       if (paid) paid200.set(server, paid200.get(server)! + w.ok);
       const count = Math.max(2_000, Math.round(w.rps * options.seconds));
       if (paid) vouchers.prepare(Math.round(count * 1.05) + connections * 2);
-      const run = await load(label, server.port, routePath, count, connections, paid ? vouchers : undefined);
+      const run = await load(label, server, routePath, count, connections, paid ? vouchers : undefined);
       if (paid) paid200.set(server, paid200.get(server)! + run.ok);
       estimate.set(key, run.rps);
       runs.push(run);
       vouchers.prepare(0);
       log(
         `  ${label.padEnd(26)} ${String(run.rps).padStart(6)} req/s  p50 ${run.p50Ms.toFixed(3)} ms  ` +
-          `p99 ${run.p99Ms.toFixed(3)} ms  (${run.requests} requests in ${run.seconds.toFixed(1)} s, non-200: ${run.non200})`,
+          `p99 ${run.p99Ms.toFixed(3)} ms  (${run.requests} requests in ${run.seconds.toFixed(1)} s, non-200: ${run.non200}; CPU: client ${run.clientCpu}, server ${run.serverCpu})`,
       );
       return run;
     };
