@@ -61,7 +61,7 @@ export interface PaymentInfo {
   readonly receiptProblem?: string;
   /** Whether the request was paid after a resynchronization from a corrective 402. */
   readonly resynced: boolean;
-  /** The automatic top-up this answer triggered (or joined), when it triggered one. */
+  /** The automatic top-up this answer triggered (threshold crossed), once done. */
   readonly topUp?: FundingResult;
   /** Why that automatic top-up failed (the request itself was paid). */
   readonly topUpError?: unknown;
