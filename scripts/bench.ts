@@ -4,6 +4,7 @@ import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { startHardhatNode, type HardhatNode } from "../test/helpers/hardhatNode";
 import { measurePaidRequestGas, type PaidRequestGas } from "./bench/gas";
+import { measureFsyncLatency } from "./bench/fsync";
 import { runHttpBench, type HttpResults } from "./bench/http";
 import { lastJsonLine, REPO_ROOT, runChild, TS_NODE_REGISTER } from "./bench/proc";
 
@@ -72,6 +73,8 @@ async function main(): Promise<void> {
     gas = lastJsonLine<GasJson>("bench-gas", await runChild("npx", ["hardhat", "run", "scripts/bench-gas.ts"]));
   }
 
+  const fsyncLatency = measureFsyncLatency();
+  log(`    fsync of a 4 KiB append in ${os.tmpdir()}: p50 ${fsyncLatency.p50Ms} ms, p99 ${fsyncLatency.p99Ms} ms`);
   let http: HttpResults | undefined;
   let paidGas: PaidRequestGas | undefined;
   let node: HardhatNode | undefined;
@@ -136,6 +139,11 @@ async function main(): Promise<void> {
       ],
       ["http: unpaid p50 / p99 ms", `${http.unpaid.p50Ms.toFixed(3)} / ${http.unpaid.p99Ms.toFixed(3)}`, ""],
       ["http: paid p50 / p99 ms", `${http.paid.p50Ms.toFixed(3)} / ${http.paid.p99Ms.toFixed(3)}`, ""],
+      [
+        "http: server CPU µs/request: free / paid / paid no fsync",
+        `${http.serverCpuUsPerRequest.unpaid} / ${http.serverCpuUsPerRequest.paid} / ${http.serverCpuUsPerRequest.paidNoFsync}`,
+        "",
+      ],
       ["http: added p50 ms (paid − unpaid)", http.p50AddedMs.toFixed(3), ""],
       [
         "http: added p99 ms (paid − unpaid)",
@@ -191,7 +199,7 @@ async function main(): Promise<void> {
   mkdirSync(resultsDir, { recursive: true });
   writeFileSync(
     path.join(resultsDir, "results.json"),
-    `${JSON.stringify({ machine, summary, http, paidGas, gasBench: gas, verifyBench: verify, at: new Date().toISOString() }, null, 2)}\n`,
+    `${JSON.stringify({ machine, summary, fsyncLatency, http, paidGas, gasBench: gas, verifyBench: verify, at: new Date().toISOString() }, null, 2)}\n`,
   );
   log(`wrote bench/results.json`);
   if (!accountingOk) process.exitCode = 1;

@@ -55,6 +55,8 @@ export interface LoadRun {
   /** CPU use during the run, in cores (1 = one core busy): this process (autocannon) and the server child. */
   readonly clientCpu: number;
   readonly serverCpu: number;
+  /** Server child CPU time per request, µs: steadier than req/s on a shared machine. */
+  readonly serverCpuUsPerRequest: number;
 }
 
 export interface HttpResults {
@@ -67,6 +69,8 @@ export interface HttpResults {
   readonly p50AddedMs: number;
   readonly p99AddedMs: number;
   readonly paidOverUnpaid: number;
+  /** Median server CPU µs per request: free route, paid (fsync), paid (no fsync). */
+  readonly serverCpuUsPerRequest: { unpaid: number; paid: number; paidNoFsync: number };
   readonly accounting: {
     server: string;
     paid200: number;
@@ -270,6 +274,7 @@ async function load(
     p99Ms: round3(percentile(sorted, 99)),
     clientCpu: Math.round(((clientCpu.user + clientCpu.system) / 1e6 / seconds) * 100) / 100,
     serverCpu: Math.round((serverCpu / seconds) * 100) / 100,
+    serverCpuUsPerRequest: Math.round((serverCpu / Math.max(1, total)) * 1e6),
   };
 }
 
@@ -407,7 +412,7 @@ export async function runHttpBench(node: HardhatNode, options: HttpOptions): Pro
       vouchers.prepare(0);
       log(
         `  ${label.padEnd(26)} ${String(run.rps).padStart(6)} req/s  p50 ${run.p50Ms.toFixed(3)} ms  ` +
-          `p99 ${run.p99Ms.toFixed(3)} ms  (${run.requests} requests in ${run.seconds.toFixed(1)} s, non-200: ${run.non200}; CPU: client ${run.clientCpu}, server ${run.serverCpu})`,
+          `p99 ${run.p99Ms.toFixed(3)} ms  (${run.requests} requests in ${run.seconds.toFixed(1)} s, non-200: ${run.non200}; CPU: client ${run.clientCpu}, server ${run.serverCpu} = ${run.serverCpuUsPerRequest} µs/req)`,
       );
       return run;
     };
@@ -448,6 +453,11 @@ export async function runHttpBench(node: HardhatNode, options: HttpOptions): Pro
       p50AddedMs: med((x) => x.paid.p50Ms - x.unpaid.p50Ms),
       p99AddedMs: med((x) => x.paid.p99Ms - x.unpaid.p99Ms),
       paidOverUnpaid: round3(med((x) => x.paid.rps / x.unpaid.rps)),
+      serverCpuUsPerRequest: {
+        unpaid: med((x) => x.unpaid.serverCpuUsPerRequest),
+        paid: med((x) => x.paid.serverCpuUsPerRequest),
+        paidNoFsync: med((x) => x.noFsync.serverCpuUsPerRequest),
+      },
       accounting,
       vouchersSignedOnTheFly: vouchers.onTheFly,
     };
