@@ -185,6 +185,7 @@ async function main(): Promise<void> {
         n(http.noFsyncPaidRps),
         `fsync costs ${((1 - http.paidRps / http.noFsyncPaidRps) * 100).toFixed(0)} %`,
       ],
+      ["durability: fsync probe (4 KiB append) p50 / p99 ms", `${fsyncLatency.p50Ms} / ${fsyncLatency.p99Ms}`, ""],
     );
   }
   const widths = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i].length)));
