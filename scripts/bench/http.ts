@@ -403,8 +403,10 @@ export async function runHttpBench(node: HardhatNode, options: HttpOptions): Pro
       if (paid) vouchers.prepare(warmup + connections * 2);
       const w = await load(`${label} warm-up`, server, routePath, warmup, connections, paid ? vouchers : undefined);
       if (paid) paid200.set(server, paid200.get(server)! + w.ok);
-      // Sized from the faster of the warm-up and the previous run, so a slow warm-up does not shorten it.
-      const count = Math.max(2_000, Math.round(Math.max(w.rps, estimate.get(key)!) * options.seconds));
+      // Sized from the faster of the warm-up and the previous run (a slow warm-up does not shorten
+      // it), but at most 1.5 × the warm-up's rate (a machine that slowed down does not stretch it).
+      const rate = Math.min(Math.max(w.rps, estimate.get(key)!), 1.5 * w.rps);
+      const count = Math.max(2_000, Math.round(rate * options.seconds));
       if (paid) vouchers.prepare(Math.round(count * 1.05) + connections * 2);
       const run = await load(label, server, routePath, count, connections, paid ? vouchers : undefined);
       if (paid) paid200.set(server, paid200.get(server)! + run.ok);
