@@ -2,13 +2,13 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
-import { openSqliteStore } from "../src/store/sqlite";
+import { DEFAULT_WAL_AUTOCHECKPOINT_PAGES, openSqliteStore } from "../src/store/sqlite";
 
 /**
  * Throughput and latency of SqliteStore.recordVoucher, with fsync on and off.
  *
  *   npx ts-node --transpile-only scripts/bench-store.ts [--seconds 3] [--dir /path]
- *     [--concurrency 32,256] [--cpu-us 0,50] [--rates 1000,5000] [--checkpoint 1000]
+ *     [--concurrency 32,256] [--cpu-us 0,50] [--rates 1000,5000] [--checkpoint 256,1000]
  *
  * - Closed loop ("32 writers"): each of C writers awaits one recordVoucher and starts the next, on
  *   its own channel, like C in-flight paid requests. It measures peak throughput; latency there is
@@ -32,7 +32,7 @@ const DIR = arg("dir", os.tmpdir());
 const CPU_US = arg("cpu-us", "0,50").split(",").map(Number);
 const CONCURRENCY = arg("concurrency", "32,256").split(",").map(Number);
 const RATES = arg("rates", "1000,5000").split(",").filter(Boolean).map(Number);
-const CHECKPOINT = arg("checkpoint", "1000").split(",").map(Number);
+const CHECKPOINT = arg("checkpoint", String(DEFAULT_WAL_AUTOCHECKPOINT_PAGES)).split(",").map(Number);
 
 /** The i-th value of a sorted sample at quantile q. */
 function quantile(sorted: Float64Array, q: number): number {

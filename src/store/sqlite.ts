@@ -71,7 +71,8 @@ export class VoucherNotFoundError extends Error {
   }
 }
 
-const DEFAULT_WAL_AUTOCHECKPOINT = 256;
+/** Default of {@link SqliteStoreOptions.walAutocheckpointPages}. */
+export const DEFAULT_WAL_AUTOCHECKPOINT_PAGES = 256;
 const MAX_U256 = (1n << 256n) - 1n;
 const ZERO = "0".repeat(64);
 
@@ -289,7 +290,9 @@ export class SqliteStore implements PaymentStore {
       // the last commits (already answered as paid) on power loss.
       db.pragma(`synchronous = ${options.durable === false ? "OFF" : "FULL"}`);
       db.pragma("foreign_keys = ON");
-      db.pragma(`wal_autocheckpoint = ${Math.trunc(options.walAutocheckpointPages ?? DEFAULT_WAL_AUTOCHECKPOINT)}`);
+      db.pragma(
+        `wal_autocheckpoint = ${Math.trunc(options.walAutocheckpointPages ?? DEFAULT_WAL_AUTOCHECKPOINT_PAGES)}`,
+      );
       migrate(db);
     } catch (err) {
       db.close();
