@@ -223,8 +223,9 @@ async function decryptKeystore(file: string, env: NodeJS.ProcessEnv): Promise<He
 function promptHidden(question: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const stdin = process.stdin;
-    process.stderr.write(question);
+    // NOTE: echo goes off before the prompt appears, so nothing typed right after it is shown.
     stdin.setRawMode(true);
+    process.stderr.write(question);
     stdin.resume();
     let typed = "";
     const onData = (chunk: Buffer) => {
