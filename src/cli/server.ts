@@ -1,6 +1,8 @@
 import type { Command } from "./index";
 import { parseServeArgs, serve, SERVE_USAGE } from "../server/main";
+import type { MetricsRegistry } from "../server/metrics";
 import { settle } from "../settler/main";
+import type { Settler } from "../settler/settler";
 
 const NO_SETTLER = "--no-settler";
 
@@ -32,8 +34,25 @@ export const command: Command = {
     // Each part stops on SIGINT/SIGTERM; whichever ends first (a start-up failure included)
     // stops the other, so the process never runs half of the service.
     const stopSettler = new AbortController();
-    const settled = settle(parsed.configPath, { abort: stopSettler.signal });
-    const served = serve(parsed.configPath);
+    // The settler's figures join the server's /metrics once both parts run.
+    let registry: MetricsRegistry | undefined;
+    let settler: Settler | undefined;
+    const expose = () => {
+      if (registry && settler) exposeSettlerMetrics(registry, settler);
+    };
+    const settled = settle(parsed.configPath, {
+      abort: stopSettler.signal,
+      onStarted: (running) => {
+        settler = running;
+        expose();
+      },
+    });
+    const served = serve(parsed.configPath, {
+      onStarted: (server) => {
+        registry = server.metrics.registry;
+        expose();
+      },
+    });
     const first = await Promise.race([
       served.then((code) => ({ code, part: "server" })),
       settled.then((code) => ({ code, part: "settler" })),
@@ -44,3 +63,29 @@ export const command: Command = {
     return Math.max(serverCode, settlerCode);
   },
 };
+
+/** Publishes the settler's figures as gauges read at scrape time. */
+function exposeSettlerMetrics(registry: MetricsRegistry, settler: Settler): void {
+  const m = settler.metrics;
+  registry.gauge("paychan_settler_unclaimed_atomic", "Accepted but not yet claimed, atomic units.", () => [
+    { value: m.unclaimedAmount },
+  ]);
+  registry.gauge("paychan_settler_unclaimed_channels", "Channels with an unclaimed voucher.", () => [
+    { value: m.unclaimedCount },
+  ]);
+  registry.gauge("paychan_settler_oldest_unclaimed_seconds", "Age of the oldest unclaimed voucher.", () => [
+    { value: m.oldestUnclaimedAgeSec },
+  ]);
+  registry.gauge("paychan_settler_batches_sent", "Claim transactions confirmed since start.", () => [
+    { value: m.batchesSent },
+  ]);
+  registry.gauge("paychan_settler_channels_claimed", "Channel claims confirmed since start.", () => [
+    { value: m.channelsClaimed },
+  ]);
+  registry.gauge("paychan_settler_gas_per_channel", "Gas per channel of the last claim batch.", () => [
+    { value: m.lastGasPerChannel },
+  ]);
+  registry.gauge("paychan_settler_failures", "Settler failures since start, by cause.", () =>
+    Object.entries(m.failures).map(([cause, value]) => ({ labels: { cause }, value })),
+  );
+}

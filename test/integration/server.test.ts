@@ -492,6 +492,11 @@ describe("paychan server end to end (hardhat node, real HTTP)", function () {
     });
     expect(claimed).to.equal(client.highest);
     expect(childOutput).to.include('"msg":"withdrawal requested; claiming now"');
+    // The settler's figures are on the server's /metrics.
+    const text = await (await fetch(`${client.baseUrl}/metrics`)).text();
+    expect(metric(text, "paychan_settler_batches_sent")).to.be.at.least(1);
+    expect(metric(text, "paychan_settler_channels_claimed")).to.be.at.least(1);
+    expect(text).to.include("# TYPE paychan_settler_unclaimed_atomic gauge");
   });
 
   it("stops gracefully on SIGTERM, and the store matches what the client was told", async () => {
