@@ -16,6 +16,7 @@ import { createLogger } from "../src/server/log";
 import { TransactionSender } from "../src/settler/sender";
 import { Settler, type BatchReport } from "../src/settler/settler";
 import { startHardhatNode, type HardhatNode } from "../test/helpers/hardhatNode";
+import { HARDHAT_KEYS } from "../test/helpers/hardhatKeys";
 
 /**
  * paychan end to end on a local chain, in one command (`npm run demo`):
@@ -31,10 +32,10 @@ import { startHardhatNode, type HardhatNode } from "../test/helpers/hardhatNode"
  * when the amount claimed on-chain differs from what the server charged.
  */
 
-// Hardhat development keys (worthless anywhere else).
-const MINTER_KEY: Hex = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
-const PAYEE_KEY: Hex = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a";
-const RELAYER_KEY: Hex = "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6";
+// Roles on the local chain (Hardhat development accounts).
+const MINTER_KEY: Hex = HARDHAT_KEYS[1];
+const PAYEE_KEY: Hex = HARDHAT_KEYS[2];
+const RELAYER_KEY: Hex = HARDHAT_KEYS[3];
 const PRICE = 1_000n; // $0.001
 const DEPOSIT = 5_000_000n; // $5
 const SEQUENTIAL_BEFORE = 40;

@@ -45,6 +45,7 @@ import { loadConfig, PAYEE_KEY_ENV, RELAYER_KEY_ENV } from "../../src/server/con
 import { createLogger } from "../../src/server/log";
 import { CHARGE_HEADER } from "../../src/server/proxy";
 import { startHardhatNode, type HardhatNode } from "../helpers/hardhatNode";
+import { HARDHAT_KEYS } from "../helpers/hardhatKeys";
 
 /**
  * The client library end to end: a real `hardhat node`, the real payment server (SQLite) in front
@@ -54,11 +55,11 @@ import { startHardhatNode, type HardhatNode } from "../helpers/hardhatNode";
  * permit funding and the payer's exit.
  */
 
-// Hardhat development keys (worthless anywhere else).
-const MINTER_KEY: Hex = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
-const PAYEE_KEY: Hex = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a";
-const RELAYER_KEY: Hex = "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6";
-const PERMIT_PAYER_KEY: Hex = "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a";
+// Roles on the local chain (Hardhat development accounts).
+const MINTER_KEY: Hex = HARDHAT_KEYS[1];
+const PAYEE_KEY: Hex = HARDHAT_KEYS[2];
+const RELAYER_KEY: Hex = HARDHAT_KEYS[3];
+const PERMIT_PAYER_KEY: Hex = HARDHAT_KEYS[4];
 const PRICE = 1_000n;
 const REPO_ROOT = path.resolve(__dirname, "..", "..");
 

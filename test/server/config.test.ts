@@ -14,9 +14,10 @@ import {
   RELAYER_KEY_ENV,
   type ServerConfig,
 } from "../../src/server/config";
+import { HARDHAT_KEYS } from "../helpers/hardhatKeys";
 
-const PAYEE_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
-const RELAYER_KEY = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a";
+const PAYEE_KEY = HARDHAT_KEYS[1];
+const RELAYER_KEY = HARDHAT_KEYS[2];
 const CONTRACT = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
 const TOKEN = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512";
 

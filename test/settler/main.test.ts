@@ -12,11 +12,12 @@ import {
   SETTLER_DEFAULTS,
   SETTLER_KEY_ENV,
 } from "../../src/settler/main";
+import { HARDHAT_KEYS } from "../helpers/hardhatKeys";
 
 /** `paychan settle` configuration and arguments (the end-to-end run is in settler.test.ts). */
 
-const SETTLER_KEY = "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba";
-const PAYEE_KEY = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a";
+const SETTLER_KEY = HARDHAT_KEYS[5];
+const PAYEE_KEY = HARDHAT_KEYS[2];
 const OTHER_PAYEE = "0x90F79bf6EB2c4f870365E785982E1f101E93b906";
 
 const BASE = {
