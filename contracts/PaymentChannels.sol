@@ -44,7 +44,8 @@ contract PaymentChannels is IPaymentChannels, ReentrancyGuardTransient {
     /// @dev Number forms of hashes used inside assembly (which only accepts number constants);
     /// tests check them against VOUCHER_TYPEHASH and the event selectors.
     uint256 private constant VOUCHER_TYPEHASH_WORD = 0xbe6849c7243c454cfa57c6baf0ec66e2ea30a84133e4d1785cf751c28a37aec4;
-    uint256 private constant CHANNEL_CLAIMED_TOPIC = 0xa56f36aedc2bd7d2299a3c0d5310095e3d5cb639a2d276a35af55735a5a15139;
+    uint256 private constant CHANNELS_CLAIMED_TOPIC =
+        0x06c59688f587493fe62591606b35216536fc06e9fd4440f27cb22063b3d0b734;
     uint256 private constant CLAIM_SKIPPED_TOPIC = 0xf366a60b0d74f9fa3e487ca1ba9f93f865616232a3cf69b6ff288e448c389c7a;
     /// @dev Each channel's core word lives at storage slot CORE_SLOT_SEED | channelId: no keccak
     /// per access, and the random 72-bit prefix keeps these slots apart from every other variable.
@@ -62,17 +63,21 @@ contract PaymentChannels is IPaymentChannels, ReentrancyGuardTransient {
     uint256 private constant STATUS_SHIFT = 248;
     uint256 private constant NONCE_BITS = 24;
     uint256 private constant NONCE_LIMIT = 1 << NONCE_BITS;
+    /// @dev A signer record is nonce (bits 0-31) | first payer (bits 32-191).
+    uint256 private constant FIRST_PAYER_SHIFT = 32;
 
-    /// @dev The payer's side of a channel; claims never read it.
+    /// @dev The payer's side of a channel; claims never read it. Opening writes nothing here when
+    /// the payer is its signer's first payer (the usual case: one payer per session key), so an
+    /// open costs two fresh storage words, not three; `payer` is zero then.
     struct Account {
         address payer;
-        uint32 withdrawDelay;
         uint40 withdrawReadyAt;
     }
 
-    /// @dev A (payee, token) pair shared by channels.
+    /// @dev A (payee, token, withdraw delay) triple shared by channels.
     struct Route {
         address payee;
+        uint32 withdrawDelay;
         address token;
     }
 
@@ -81,9 +86,9 @@ contract PaymentChannels is IPaymentChannels, ReentrancyGuardTransient {
 
     mapping(uint256 channelId => Account) private _accounts;
     mapping(uint256 route => Route) private _routes;
-    mapping(address payee => mapping(address token => uint256 route)) private _routeOf;
+    mapping(bytes32 routeKey => uint256 route) private _routeOf;
     uint256 private _routeCount;
-    mapping(address signer => uint256 nonce) private _nonces;
+    mapping(address signer => uint256 record) private _signers;
     mapping(address account => mapping(address token => uint256 amount)) private _owed;
 
     constructor() {
@@ -165,7 +170,7 @@ contract PaymentChannels is IPaymentChannels, ReentrancyGuardTransient {
         uint256 amount,
         Authorization calldata authorization
     ) external nonReentrant {
-        address payer = _accounts[channelId].payer;
+        address payer = _payerOf(channelId);
         address token = _topUpToken(channelId, payer);
         bytes32 nonce = topUpAuthorizationNonce(channelId, authorization.salt);
         _credit(channelId, _receiveWithAuthorization(token, payer, amount, nonce, authorization));
@@ -181,7 +186,8 @@ contract PaymentChannels is IPaymentChannels, ReentrancyGuardTransient {
 
     /// @inheritdoc IPaymentChannels
     /// @dev The loop is assembly because it runs once per channel and decides the batch's gas:
-    /// per item one cold storage word (read and write), two keccaks, one ecrecover and one log.
+    /// per item one cold storage word (read and write), two keccaks, one ecrecover, and 35 bytes
+    /// appended to the batch's one {ChannelsClaimed} log.
     /// It applies exactly the checks of {claim} (see {_claimOrRevert}, the readable version).
     // solhint-disable-next-line function-max-lines
     function claimBatch(bytes calldata items) external nonReentrant returns (uint256 claimedCount) {
@@ -191,16 +197,18 @@ contract PaymentChannels is IPaymentChannels, ReentrancyGuardTransient {
         uint256 payoutCount;
         assembly ("memory-safe") {
             // Memory: [0x00, 0x60) struct hash input, [0x60, 0xa2) digest input, [0xc0, 0x1a0)
-            // ecrecover or EIP-1271 call input, then the payout table.
+            // ecrecover or EIP-1271 call input, then the ChannelsClaimed log data (offset, length,
+            // 35 bytes per claimed item), then the payout table.
             let scratch := mload(0x40)
-            payouts := add(scratch, 0x1a0)
+            let cursor := add(scratch, 0x1e0) // claims data; the log starts at scratch + 0x1a0
+            // One spare word past the data: the zero padding written after the loop.
+            payouts := add(cursor, and(add(mul(div(items.length, 99), 35), 63), not(31)))
             mstore(scratch, VOUCHER_TYPEHASH_WORD)
             mstore(add(scratch, 0x60), 0x1901000000000000000000000000000000000000000000000000000000000000)
             mstore(add(scratch, 0x62), separator)
             for {
                 let item := items.offset
-                let end := add(items.offset, items.length)
-            } lt(item, end) {
+            } lt(item, add(items.offset, items.length)) {
                 item := add(item, 99)
             } {
                 let channelId := shr(72, calldataload(item))
@@ -220,12 +228,11 @@ contract PaymentChannels is IPaymentChannels, ReentrancyGuardTransient {
                     let r := calldataload(add(item, 35))
                     let vs := calldataload(add(item, 67))
                     let sigS := and(vs, 0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff)
-                    let v := add(shr(255, vs), 27)
                     valid := 0
                     // NOTE: high-s signatures are malleable twins; they are never accepted.
                     if iszero(gt(sigS, 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0)) {
                         mstore(add(scratch, 0xc0), digest)
-                        mstore(add(scratch, 0xe0), v)
+                        mstore(add(scratch, 0xe0), add(shr(255, vs), 27))
                         mstore(add(scratch, 0x100), r)
                         mstore(add(scratch, 0x120), sigS)
                         mstore(0x00, 0)
@@ -245,7 +252,7 @@ contract PaymentChannels is IPaymentChannels, ReentrancyGuardTransient {
                             mstore(add(scratch, 0x104), 65)
                             mstore(add(scratch, 0x124), r)
                             mstore(add(scratch, 0x144), sigS)
-                            mstore(add(scratch, 0x164), shl(248, v))
+                            mstore(add(scratch, 0x164), shl(248, add(shr(255, vs), 27)))
                             mstore(0x00, 0)
                             if staticcall(ERC1271_GAS_LIMIT, shr(24, channelId), add(scratch, 0xc0), 0xc4, 0x00, 0x20) {
                                 valid := and(
@@ -256,12 +263,11 @@ contract PaymentChannels is IPaymentChannels, ReentrancyGuardTransient {
                         }
                     }
                 }
-                mstore(0x00, channelId)
-                mstore(0x20, amount)
                 switch valid
                 case 1 {
                     sstore(slot, or(and(core, not(AMOUNT_MASK)), amount))
-                    log1(0x00, 0x40, CHANNEL_CLAIMED_TOPIC)
+                    calldatacopy(cursor, item, 35)
+                    cursor := add(cursor, 35)
                     let paid := sub(amount, and(core, AMOUNT_MASK))
                     let route := and(shr(192, core), 0xffffffffffffff)
                     // Batches are usually one route: test the first entry before searching.
@@ -296,10 +302,19 @@ contract PaymentChannels is IPaymentChannels, ReentrancyGuardTransient {
                     case 2 {
                         reason := 1
                     }
+                    mstore(0x00, channelId)
+                    mstore(0x20, amount)
                     mstore(0x40, reason)
                     log1(0x00, 0x60, CLAIM_SKIPPED_TOPIC)
                     mstore(0x40, scratch)
                 }
+            }
+            if claimedCount {
+                let length := sub(cursor, add(scratch, 0x1e0))
+                mstore(add(scratch, 0x1a0), 0x20)
+                mstore(add(scratch, 0x1c0), length)
+                mstore(cursor, 0) // zero padding up to the next word
+                log1(add(scratch, 0x1a0), add(0x40, and(add(length, 31), not(31))), CHANNELS_CLAIMED_TOPIC)
             }
             mstore(0x40, add(payouts, shl(6, payoutCount)))
         }
@@ -334,7 +349,8 @@ contract PaymentChannels is IPaymentChannels, ReentrancyGuardTransient {
         _requireOpen(channelId, _loadCore(channelId));
         Account storage account = _payerAccount(channelId);
         if (account.withdrawReadyAt != 0) revert PaymentChannelsWithdrawalPending(channelId, account.withdrawReadyAt);
-        uint40 readyAt = uint40(block.timestamp + account.withdrawDelay);
+        uint256 route = (_loadCore(channelId) >> ROUTE_SHIFT) & ROUTE_MASK;
+        uint40 readyAt = uint40(block.timestamp + _routes[route].withdrawDelay);
         account.withdrawReadyAt = readyAt;
         emit WithdrawalRequested(channelId, readyAt);
     }
@@ -374,13 +390,13 @@ contract PaymentChannels is IPaymentChannels, ReentrancyGuardTransient {
         Account memory account = _accounts[channelId];
         Route memory route = _routes[(core >> ROUTE_SHIFT) & ROUTE_MASK];
         channel = Channel({
-            payer: account.payer,
+            payer: core == 0 ? address(0) : _payerOf(channelId),
             payee: route.payee,
             token: route.token,
             signer: core == 0 ? address(0) : _signerOf(channelId),
             deposit: uint96(core >> DEPOSIT_SHIFT),
             claimed: uint96(core),
-            withdrawDelay: account.withdrawDelay,
+            withdrawDelay: route.withdrawDelay,
             withdrawReadyAt: account.withdrawReadyAt,
             status: uint8(core >> STATUS_SHIFT)
         });
@@ -398,7 +414,7 @@ contract PaymentChannels is IPaymentChannels, ReentrancyGuardTransient {
 
     /// @inheritdoc IPaymentChannels
     function nextChannelId(address signer) external view returns (uint256) {
-        return (uint256(uint160(signer)) << NONCE_BITS) | _nonces[signer];
+        return (uint256(uint160(signer)) << NONCE_BITS) | uint32(_signers[signer]);
     }
 
     /// @inheritdoc IPaymentChannels
@@ -437,15 +453,20 @@ contract PaymentChannels is IPaymentChannels, ReentrancyGuardTransient {
         }
         if (received == 0 || received > AMOUNT_MASK) revert PaymentChannelsInvalidAmount(received);
         if (signer == address(0)) signer = payer;
-        uint256 nonce = _nonces[signer];
+        uint256 record = _signers[signer];
+        uint256 nonce = uint32(record);
         if (nonce == NONCE_LIMIT) revert PaymentChannelsSignerExhausted(signer);
-        _nonces[signer] = nonce + 1;
+        // The first payer of a signer is kept with its nonce; only another payer needs its own word.
+        address firstPayer = record == 0 ? payer : address(uint160(record >> FIRST_PAYER_SHIFT));
+        _signers[signer] = (uint256(uint160(firstPayer)) << FIRST_PAYER_SHIFT) | (nonce + 1);
         channelId = (uint256(uint160(signer)) << NONCE_BITS) | nonce;
         _storeCore(
             channelId,
-            (received << DEPOSIT_SHIFT) | (_routeFor(payee, token) << ROUTE_SHIFT) | (STATUS_OPEN << STATUS_SHIFT)
+            (received << DEPOSIT_SHIFT) |
+                (_routeFor(payee, token, withdrawDelay) << ROUTE_SHIFT) |
+                (STATUS_OPEN << STATUS_SHIFT)
         );
-        _accounts[channelId] = Account({payer: payer, withdrawDelay: withdrawDelay, withdrawReadyAt: 0});
+        if (payer != firstPayer) _accounts[channelId].payer = payer;
         emit ChannelOpened(channelId, payer, payee, token, uint96(received), withdrawDelay);
     }
 
@@ -453,8 +474,8 @@ contract PaymentChannels is IPaymentChannels, ReentrancyGuardTransient {
     function _topUpToken(uint256 channelId, address payer) private view returns (address) {
         uint256 core = _loadCore(channelId);
         _requireOpen(channelId, core);
+        if (_payerOf(channelId) != payer) revert PaymentChannelsUnauthorized(channelId, payer);
         Account memory account = _accounts[channelId];
-        if (account.payer != payer) revert PaymentChannelsUnauthorized(channelId, payer);
         // NOTE: the deliberate rule is that a pending withdrawal freezes the deposit, so the payee's
         // view of what it can still claim never changes during the exit window.
         if (account.withdrawReadyAt != 0) revert PaymentChannelsWithdrawalPending(channelId, account.withdrawReadyAt);
@@ -506,12 +527,18 @@ contract PaymentChannels is IPaymentChannels, ReentrancyGuardTransient {
         }
         _storeCore(channelId, (core & ~(uint256(0xff) << STATUS_SHIFT)) | (STATUS_CLOSED << STATUS_SHIFT));
         emit ChannelClosed(channelId, claimed, refund);
-        _send(_routes[(core >> ROUTE_SHIFT) & ROUTE_MASK].token, _accounts[channelId].payer, refund);
+        _send(_routes[(core >> ROUTE_SHIFT) & ROUTE_MASK].token, _payerOf(channelId), refund);
     }
 
     function _payerAccount(uint256 channelId) private view returns (Account storage account) {
+        if (msg.sender != _payerOf(channelId)) revert PaymentChannelsUnauthorized(channelId, msg.sender);
         account = _accounts[channelId];
-        if (msg.sender != account.payer) revert PaymentChannelsUnauthorized(channelId, msg.sender);
+    }
+
+    /// @dev The channel's own payer word if set, else its signer's first payer.
+    function _payerOf(uint256 channelId) private view returns (address payer) {
+        payer = _accounts[channelId].payer;
+        if (payer == address(0)) payer = address(uint160(_signers[_signerOf(channelId)] >> FIRST_PAYER_SHIFT));
     }
 
     function _requireOpen(uint256 channelId, uint256 core) private pure {
@@ -520,12 +547,13 @@ contract PaymentChannels is IPaymentChannels, ReentrancyGuardTransient {
         if (status == STATUS_CLOSED) revert PaymentChannelsChannelClosed(channelId);
     }
 
-    function _routeFor(address payee, address token) private returns (uint256 route) {
-        route = _routeOf[payee][token];
+    function _routeFor(address payee, address token, uint32 withdrawDelay) private returns (uint256 route) {
+        bytes32 key = keccak256(abi.encode(payee, token, withdrawDelay));
+        route = _routeOf[key];
         if (route == 0) {
             route = ++_routeCount;
-            _routeOf[payee][token] = route;
-            _routes[route] = Route({payee: payee, token: token});
+            _routeOf[key] = route;
+            _routes[route] = Route({payee: payee, withdrawDelay: withdrawDelay, token: token});
         }
     }
 

@@ -232,7 +232,7 @@ export const paymentChannelsAbi = [
     anonymous: false,
     inputs: [
       {
-        indexed: false,
+        indexed: true,
         internalType: "uint256",
         name: "channelId",
         type: "uint256",
@@ -338,6 +338,19 @@ export const paymentChannelsAbi = [
       },
     ],
     name: "ChannelToppedUp",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        indexed: false,
+        internalType: "bytes",
+        name: "claims",
+        type: "bytes",
+      },
+    ],
+    name: "ChannelsClaimed",
     type: "event",
   },
   {

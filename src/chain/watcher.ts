@@ -15,6 +15,7 @@ import {
 import { signerOfChannel } from "../protocol/voucher";
 import type { ChannelRecord, PaymentStore } from "../store/types";
 import { paymentChannelsAbi } from "./abi";
+import { claimsOfEvent } from "./events";
 import { AbortedError, backoffDelay, isRetryableRpcError, withRetry, type RetryPolicy } from "./client";
 import { readChannel } from "./readChannel";
 
@@ -141,15 +142,16 @@ interface ChainLog {
   readonly event: WatchedEvent;
 }
 
-const selector = (name: WatchedEvent["name"]): Hex =>
+const selector = (name: WatchedEvent["name"] | "ChannelsClaimed"): Hex =>
   toEventSelector(getAbiItem({ abi: paymentChannelsAbi, name }) as Parameters<typeof toEventSelector>[0]);
 
 const OPENED = selector("ChannelOpened");
 const WITHDRAWAL_REQUESTED = selector("WithdrawalRequested");
-/** Events matched to known channels by id after fetching (ChannelClaimed's id is not indexed). */
+/** Events matched to known channels by id after fetching (a batch's ChannelsClaimed names many). */
 const CHANNEL_EVENTS: Hex[] = [
   selector("ChannelToppedUp"),
   selector("ChannelClaimed"),
+  selector("ChannelsClaimed"),
   WITHDRAWAL_REQUESTED,
   selector("WithdrawalCancelled"),
   selector("ChannelClosed"),
@@ -730,10 +732,7 @@ export class ChannelWatcher extends EventEmitter<ChannelWatcherEvents> {
       (e) => !isRangeTooLargeError(e) && isRetryableRpcError(e),
     );
     const logs: ChainLog[] = [];
-    for (const log of raw) {
-      const decoded = decodeLog(log);
-      if (decoded) logs.push(decoded);
-    }
+    for (const log of raw) logs.push(...decodeLog(log));
     return logs;
   }
 
@@ -772,26 +771,38 @@ export class ChannelWatcher extends EventEmitter<ChannelWatcherEvents> {
   }
 }
 
-/** Decodes one raw log of the contract into a {@link ChainLog}, or undefined for events the watcher ignores. */
-function decodeLog(log: RpcLog): ChainLog | undefined {
-  if (log.removed || log.blockNumber === null || log.blockHash === null || log.logIndex === null) return undefined;
-  if (log.transactionHash === null || log.topics.length === 0) return undefined;
+/**
+ * Decodes one raw log of the contract into {@link ChainLog}s: none for events the watcher ignores,
+ * one per channel for a batch's ChannelsClaimed (they share the log's index), else one.
+ */
+function decodeLog(log: RpcLog): ChainLog[] {
+  if (log.removed || log.blockNumber === null || log.blockHash === null || log.logIndex === null) return [];
+  if (log.transactionHash === null || log.topics.length === 0) return [];
   const decoded = decodeEventLog({
     abi: paymentChannelsAbi,
     data: log.data,
     topics: log.topics as [Hex, ...Hex[]],
     strict: true,
   });
+  const at = {
+    blockNumber: BigInt(log.blockNumber),
+    blockHash: log.blockHash,
+    logIndex: Number(log.logIndex),
+    transactionHash: log.transactionHash,
+  };
   let event: WatchedEvent;
   switch (decoded.eventName) {
+    case "ChannelClaimed":
+    case "ChannelsClaimed":
+      return claimsOfEvent(decoded).map(({ channelId, claimed }) => ({
+        ...at,
+        event: { name: "ChannelClaimed", channelId, claimed },
+      }));
     case "ChannelOpened":
       event = { name: decoded.eventName, ...decoded.args };
       break;
     case "ChannelToppedUp":
       event = { name: decoded.eventName, channelId: decoded.args.channelId, deposit: decoded.args.deposit };
-      break;
-    case "ChannelClaimed":
-      event = { name: decoded.eventName, channelId: decoded.args.channelId, claimed: decoded.args.claimed };
       break;
     case "WithdrawalRequested":
       event = { name: decoded.eventName, channelId: decoded.args.channelId, readyAt: decoded.args.readyAt };
@@ -803,15 +814,9 @@ function decodeLog(log: RpcLog): ChainLog | undefined {
       event = { name: decoded.eventName, channelId: decoded.args.channelId, claimed: decoded.args.claimed };
       break;
     default:
-      return undefined;
+      return [];
   }
-  return {
-    blockNumber: BigInt(log.blockNumber),
-    blockHash: log.blockHash,
-    logIndex: Number(log.logIndex),
-    transactionHash: log.transactionHash,
-    event,
-  };
+  return [{ ...at, event }];
 }
 
 /** Re-exported so callers can tell an abort from a failure. */

@@ -91,3 +91,24 @@ export function encodeClaimItem(voucher: Voucher, signature: Hex): Hex {
     compact,
   ]);
 }
+
+/** Bytes per channel in a ChannelsClaimed log: channelId (23) | cumulative claimed (12). */
+export const CLAIM_RECORD_SIZE = 35;
+
+/**
+ * Unpacks the `claims` of a ChannelsClaimed log (one per claimBatch): per claimed channel, in item
+ * order, its id and new cumulative claimed total. Throws on a length that is not whole records.
+ */
+export function decodeClaimRecords(claims: Hex): { channelId: bigint; claimed: bigint }[] {
+  const hex = claims.slice(2);
+  const size = CLAIM_RECORD_SIZE * 2;
+  if (hex.length % size !== 0) throw new Error(`ChannelsClaimed data of ${hex.length / 2} bytes is not whole records`);
+  const records: { channelId: bigint; claimed: bigint }[] = [];
+  for (let at = 0; at < hex.length; at += size) {
+    records.push({
+      channelId: BigInt(`0x${hex.slice(at, at + 46)}`),
+      claimed: BigInt(`0x${hex.slice(at + 46, at + size)}`),
+    });
+  }
+  return records;
+}

@@ -10,6 +10,7 @@ import {
 import { estimateL1Fee } from "viem/op-stack";
 import { paymentChannelsAbi } from "../chain/abi";
 import { withRetry, type RetryPolicy } from "../chain/client";
+import { claimsOfEvent } from "../chain/events";
 import { encodeClaimItem } from "../protocol/voucher";
 import type { PaymentStore } from "../store/types";
 import { selectClaims, toBatches, type ClaimCandidate, type SettlerPolicy } from "./policy";
@@ -378,7 +379,7 @@ export class Settler {
     }
   }
 
-  /** Records the ChannelClaimed events of a receipt; returns channel → new claimed total. */
+  /** Records the claims (ChannelsClaimed, ChannelClaimed) of a receipt; returns channel → new claimed total. */
   private applyReceipt(receipt: TransactionReceipt): Map<bigint, bigint> {
     const claimed = new Map<bigint, bigint>();
     if (receipt.status !== "success") return claimed;
@@ -386,10 +387,10 @@ export class Settler {
       if (log.address.toLowerCase() !== this.options.contract.toLowerCase()) continue;
       try {
         const event = decodeEventLog({ abi: paymentChannelsAbi, data: log.data, topics: log.topics });
-        if (event.eventName === "ChannelClaimed") {
-          claimed.set(event.args.channelId, event.args.claimed);
-          this.options.store.markClaimed(event.args.channelId, event.args.claimed);
-          this.unclaimedSince.delete(event.args.channelId);
+        for (const { channelId, claimed: total } of claimsOfEvent(event)) {
+          claimed.set(channelId, total);
+          this.options.store.markClaimed(channelId, total);
+          this.unclaimedSince.delete(channelId);
         }
       } catch {
         // Not one of ours (or an event this version does not decode): nothing to record.

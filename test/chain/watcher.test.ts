@@ -247,7 +247,7 @@ describe("ChannelWatcher (against a hardhat node over JSON-RPC)", function () {
     await call(PAYER, contract, "topUp", [a.id, 250n]);
     await call(PAYER, contract, "topUp", [c.id, 1n]); // another payee's: ignored
     await call(PAYEE, contract, "claim", [a.id, 100n, await sign(contract, a, 100n)]);
-    // Batch claims emit ChannelClaimed from assembly, one per item, with a non-indexed id.
+    // A batch claim reports its claimed channels together, packed in one ChannelsClaimed log.
     const items = concatHex([
       encodeClaimItem({ channelId: a.id, cumulativeAmount: 300n }, await sign(contract, a, 300n)),
       encodeClaimItem({ channelId: b.id, cumulativeAmount: 50n }, await sign(contract, b, 50n)),

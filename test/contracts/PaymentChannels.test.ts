@@ -21,6 +21,7 @@ import type {
 } from "../../typechain-types";
 import { setSignerNonce } from "../helpers/evm";
 import {
+  claimsOf,
   batch,
   claimItem,
   compactSignature,
@@ -287,6 +288,49 @@ describe("PaymentChannels", () => {
       ]);
     });
 
+    it("keeps each channel's withdraw delay when one payee and token use several delays", async () => {
+      const short = await openChannel(f, { withdrawDelay: MIN_DELAY });
+      const long = await openChannel(f, { withdrawDelay: MAX_DELAY });
+      const again = await openChannel(f, { withdrawDelay: MIN_DELAY });
+      expect((await channelOf(f, short)).withdrawDelay).to.equal(BigInt(MIN_DELAY));
+      expect((await channelOf(f, long)).withdrawDelay).to.equal(BigInt(MAX_DELAY));
+      expect((await channelOf(f, again)).withdrawDelay).to.equal(BigInt(MIN_DELAY));
+      const at = (await time.latest()) + 100;
+      await time.setNextBlockTimestamp(at);
+      await expect(f.channels.connect(f.payer).requestWithdrawal(long))
+        .to.emit(f.channels, "WithdrawalRequested")
+        .withArgs(long, at + MAX_DELAY);
+    });
+
+    it("a signer shared by two payers: each channel keeps its own payer for top-ups, exits and refunds", async () => {
+      // The payer's word is written only for a payer other than the signer's first one.
+      const first = await openChannel(f);
+      const second = await openChannel(f, { payer: f.other });
+      const third = await openChannel(f);
+      expect((await channelOf(f, first)).payer).to.equal(f.payer.address);
+      expect((await channelOf(f, second)).payer).to.equal(f.other.address);
+      expect((await channelOf(f, third)).payer).to.equal(f.payer.address);
+      await f.usdc.connect(f.payer).approve(f.channelsAddress, 5n);
+      await expect(f.channels.connect(f.payer).topUp(second, 5n))
+        .to.be.revertedWithCustomError(f.channels, "PaymentChannelsUnauthorized")
+        .withArgs(second, f.payer.address);
+      await expect(f.channels.connect(f.payer).requestWithdrawal(second))
+        .to.be.revertedWithCustomError(f.channels, "PaymentChannelsUnauthorized")
+        .withArgs(second, f.payer.address);
+      await expect(f.channels.connect(f.other).requestWithdrawal(first))
+        .to.be.revertedWithCustomError(f.channels, "PaymentChannelsUnauthorized")
+        .withArgs(first, f.other.address);
+      await f.usdc.connect(f.other).approve(f.channelsAddress, 5n);
+      await expect(f.channels.connect(f.other).topUp(second, 5n)).to.emit(f.channels, "ChannelToppedUp");
+      await f.channels.connect(f.other).requestWithdrawal(second);
+      await time.increase(DELAY);
+      const before = await f.usdc.balanceOf(f.other.address);
+      await expect(f.channels.connect(f.attacker).finalizeWithdrawal(second))
+        .to.emit(f.channels, "ChannelClosed")
+        .withArgs(second, 0n, DEPOSIT + 5n);
+      expect(await f.usdc.balanceOf(f.other.address)).to.equal(before + DEPOSIT + 5n);
+    });
+
     it("accepts the withdraw delay bounds and refuses values outside them", async () => {
       await f.usdc.connect(f.payer).approve(f.channelsAddress, ethers.MaxUint256);
       const open = (delay: number) =>
@@ -351,7 +395,7 @@ describe("PaymentChannels", () => {
 
     it("issues the last nonce 2^24 - 1, then refuses the signer with SignerExhausted", async () => {
       // Opening 2^24 channels is out of reach for a test, so the signer's counter is set in storage.
-      await setSignerNonce(f.channelsAddress, f.session.address, (1n << 24n) - 1n);
+      await setSignerNonce(f.channelsAddress, f.session.address, (1n << 24n) - 1n, f.payer.address);
       expect(await f.channels.nextChannelId(f.session.address)).to.equal(
         (BigInt(f.session.address) << 24n) | 0xffffffn,
       );
@@ -881,7 +925,7 @@ describe("PaymentChannels", () => {
       const w1 = await signVoucher(f.other, f.domain, id, 100n);
       const s1 = await signVoucher(f.session, f.domain, sid, 40n);
       let receipt = await receiptOf(f.channels.claimBatch(batch(claimItem(id, 100n, w1), claimItem(sid, 40n, s1))));
-      expect(await eventsOf(receipt, f.channels, "ChannelClaimed")).to.deep.equal([
+      expect(await claimsOf(receipt, f.channels)).to.deep.equal([
         [id, 100n],
         [sid, 40n],
       ]);
@@ -901,7 +945,7 @@ describe("PaymentChannels", () => {
         expect(await eventsOf(receipt, f.channels, "ClaimSkipped")).to.deep.equal([
           [id, amount, BigInt(SkipReason.InvalidSignature)],
         ]);
-        expect(await eventsOf(receipt, f.channels, "ChannelClaimed")).to.deep.equal([[sid, claimedBefore + 1n]]);
+        expect(await claimsOf(receipt, f.channels)).to.deep.equal([[sid, claimedBefore + 1n]]);
         if (mode === WalletMode.BurnGas) {
           // The wallet got at most ERC1271_GAS_LIMIT: the whole batch stays far below the 2M limit.
           expect(receipt.gasUsed).to.be.lessThan(300_000n);
@@ -938,7 +982,7 @@ describe("PaymentChannels", () => {
       const usdcBefore = await f.usdc.balanceOf(f.channelsAddress);
       const usdc2Before = await usdc2.balanceOf(f.channelsAddress);
       const receipt = await receiptOf(f.channels.connect(f.relayer).claimBatch(payload));
-      expect(await eventsOf(receipt, f.channels, "ChannelClaimed")).to.deep.equal([
+      expect(await claimsOf(receipt, f.channels)).to.deep.equal([
         [a, 100n],
         [b, 200n],
         [c, 300n],
@@ -1004,11 +1048,42 @@ describe("PaymentChannels", () => {
         [open, 10n, BigInt(SkipReason.InvalidSignature)],
         [open, 10n, BigInt(SkipReason.InvalidSignature)],
       ]);
-      expect(await eventsOf(receipt, f.channels, "ChannelClaimed")).to.deep.equal([[open, 10n]]);
+      expect(await claimsOf(receipt, f.channels)).to.deep.equal([[open, 10n]]);
       // Events come in item order.
-      expect((await eventNamesOf(receipt, f.channels)).slice(-2)).to.deep.equal(["ClaimSkipped", "ChannelClaimed"]);
+      expect((await eventNamesOf(receipt, f.channels)).slice(-2)).to.deep.equal(["ClaimSkipped", "ChannelsClaimed"]);
       expect(await transfersFrom(receipt, f.usdc, f.channelsAddress)).to.deep.equal([[f.payee.address, 10n]]);
       await expect(f.channels.claimBatch(payload)).to.emit(f.channels, "ClaimSkipped").withArgs(open, 10n, 2);
+    });
+
+    it("reports the claimed items of a batch in one ChannelsClaimed, also when its data fills whole words", async () => {
+      // 32 records of 35 bytes are exactly 35 words: the padding write must not touch the payout table.
+      const other = await openChannel(f, { payee: f.other.address });
+      const items: string[] = [];
+      const expected: bigint[][] = [];
+      for (let k = 0; k < 31; k++) {
+        const id = await openChannel(f, { amount: 1_000n });
+        items.push(claimItem(id, BigInt(k + 1), await signVoucher(f.session, f.domain, id, BigInt(k + 1))));
+        expected.push([id, BigInt(k + 1)]);
+      }
+      items.push(claimItem(other, 7n, await signVoucher(f.session, f.domain, other, 7n)));
+      expected.push([other, 7n]);
+      const receipt = await receiptOf(f.channels.claimBatch(batch(...items)));
+      expect(await eventNamesOf(receipt, f.channels)).to.deep.equal(["ChannelsClaimed"]);
+      const [[claims]] = await eventsOf(receipt, f.channels, "ChannelsClaimed");
+      expect(ethers.dataLength(claims as string)).to.equal(32 * 35);
+      expect(await claimsOf(receipt, f.channels)).to.deep.equal(expected);
+      expect(await transfersFrom(receipt, f.usdc, f.channelsAddress)).to.deep.equal([
+        [f.payee.address, (31n * 32n) / 2n],
+        [f.other.address, 7n],
+      ]);
+    });
+
+    it("emits no ChannelsClaimed when every item is skipped", async () => {
+      const id = await openChannel(f);
+      const receipt = await receiptOf(
+        f.channels.claimBatch(claimItem(id, DEPOSIT + 1n, await signVoucher(f.session, f.domain, id, DEPOSIT + 1n))),
+      );
+      expect(await eventNamesOf(receipt, f.channels)).to.deep.equal(["ClaimSkipped"]);
     });
 
     it("claims the same channel twice in one batch, paying the total increase once", async () => {
@@ -1020,7 +1095,7 @@ describe("PaymentChannels", () => {
         claimItem(id, 200n, await signVoucher(f.session, f.domain, id, 200n)),
       );
       const receipt = await receiptOf(f.channels.claimBatch(payload));
-      expect(await eventsOf(receipt, f.channels, "ChannelClaimed")).to.deep.equal([
+      expect(await claimsOf(receipt, f.channels)).to.deep.equal([
         [id, 100n],
         [id, 300n],
       ]);
@@ -1082,7 +1157,7 @@ describe("PaymentChannels", () => {
       const sig = await signVoucher(f.session, f.domain, id, 700n);
       const receipt = await receiptOf(f.channels.connect(f.payee).close(id, 700n, sig));
       expect(await eventNamesOf(receipt, f.channels)).to.deep.equal(["ChannelClaimed", "ChannelClosed"]);
-      expect(await eventsOf(receipt, f.channels, "ChannelClaimed")).to.deep.equal([[id, 700n]]);
+      expect(await claimsOf(receipt, f.channels)).to.deep.equal([[id, 700n]]);
       expect(await eventsOf(receipt, f.channels, "ChannelClosed")).to.deep.equal([[id, 700n, DEPOSIT - 700n]]);
       expect(await transfersFrom(receipt, f.usdc, f.channelsAddress)).to.deep.equal([
         [f.payer.address, DEPOSIT - 700n],

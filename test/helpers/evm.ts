@@ -27,11 +27,18 @@ export async function storageSlotOf(label: string): Promise<bigint> {
   return BigInt(entry.slot);
 }
 
-/** Writes `_nonces[signer] = nonce` in a PaymentChannels contract (to reach the 2^24 nonce limit cheaply). */
-export async function setSignerNonce(channels: string, signer: string, nonce: bigint): Promise<void> {
-  const base = await storageSlotOf("_nonces");
+/** Writes the signer record (nonce and first payer) in a PaymentChannels contract (to reach the 2^24 nonce limit cheaply). */
+export async function setSignerNonce(
+  channels: string,
+  signer: string,
+  nonce: bigint,
+  firstPayer: string = ethers.ZeroAddress,
+): Promise<void> {
+  const base = await storageSlotOf("_signers");
   const slot = ethers.keccak256(ethers.AbiCoder.defaultAbiCoder().encode(["address", "uint256"], [signer, base]));
-  await network.provider.send("hardhat_setStorageAt", [channels, slot, ethers.toBeHex(nonce, 32)]);
+  // A signer record is nonce (bits 0-31) | first payer (bits 32-191).
+  const record = (BigInt(firstPayer) << 32n) | nonce;
+  await network.provider.send("hardhat_setStorageAt", [channels, slot, ethers.toBeHex(record, 32)]);
 }
 
 /**

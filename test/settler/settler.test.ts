@@ -23,6 +23,7 @@ import { createChainClient } from "../../src/chain/client";
 import { readChannel } from "../../src/chain/readChannel";
 import { ChannelWatcher } from "../../src/chain/watcher";
 import { voucherDomain, voucherTypedData } from "../../src/protocol/voucher";
+import { claimsOfEvent } from "../../src/chain/events";
 import type { SettlerPolicy } from "../../src/settler/policy";
 import { TransactionSender } from "../../src/settler/sender";
 import { SETTLER_KEY_ENV } from "../../src/settler/main";
@@ -140,12 +141,12 @@ describe("Settler (against a hardhat node over JSON-RPC, SQLite store)", functio
   const balanceOf = (account: Address) =>
     chain.readContract({ address: usdc, abi: usdcAbi, functionName: "balanceOf", args: [account] });
 
-  /** Every ChannelClaimed / ClaimSkipped the contract emitted on the canonical chain. */
+  /** Every claim (ChannelClaimed, or a ChannelsClaimed record) and ClaimSkipped the contract emitted on the canonical chain. */
   async function claimEvents(d: Deployment) {
     const logs = await chain.getLogs({ address: d.contract, fromBlock: d.block, toBlock: "latest" });
     const events = parseEventLogs({ abi: paymentChannelsAbi, logs });
     return {
-      claimed: events.flatMap((e) => (e.eventName === "ChannelClaimed" ? [e.args] : [])),
+      claimed: events.flatMap(claimsOfEvent),
       skipped: events.flatMap((e) => (e.eventName === "ClaimSkipped" ? [e.args] : [])),
     };
   }
