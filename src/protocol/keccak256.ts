@@ -64,6 +64,52 @@ export function keccak256Into(
   }
 }
 
+/**
+ * Keccak-256 of `input[offset, offset + length)` of any length into `out[outOffset, outOffset + 32)`:
+ * the same unrolled permutation over every 136-byte block, allocation-free. For the 224-byte
+ * receipt struct (two blocks) and request lines of any length.
+ */
+export function keccak256IntoAnyLength(
+  input: Uint8Array,
+  offset: number,
+  length: number,
+  out: Uint8Array,
+  outOffset: number,
+): void {
+  if (length < 0 || offset < 0 || offset + length > input.length) {
+    throw new RangeError("keccak256IntoAnyLength: input out of range");
+  }
+  if (outOffset < 0 || outOffset + 32 > out.length) throw new RangeError("keccak256IntoAnyLength: output out of range");
+  const s = state;
+  s.fill(0);
+  let p = offset;
+  let left = length;
+  while (left >= KECCAK256_BLOCK_BYTES) {
+    for (let w = 0; w < 34; w++, p += 4) {
+      s[w] ^= input[p] | (input[p + 1] << 8) | (input[p + 2] << 16) | (input[p + 3] << 24);
+    }
+    keccakF1600(s);
+    left -= KECCAK256_BLOCK_BYTES;
+  }
+  const words = left >>> 2;
+  for (let w = 0; w < words; w++, p += 4) {
+    s[w] ^= input[p] | (input[p + 1] << 8) | (input[p + 2] << 16) | (input[p + 3] << 24);
+  }
+  let tail = 0;
+  const rest = left & 3;
+  for (let i = 0; i < rest; i++) tail |= input[p + i] << (8 * i);
+  s[words] ^= tail | (0x01 << (8 * rest));
+  s[33] ^= 0x80 << 24;
+  keccakF1600(s);
+  for (let w = 0, q = outOffset; w < 8; w++, q += 4) {
+    const v = s[w];
+    out[q] = v;
+    out[q + 1] = v >>> 8;
+    out[q + 2] = v >>> 16;
+    out[q + 3] = v >>> 24;
+  }
+}
+
 /** Keccak-256 of a short input (< 136 bytes) as a new 32-byte array; convenience over {@link keccak256Into}. */
 export function keccak256Short(input: Uint8Array): Uint8Array {
   const out = new Uint8Array(32);

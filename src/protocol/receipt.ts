@@ -11,6 +11,7 @@ import {
   isAddressEqual,
 } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
+import { keccak256IntoAnyLength } from "./keccak256";
 
 /**
  * Receipts: every paid response carries one, signed by the server's key, so the payer (or anyone)
@@ -63,8 +64,17 @@ export interface SignedReceipt {
 
 /** The hash that binds a receipt to one request. */
 export function requestHash(method: string, pathAndQuery: string): Hex {
-  return keccak256(stringToBytes(`${method.toUpperCase()} ${pathAndQuery}`));
+  const line = `${method.toUpperCase()} ${pathAndQuery}`;
+  // UTF-8 takes at most 3 bytes per UTF-16 unit; longer lines get a buffer of their own.
+  const buf = line.length * 3 <= requestLine.length ? requestLine : Buffer.allocUnsafe(line.length * 3);
+  const length = buf.write(line, 0, "utf8");
+  keccak256IntoAnyLength(buf, 0, length, requestDigest, 0);
+  return `0x${requestDigest.toString("hex")}`;
 }
+
+/** Scratch for {@link requestHash} (single-threaded, so shared). */
+const requestLine = Buffer.allocUnsafe(1024);
+const requestDigest = Buffer.allocUnsafe(32);
 
 function receiptDomain(chainId: number, contract: Address) {
   return { name: RECEIPT_DOMAIN_NAME, version: RECEIPT_DOMAIN_VERSION, chainId, verifyingContract: contract } as const;
@@ -140,6 +150,8 @@ export class ReceiptSigner {
   readonly address: Address;
   private readonly key: Uint8Array;
   private readonly struct = Buffer.alloc(7 * 32);
+  private readonly structView = new DataView(this.struct.buffer, this.struct.byteOffset, this.struct.length);
+  private readonly digestBuffer = new Uint8Array(32);
   private readonly digestInput = Buffer.alloc(66);
   private readonly native = loadNative();
 
@@ -154,20 +166,36 @@ export class ReceiptSigner {
 
   /** The EIP-712 digest of `receipt` (equal to {@link receiptDigest}). */
   digest(receipt: Receipt): Uint8Array {
+    const out = new Uint8Array(32);
+    this.digestInto(receipt, out);
+    return out;
+  }
+
+  /** Like {@link digest}, into `out[0, 32)`: fixed layout, two keccaks (the struct is two blocks), no hex. */
+  digestInto(receipt: Receipt, out: Uint8Array): void {
     const s = this.struct;
-    writeWord(s, 32, receipt.channelId);
-    writeWord(s, 64, receipt.voucherAmount);
-    writeWord(s, 96, receipt.charge);
-    writeWord(s, 128, receipt.chargedTotal);
-    s.write(receipt.request.slice(2).padStart(64, "0"), 160, "hex");
-    writeWord(s, 192, BigInt(receipt.issuedAt));
-    this.digestInput.set(keccak_256(s), 34);
-    return keccak_256(this.digestInput);
+    const v = this.structView;
+    setWord(v, 32, receipt.channelId);
+    setWord(v, 64, receipt.voucherAmount);
+    setWord(v, 96, receipt.charge);
+    setWord(v, 128, receipt.chargedTotal);
+    const request = receipt.request;
+    if (request.length === 66) s.write(request.slice(2), 160, "hex");
+    else s.write(request.slice(2).padStart(64, "0"), 160, "hex");
+    const issuedAt = receipt.issuedAt;
+    v.setBigUint64(192, 0n);
+    v.setBigUint64(200, 0n);
+    v.setBigUint64(208, 0n);
+    v.setUint32(216, Math.floor(issuedAt / 2 ** 32));
+    v.setUint32(220, issuedAt >>> 0);
+    keccak256IntoAnyLength(s, 0, s.length, this.digestInput, 34);
+    keccak256IntoAnyLength(this.digestInput, 0, 66, out, 0);
   }
 
   /** Signs a receipt. */
   sign(receipt: Receipt): SignedReceipt {
-    const digest = this.digest(receipt);
+    const digest = this.digestBuffer;
+    this.digestInto(receipt, digest);
     let signature: Hex;
     if (this.native) {
       const { signature: rs, recid } = this.native.ecdsaSign(digest, this.key);
@@ -201,6 +229,15 @@ function domainSeparatorOf(chainId: number, contract: Address): Hex {
   writeWord(buf, 96, BigInt(chainId));
   buf.write(contract.slice(2).toLowerCase().padStart(64, "0"), 128, "hex");
   return toHex(keccak_256(buf));
+}
+
+/** Writes `value` (a uint256) as a big-endian 32-byte word at `offset`, in 64-bit limbs. */
+function setWord(view: DataView, offset: number, value: bigint): void {
+  // setBigUint64 takes its argument modulo 2^64, so each limb is one shift.
+  view.setBigUint64(offset, value >> 192n);
+  view.setBigUint64(offset + 8, value >> 128n);
+  view.setBigUint64(offset + 16, value >> 64n);
+  view.setBigUint64(offset + 24, value);
 }
 
 /** Writes `value` as a big-endian 32-byte word at `offset`. */

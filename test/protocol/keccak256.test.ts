@@ -1,6 +1,11 @@
 import { expect } from "chai";
 import { keccak256, toBytes } from "viem";
-import { KECCAK256_BLOCK_BYTES, keccak256Into, keccak256Short } from "../../src/protocol/keccak256";
+import {
+  KECCAK256_BLOCK_BYTES,
+  keccak256Into,
+  keccak256IntoAnyLength,
+  keccak256Short,
+} from "../../src/protocol/keccak256";
 import { createRandom } from "../helpers/random";
 
 const random = createRandom(0x6ecc_a256);
@@ -48,5 +53,39 @@ describe("keccak256 (single block)", () => {
     expect(() => keccak256Into(new Uint8Array(10), 5, 6, out, 0)).to.throw(RangeError);
     expect(() => keccak256Into(new Uint8Array(10), -1, 2, out, 0)).to.throw(RangeError);
     expect(() => keccak256Into(new Uint8Array(10), 0, 10, out, 1)).to.throw(RangeError);
+  });
+});
+
+describe("keccak256 (any length)", () => {
+  it("matches the reference for every length 0..700 (several blocks, every boundary) at several offsets", () => {
+    for (let length = 0; length <= 700; length++) {
+      const offset = length % 7;
+      const buffer = random.bytes(offset + length + 5);
+      const input = buffer.slice(offset, offset + length);
+      const out = new Uint8Array(36).fill(0xee);
+      keccak256IntoAnyLength(buffer, offset, length, out, 2);
+      expect(hex(out.subarray(2, 34)), `length ${length}`).to.equal(reference(input));
+      expect([out[0], out[1], out[34], out[35]]).to.deep.equal([0xee, 0xee, 0xee, 0xee]);
+    }
+  });
+
+  it("agrees with the single-block function and does not carry state between calls", () => {
+    const a = random.bytes(224);
+    const first = new Uint8Array(32);
+    keccak256IntoAnyLength(a, 0, 224, first, 0);
+    keccak256Short(random.bytes(100));
+    const again = new Uint8Array(32);
+    keccak256IntoAnyLength(a, 0, 224, again, 0);
+    expect(hex(again)).to.equal(hex(first));
+    const short = random.bytes(135);
+    keccak256IntoAnyLength(short, 0, 135, again, 0);
+    expect(hex(again)).to.equal(hex(keccak256Short(short)));
+  });
+
+  it("rejects out-of-range windows", () => {
+    const out = new Uint8Array(32);
+    expect(() => keccak256IntoAnyLength(new Uint8Array(300), 5, 296, out, 0)).to.throw(RangeError);
+    expect(() => keccak256IntoAnyLength(new Uint8Array(10), -1, 2, out, 0)).to.throw(RangeError);
+    expect(() => keccak256IntoAnyLength(new Uint8Array(300), 0, 300, out, 1)).to.throw(RangeError);
   });
 });

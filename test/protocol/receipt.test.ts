@@ -55,6 +55,20 @@ describe("receipts", () => {
     expect(requestHash("GET", "/weather?city=Porto")).not.to.equal(expected);
   });
 
+  it("hashes request lines of any length and any characters like viem's keccak256", () => {
+    const random = createRandom(31);
+    const alphabet = ["a", "/", "?", "=", "&", "%20", "é", "€", "😀", "Z"];
+    for (const length of [0, 1, 50, 130, 131, 132, 135, 136, 137, 300, 340, 341, 342, 1_000, 5_000]) {
+      let path = "/";
+      while (path.length < length) path += alphabet[random.int(alphabet.length)];
+      expect(requestHash("get", path), `length ${length}`).to.equal(keccak256(stringToBytes(`GET ${path}`)));
+    }
+    // The shared scratch buffer does not leak a longer previous line into a shorter one.
+    const long = requestHash("GET", `/${"x".repeat(900)}`);
+    expect(requestHash("GET", "/x")).to.equal(keccak256(stringToBytes("GET /x")));
+    expect(requestHash("GET", `/${"x".repeat(900)}`)).to.equal(long);
+  });
+
   it("computes the same digest on the fast path as viem, for 300 random receipts and the extremes", () => {
     const signer = new ReceiptSigner(RECEIPT_KEY, CHAIN_ID, CONTRACT);
     const random = createRandom(2024);
