@@ -87,6 +87,34 @@ export const MIGRATIONS: readonly Migration[] = [
         ) WITHOUT ROWID;
       `),
   },
+  {
+    version: 3,
+    name: "vouchers as an append-only rowid table with a unique (channel_id, amount) index",
+    // The WITHOUT ROWID table kept each ~800-byte voucher row in its (channel_id, amount) B-tree,
+    // so a batch of vouchers over many channels dirtied one full leaf page per channel and split
+    // pages every few rows: more WAL pages written and fsynced per voucher. Rows now append to
+    // the rowid table's rightmost leaf and only the small index entries land per channel; the
+    // unique index keeps (channel_id, amount) the identity of a voucher (ON CONFLICT, lookups).
+    up: (db) =>
+      db.exec(`
+        CREATE TABLE vouchers_v3 (
+          id            INTEGER PRIMARY KEY,
+          channel_id    TEXT NOT NULL,
+          amount        TEXT NOT NULL,
+          signature     TEXT NOT NULL,
+          charge        TEXT NOT NULL,
+          charged_total TEXT NOT NULL,
+          receipt       TEXT NOT NULL,
+          accepted_at   INTEGER NOT NULL
+        );
+        INSERT INTO vouchers_v3 (channel_id, amount, signature, charge, charged_total, receipt, accepted_at)
+          SELECT channel_id, amount, signature, charge, charged_total, receipt, accepted_at
+          FROM vouchers ORDER BY accepted_at, channel_id, amount;
+        DROP TABLE vouchers;
+        ALTER TABLE vouchers_v3 RENAME TO vouchers;
+        CREATE UNIQUE INDEX vouchers_channel_amount ON vouchers (channel_id, amount);
+      `),
+  },
 ];
 
 /** The schema version this code writes. */

@@ -254,7 +254,8 @@ export class SqliteStore implements PaymentStore {
     voucherSignature: Database.Statement<[string, string], string>;
     allLedgers: Database.Statement<[], LedgerRow>;
     ledger: Database.Statement<[string], LedgerRow>;
-    voucherAmounts: Database.Statement<[string], string>;
+    voucherAmounts: Database.Statement<[string, string], string>;
+    pruneVouchers: Database.Statement<[string, string, number]>;
     voucher: Database.Statement<[string, string], VoucherRow>;
     upsertChannel: Database.Statement<ChannelRow>;
     allChannels: Database.Statement<[], ChannelRow>;
@@ -325,9 +326,15 @@ export class SqliteStore implements PaymentStore {
       allLedgers: db.prepare("SELECT * FROM ledgers ORDER BY channel_id"),
       ledger: db.prepare("SELECT * FROM ledgers WHERE channel_id = ?"),
       voucherAmounts: db
-        .prepare<[string], string>("SELECT amount FROM vouchers WHERE channel_id = ? ORDER BY amount")
+        .prepare<[string, string], string>(
+          "SELECT amount FROM vouchers WHERE channel_id = ? AND amount > ? ORDER BY amount",
+        )
         .pluck(),
-      voucher: db.prepare("SELECT * FROM vouchers WHERE channel_id = ? AND amount = ?"),
+      pruneVouchers: db.prepare("DELETE FROM vouchers WHERE channel_id = ? AND amount <= ? AND accepted_at < ?"),
+      voucher: db.prepare(
+        `SELECT channel_id, amount, signature, charge, charged_total, receipt, accepted_at
+         FROM vouchers WHERE channel_id = ? AND amount = ?`,
+      ),
       upsertChannel: db.prepare(
         `INSERT INTO channels (channel_id, payer, payee, token, signer, deposit, claimed_on_chain, withdraw_delay,
                                withdraw_ready_at, status, opened_at_block, updated_at_block)
@@ -425,8 +432,18 @@ export class SqliteStore implements PaymentStore {
     return row && toLedger(row);
   }
 
-  loadVoucherAmounts(channelId: bigint): bigint[] {
-    return this.stmt.voucherAmounts.all(u256(channelId)).map(fromU256);
+  loadVoucherAmounts(channelId: bigint, above = -1n): bigint[] {
+    // Every stored amount is at least 0, so -1 (stored as the empty string, below any hex) means all.
+    return this.stmt.voucherAmounts.all(u256(channelId), above < 0n ? "" : u256(above)).map(fromU256);
+  }
+
+  pruneVouchers(floors: readonly { channelId: bigint; upTo: bigint }[], acceptedBefore: number): number[] {
+    const prune = this.db.transaction(() =>
+      floors.map(
+        ({ channelId, upTo }) => this.stmt.pruneVouchers.run(u256(channelId), u256(upTo), acceptedBefore).changes,
+      ),
+    );
+    return prune.immediate();
   }
 
   findVoucher(channelId: bigint, amount: bigint): AcceptedVoucher | undefined {

@@ -84,8 +84,18 @@ export interface PaymentStore {
   loadLedgers(): ChannelLedger[];
   /** The ledger of one channel, or undefined. */
   getLedger(channelId: bigint): ChannelLedger | undefined;
-  /** The amounts of every voucher accepted on a channel (used to refuse reuse after a restart). */
-  loadVoucherAmounts(channelId: bigint): bigint[];
+  /**
+   * The amounts of the vouchers accepted on a channel (used to refuse reuse after a restart),
+   * only those above `above` when given.
+   */
+  loadVoucherAmounts(channelId: bigint, above?: bigint): bigint[];
+  /**
+   * Deletes, in one transaction, the vouchers of each channel at or below its `upTo` amount that
+   * were accepted before `acceptedBefore` (Unix ms); returns how many went, per entry. Callers pass
+   * the amount confirmed claimed on-chain, below which the engine refuses everything but retries,
+   * and the start of the retry window, so no answer the server may still give is lost.
+   */
+  pruneVouchers(floors: readonly { channelId: bigint; upTo: bigint }[], acceptedBefore: number): number[];
   /** One accepted voucher, for idempotent retries. */
   findVoucher(channelId: bigint, amount: bigint): AcceptedVoucher | undefined;
 

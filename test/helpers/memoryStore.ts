@@ -8,6 +8,7 @@ import { channelIdFor, voucherDigest, voucherDomain, type VoucherDomain } from "
 import { VerificationEngine, type EngineOptions, type VoucherSignatureVerifier } from "../../src/server/engine";
 import { PaymentGate, type GateOptions, type OfferTerms } from "../../src/server/gate";
 import type { AcceptedVoucher, ChannelLedger, ChannelRecord, PaymentStore, PendingClaim } from "../../src/store/types";
+import { HARDHAT_KEYS } from "./hardhatKeys";
 
 /**
  * An in-memory {@link PaymentStore} for unit tests, plus the fixtures the engine, gate, paywall
@@ -33,6 +34,8 @@ export class MemoryStore implements PaymentStore {
   failRecordVoucher: boolean | ((voucher: AcceptedVoucher) => boolean);
   /** recordVoucher calls, successful or not. */
   recordCalls = 0;
+  /** Calls of pruneVouchers (each is one transaction in a real store). */
+  pruneCalls = 0;
   /** adjustCharge calls, in order. */
   readonly adjustCalls: { channelId: bigint; amount: bigint; charge: bigint; chargedTotal: bigint }[] = [];
   readonly vouchers = new Map<string, AcceptedVoucher>();
@@ -106,8 +109,24 @@ export class MemoryStore implements PaymentStore {
     this.ledgers.set(ledger.channelId, ledger);
   }
 
-  loadVoucherAmounts(channelId: bigint): bigint[] {
-    return [...this.vouchers.values()].filter((v) => v.channelId === channelId).map((v) => v.amount);
+  loadVoucherAmounts(channelId: bigint, above = -1n): bigint[] {
+    return [...this.vouchers.values()]
+      .filter((v) => v.channelId === channelId && v.amount > above)
+      .map((v) => v.amount);
+  }
+
+  pruneVouchers(floors: readonly { channelId: bigint; upTo: bigint }[], acceptedBefore: number): number[] {
+    this.pruneCalls++;
+    return floors.map(({ channelId, upTo }) => {
+      let removed = 0;
+      for (const [key, v] of this.vouchers) {
+        if (v.channelId === channelId && v.amount <= upTo && v.acceptedAt < acceptedBefore) {
+          this.vouchers.delete(key);
+          removed++;
+        }
+      }
+      return removed;
+    });
   }
 
   findVoucher(channelId: bigint, amount: bigint): AcceptedVoucher | undefined {
@@ -168,9 +187,9 @@ export const CONTRACT: Address = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
 export const ASSET: Address = "0x036CbD53842c5426634e7929541eC2318f3dCF7e";
 export const OTHER_ADDRESS: Address = "0x1111111111111111111111111111111111111111";
 /** Deterministic test keys (never funded anywhere). */
-export const PAYER_KEY: Hex = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
-export const PAYEE_KEY: Hex = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a";
-export const RECEIPT_KEY: Hex = "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6";
+export const PAYER_KEY: Hex = HARDHAT_KEYS[1];
+export const PAYEE_KEY: Hex = HARDHAT_KEYS[2];
+export const RECEIPT_KEY: Hex = HARDHAT_KEYS[3];
 export const PAYER: Address = privateKeyToAccount(PAYER_KEY).address;
 export const PAYEE: Address = privateKeyToAccount(PAYEE_KEY).address;
 export const DOMAIN: VoucherDomain = voucherDomain(CHAIN_ID, CONTRACT);
@@ -277,7 +296,7 @@ export function harness(options: HarnessOptions = {}): Harness {
     tokens: [ASSET],
     withdrawSafetyMarginSec: 3_600,
     minWithdrawDelay: 60,
-    loadUsedAmounts: (channelId) => store.loadVoucherAmounts(channelId),
+    loadUsedAmounts: (channelId, above) => store.loadVoucherAmounts(channelId, above),
     ...options.engine,
     verifySignature: (channelId, amount, signature) => {
       verifications++;

@@ -180,6 +180,53 @@ describe("SqliteStore", () => {
       check.close();
     });
 
+    it("moves the vouchers of a version 2 database into the rowid table with its unique index (migration 3)", async () => {
+      const db = new Database(file);
+      expect(migrate(db, MIGRATIONS.slice(0, 2))).to.deep.equal([1, 2]);
+      const hex = (v: bigint) => v.toString(16).padStart(64, "0");
+      const insert = db.prepare("INSERT INTO vouchers VALUES (?, ?, ?, ?, ?, ?, ?)");
+      const rows: AcceptedVoucher[] = [];
+      for (const [c, a] of [
+        [MAX_CHANNEL_ID, MAX_AMOUNT],
+        [MAX_CHANNEL_ID, 0x100n],
+        [5n, 0x20n],
+        [5n, 0x3n],
+      ] as const) {
+        const v = voucher(c, a, { receipt: `{"request":"0x${a}"}`, acceptedAt: Number(a % 1000n) });
+        rows.push(v);
+        insert.run(hex(c), hex(a), v.signature, hex(v.charge), hex(v.chargedTotal), v.receipt, v.acceptedAt);
+      }
+      db.prepare("INSERT INTO ledgers VALUES (?, ?, ?, ?, ?)").run(hex(5n), hex(0x23n), hex(0x20n), sig(3), hex(0n));
+      db.close();
+
+      const store = openStore();
+      for (const v of rows) expect(store.findVoucher(v.channelId, v.amount)).to.deep.equal(v);
+      expect(store.loadVoucherAmounts(MAX_CHANNEL_ID)).to.deep.equal([0x100n, MAX_AMOUNT]);
+      expect(store.loadVoucherAmounts(5n)).to.deep.equal([0x3n, 0x20n]);
+      expect(store.getLedger(5n)?.highestAmount).to.equal(0x20n);
+      // (channel, amount) is still a voucher's identity: the same voucher again is a no-op, another
+      // signature for it is refused, and a new amount is stored next to the migrated rows.
+      expect(await outcome(store.recordVoucher(rows[2]))).to.equal("ok");
+      expect(await outcome(store.recordVoucher({ ...rows[2], signature: sig(200) }))).to.be.instanceOf(
+        DuplicateVoucherError,
+      );
+      await store.recordVoucher(voucher(5n, 0x40n));
+      expect(store.loadVoucherAmounts(5n)).to.deep.equal([0x3n, 0x20n, 0x40n]);
+      await store.close();
+
+      const check = new Database(file, { readonly: true });
+      expect(check.pragma("user_version", { simple: true })).to.equal(SCHEMA_VERSION);
+      expect(check.prepare("SELECT count(*) AS n FROM vouchers").get()).to.deep.equal({ n: 5 });
+      const table = check.prepare("SELECT sql FROM sqlite_master WHERE name = 'vouchers'").pluck().get() as string;
+      expect(table).to.match(/id\s+INTEGER PRIMARY KEY/);
+      expect(table).not.to.match(/WITHOUT ROWID/);
+      const plan = check
+        .prepare("EXPLAIN QUERY PLAN SELECT receipt FROM vouchers WHERE channel_id = ? AND amount = ?")
+        .all(hex(5n), hex(3n)) as { detail: string }[];
+      expect(plan.map((p) => p.detail).join(" ")).to.contain("vouchers_channel_amount");
+      check.close();
+    });
+
     it("refuses a database written by a newer schema", () => {
       const db = new Database(file);
       db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
@@ -327,6 +374,46 @@ describe("SqliteStore", () => {
       await good;
       expect(store.loadVoucherAmounts(1n)).to.deep.equal([2n]);
       expect(() => store.setCursor("k", -1n)).to.throw(RangeError);
+    });
+  });
+
+  describe("pruning", () => {
+    it("deletes per channel only the vouchers at or below the floor accepted before the cutoff", async () => {
+      const store = openStore();
+      const [a, b] = [5n, 1n << 183n];
+      for (const amount of [1n, 2n, 3n, 4n, 255n, 256n]) {
+        await store.recordVoucher(voucher(a, amount, { acceptedAt: 1_000 + Number(amount) }));
+        await store.recordVoucher(voucher(b, amount, { acceptedAt: 1_000 + Number(amount) }));
+      }
+      // Channel a up to 256 (numerically, not as text: 255 < 256), but only what is older than
+      // 1,004; channel b up to 3, everything old enough; an unknown channel deletes nothing.
+      expect(
+        store.pruneVouchers(
+          [
+            { channelId: a, upTo: 256n },
+            { channelId: b, upTo: 3n },
+            { channelId: 9n, upTo: 1_000n },
+          ],
+          1_004,
+        ),
+      ).to.deep.equal([3, 3, 0]);
+      expect(store.loadVoucherAmounts(a)).to.deep.equal([4n, 255n, 256n]);
+      expect(store.loadVoucherAmounts(b)).to.deep.equal([4n, 255n, 256n]);
+      expect(store.findVoucher(a, 3n)).to.equal(undefined);
+      expect(store.findVoucher(a, 4n)?.receipt).to.equal(`receipt:${a}:4`);
+      expect(store.pruneVouchers([{ channelId: a, upTo: 256n }], 2_000)).to.deep.equal([3]);
+      expect(store.loadVoucherAmounts(a)).to.deep.equal([]);
+      await store.close();
+    });
+
+    it("loads only the amounts above a floor when asked", async () => {
+      const store = openStore();
+      for (const amount of [0n, 1n, 16n, 255n, 4096n]) await store.recordVoucher(voucher(7n, amount));
+      expect(store.loadVoucherAmounts(7n)).to.deep.equal([0n, 1n, 16n, 255n, 4096n]);
+      expect(store.loadVoucherAmounts(7n, 0n)).to.deep.equal([1n, 16n, 255n, 4096n]);
+      expect(store.loadVoucherAmounts(7n, 16n)).to.deep.equal([255n, 4096n]);
+      expect(store.loadVoucherAmounts(7n, 4096n)).to.deep.equal([]);
+      await store.close();
     });
   });
 
