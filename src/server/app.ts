@@ -38,6 +38,8 @@ export interface PaymentServerOptions {
   readonly publicClient?: PublicClient;
   /** Grace period for in-flight requests at stop(), ms. Default 10,000. */
   readonly shutdownGraceMs?: number;
+  /** How often {@link PaymentServer.pruneVouchers} runs once the chain is started, ms. Default 60,000. */
+  readonly pruneIntervalMs?: number;
 }
 
 /** A running (or startable) paychan server. */
@@ -63,6 +65,14 @@ export interface PaymentServer {
   start(): Promise<AddressInfo>;
   /** Stops accepting, drains in-flight requests, stops the watcher, flushes and closes the store. Idempotent. */
   stop(): Promise<void>;
+  /**
+   * Deletes the stored vouchers no answer needs any more: at or below their channel's amount
+   * confirmed claimed on-chain (the engine answers those only as retries) and accepted before
+   * the retry window. Runs every `pruneIntervalMs` once the chain is started, so the store grows
+   * with the vouchers since the last claim, not with every request ever served. Returns how many
+   * went.
+   */
+  pruneVouchers(now?: number): number;
 }
 
 /** Most unknown-channel lookups (RPC reads) in flight at once. */
@@ -100,7 +110,7 @@ export async function createPaymentServer(
       verifySignature: createVoucherSignatureVerifier(createVoucherHasher(network.chainId, config.contract)),
       withdrawSafetyMarginSec: config.withdrawSafetyMarginSec,
       minWithdrawDelay: config.minWithdrawDelay,
-      loadUsedAmounts: (channelId) => store.loadVoucherAmounts(channelId),
+      loadUsedAmounts: (channelId, above) => store.loadVoucherAmounts(channelId, above),
       loadLedger: (channelId) => store.getLedger(channelId),
     });
     engine.restore(store.loadLedgers(), store.loadChannels());
@@ -262,6 +272,30 @@ export async function createPaymentServer(
       logger: logger.child({ component: "proxy" }),
     });
 
+    /** Per channel: the claimed amount pruned up to, when it was first seen, and whether nothing is left below it. */
+    const floors = new Map<bigint, { channelId: bigint; upTo: bigint; since: number; done: boolean }>();
+    const pruneVouchers = (now = Date.now()): number => {
+      const due: { channelId: bigint; upTo: bigint; since: number; done: boolean }[] = [];
+      for (const { record } of engine.ledgers()) {
+        if (record.claimedOnChain === 0n) continue;
+        let entry = floors.get(record.channelId);
+        if (entry === undefined || entry.upTo !== record.claimedOnChain) {
+          entry = { channelId: record.channelId, upTo: record.claimedOnChain, since: now, done: false };
+          floors.set(record.channelId, entry);
+        }
+        if (!entry.done) due.push(entry);
+      }
+      if (due.length === 0) return 0;
+      const removed = store.pruneVouchers(due, now - config.retryWindowMs);
+      // Every voucher below a floor was accepted before the floor was seen: once a retry window
+      // has passed since then and a pass finds nothing, the channel is done until its next claim.
+      removed.forEach((count, i) => {
+        if (count === 0 && now - due[i].since > config.retryWindowMs) due[i].done = true;
+      });
+      return removed.reduce((a, b) => a + b, 0);
+    };
+    let pruneTimer: NodeJS.Timeout | undefined;
+
     let stopping: Promise<void> | undefined;
     const server: PaymentServer = {
       config,
@@ -275,6 +309,7 @@ export async function createPaymentServer(
       relay,
       logger,
       health,
+      pruneVouchers,
       async startChain() {
         const chainId = await client.getChainId();
         if (chainId !== network.chainId) {
@@ -287,6 +322,14 @@ export async function createPaymentServer(
           throw new Error(`no contract at ${config.contract} on ${network.name}: check config.contract`);
         }
         watcher.start();
+        pruneTimer ??= setInterval(() => {
+          try {
+            const removed = pruneVouchers();
+            if (removed > 0) logger.debug("pruned claimed vouchers", { removed });
+          } catch (error) {
+            logger.warn("pruning claimed vouchers failed; will retry", { err: error });
+          }
+        }, options.pruneIntervalMs ?? 60_000).unref();
       },
       async start() {
         await server.startChain();
@@ -312,6 +355,7 @@ export async function createPaymentServer(
             logger.warn("proxy did not close cleanly", { err: error });
           }
           await watcher.stop();
+          clearInterval(pruneTimer);
           // Last: requests drained above may still have had writes in the group-commit queue.
           await store.close();
           logger.info("paychan server stopped");

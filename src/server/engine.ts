@@ -17,6 +17,10 @@ import type { ChannelLedger, ChannelRecord } from "../store/types";
  *   charged.
  * - The same voucher sent again (same channel, amount and signature) is a retry: it gets the
  *   original answer and receipt and is not charged again.
+ * - A voucher at or below the amount confirmed claimed on-chain (the channel's floor) can only be
+ *   a retry: nothing more can be claimed with it. The engine then forgets the amounts below the
+ *   floor, so its memory (and, with pruning, the store) holds only the vouchers since the last
+ *   claim.
  */
 
 /** Outcome of checking a voucher signature. */
@@ -41,8 +45,8 @@ export interface EngineOptions {
    * to claim after the payer starts to exit. 0 accepts any delay the contract allows.
    */
   readonly minWithdrawDelay?: number;
-  /** Loads the amounts of every voucher already accepted on a channel (from the store). */
-  readonly loadUsedAmounts: (channelId: bigint) => readonly bigint[];
+  /** Loads the amounts of the vouchers accepted on a channel above `above` (from the store). */
+  readonly loadUsedAmounts: (channelId: bigint, above: bigint) => readonly bigint[];
   /**
    * Loads a channel's stored ledger when the engine first learns of the channel, so a channel
    * fetched after a restart continues from what was charged instead of from zero.
@@ -77,8 +81,10 @@ interface ChannelState {
   charged: bigint;
   highest: bigint;
   highestSignature: Hex | null;
-  /** Amounts of accepted vouchers; loaded from the store on first use after a restart. */
+  /** Amounts of accepted vouchers above the floor; loaded from the store on first use after a restart. */
   used: Set<bigint> | undefined;
+  /** The highest amount confirmed claimed on-chain so far (never lowered); `used` holds only amounts above it. */
+  floor: bigint;
   /** Signatures of accepted vouchers still in memory, to tell a retry from a forged reuse. */
   signatures: Map<bigint, Hex>;
 }
@@ -109,6 +115,7 @@ export class VerificationEngine {
         highest: ledger?.highestAmount ?? 0n,
         highestSignature: ledger?.highestSignature ?? null,
         used: undefined,
+        floor: record.claimedOnChain,
         signatures: new Map(),
       });
     }
@@ -117,8 +124,10 @@ export class VerificationEngine {
   /** Applies an on-chain update from the watcher (new channel, top-up, withdrawal, close...). */
   applyChannel(record: ChannelRecord): void {
     const state = this.channels.get(record.channelId);
-    if (state) state.record = record;
-    else {
+    if (state) {
+      state.record = record;
+      if (record.claimedOnChain > state.floor) this.raiseFloor(state, record.claimedOnChain);
+    } else {
       const ledger = this.options.loadLedger?.(record.channelId);
       this.channels.set(record.channelId, {
         record,
@@ -126,6 +135,7 @@ export class VerificationEngine {
         highest: ledger?.highestAmount ?? 0n,
         highestSignature: ledger?.highestSignature ?? null,
         used: undefined,
+        floor: record.claimedOnChain,
         signatures: new Map(),
       });
     }
@@ -162,6 +172,11 @@ export class VerificationEngine {
       if (known !== undefined && known.toLowerCase() !== signature.toLowerCase()) {
         return { kind: "rejected", reason: "voucher_reused", channel: this.view(state) };
       }
+      return { kind: "retry", channelId, amount };
+    }
+    if (amount <= state.floor) {
+      // Claimed on-chain already, and no longer in memory: answered only if it is a retry of
+      // an accepted voucher the store still holds; any other use is refused as a reuse.
       return { kind: "retry", channelId, amount };
     }
     if (amount > record.deposit) {
@@ -254,8 +269,15 @@ export class VerificationEngine {
   }
 
   private usedAmounts(state: ChannelState, channelId: bigint): Set<bigint> {
-    if (state.used === undefined) state.used = new Set(this.options.loadUsedAmounts(channelId));
+    if (state.used === undefined) state.used = new Set(this.options.loadUsedAmounts(channelId, state.floor));
     return state.used;
+  }
+
+  /** Forgets the amounts and signatures at or below a new on-chain claimed amount. */
+  private raiseFloor(state: ChannelState, floor: bigint): void {
+    state.floor = floor;
+    if (state.used) for (const amount of state.used) if (amount <= floor) state.used.delete(amount);
+    for (const amount of state.signatures.keys()) if (amount <= floor) state.signatures.delete(amount);
   }
 
   private remember(state: ChannelState, amount: bigint, signature: Hex): void {

@@ -299,6 +299,40 @@ describe("VerificationEngine", () => {
       expect(charged(engine)).to.equal(3n * PRICE);
     });
 
+    it("answers every amount at or below the on-chain claimed floor only as a retry, and forgets them", () => {
+      // An "upto"-style client leaves headroom (highest > charged): without the floor, an old
+      // voucher below the highest could be charged again once the engine forgot it.
+      const { engine, verifications } = setup();
+      for (let k = 1n; k <= 4n; k++) accepted(check(engine, k * 10n * PRICE));
+      expect(charged(engine)).to.equal(4n * PRICE);
+      engine.applyChannel(channelRecord({ claimedOnChain: 20n * PRICE }));
+      const before = verifications();
+      // Used and below the floor: a retry for the gate (which refuses it unless the store has it).
+      expect(check(engine, 10n * PRICE).kind).to.equal("retry");
+      // Never used, but below the floor: nothing more can be claimed with it.
+      expect(check(engine, 15n * PRICE).kind).to.equal("retry");
+      expect(check(engine, 20n * PRICE, PRICE, signVoucher(CH, 20n * PRICE, { key: PAYEE_KEY })).kind).to.equal(
+        "retry",
+      );
+      expect(verifications()).to.equal(before);
+      expect(charged(engine)).to.equal(4n * PRICE);
+      // Above the floor the rules are unchanged: used amounts are retries, new ones are charged.
+      rejected(check(engine, 30n * PRICE, PRICE, signVoucher(CH, 30n * PRICE, { key: PAYEE_KEY })), "voucher_reused");
+      accepted(check(engine, 35n * PRICE));
+      expect(charged(engine)).to.equal(5n * PRICE);
+      // After a restart, only the amounts above the floor are loaded from the store.
+      const asked: bigint[] = [];
+      const restarted = setup([channelRecord({ claimedOnChain: 20n * PRICE })], {
+        loadUsedAmounts: (_id, above) => {
+          asked.push(above);
+          return [30n * PRICE, 35n * PRICE, 40n * PRICE].filter((a) => a > above);
+        },
+      });
+      expect(check(restarted.engine, 30n * PRICE).kind).to.equal("retry");
+      expect(check(restarted.engine, 15n * PRICE).kind).to.equal("retry");
+      expect(asked).to.deep.equal([20n * PRICE]);
+    });
+
     it("checks reuse before the deposit: a used amount above a lowered deposit is still a retry", () => {
       const { engine } = setup([channelRecord({ deposit: 5_000n })]);
       const sig = signVoucher(CH, 5_000n);

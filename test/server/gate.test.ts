@@ -437,6 +437,28 @@ describe("PaymentGate", () => {
       refused(await h.gate.authorize(request(h.header(P, P, { signature: other }))), "voucher_reused");
       expect(charged(h)).to.equal(P);
     });
+
+    it("below the amount claimed on-chain: answers retries from the store, refuses the rest, also once pruned", async () => {
+      // An "upto"-like client signs ahead (highest 10 P, 3 P charged): the headroom must not let
+      // an old voucher be charged again once the engine has forgotten it.
+      const h = harness();
+      const headers = [2n, 6n, 10n].map((k) => h.header(k * P, P));
+      for (const header of headers) paid(await h.gate.authorize(request(header)));
+      h.engine.applyChannel(channelRecord({ claimedOnChain: 6n * P }));
+      const retry = paid(await h.gate.authorize(request(headers[0])));
+      expect(retry.retry).to.equal(true);
+      refused(await h.gate.authorize(request(h.header(4n * P, P))), "voucher_reused");
+      expect(charged(h)).to.equal(3n * P);
+      // Pruned (claimed, and older than the retry window): the old voucher is refused, not charged.
+      expect(h.store.pruneVouchers([{ channelId: CH, upTo: 6n * P }], Date.now() + 1)).to.deep.equal([2]);
+      refused(await h.gate.authorize(request(headers[0])), "voucher_reused");
+      refused(await h.gate.authorize(request(headers[1])), "voucher_reused");
+      expect(charged(h)).to.equal(3n * P);
+      // Above the claim nothing changed: the retry of 10 P is answered, a new voucher is charged.
+      expect(paid(await h.gate.authorize(request(headers[2]))).retry).to.equal(true);
+      paid(await h.gate.authorize(request(h.header(11n * P, P))));
+      expect(charged(h)).to.equal(4n * P);
+    });
   });
 
   describe("store failure", () => {
