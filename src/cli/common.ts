@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
+import { parseArgs, type ParseArgsConfig } from "node:util";
 import { createPublicClient, createWalletClient, http, type Chain, type Hex, type PublicClient } from "viem";
 import { privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
 import { NETWORKS, type NetworkInfo, type NetworkName } from "../chain/networks";
@@ -359,4 +360,56 @@ export function contractOf(
 export function usageError(commandName: string, message: string, usage: string): number {
   process.stderr.write(`paychan ${commandName}: ${message}\n\n${usage}`);
   return 2;
+}
+
+type ParseOptions = NonNullable<ParseArgsConfig["options"]>;
+const HELP_OPTION = { help: { type: "boolean", short: "h" } } as const;
+type Parsed<O extends ParseOptions> = ReturnType<
+  typeof parseArgs<{ args: string[]; options: O & typeof HELP_OPTION; allowPositionals: true }>
+>;
+
+/** The flags of commands that send a payer's transaction for a channel (topup, withdraw). */
+export const CHANNEL_TRANSACTION_OPTIONS = {
+  channel: { type: "string" },
+  network: { type: "string" },
+  rpc: { type: "string" },
+  contract: { type: "string" },
+  keystore: { type: "string" },
+  state: { type: "string" },
+} as const;
+
+/**
+ * Parses a command's arguments (`options` plus `--help`/`-h`): refuses key material on the command
+ * line, reports an unknown or malformed flag with the usage (exit 2), and prints the usage for
+ * --help (exit 0). Returns the
+ * parsed flags and positionals, or the exit code when the command should stop here.
+ */
+export function parseCommandArgs<O extends ParseOptions>(
+  commandName: string,
+  usage: string,
+  args: readonly string[],
+  options: O,
+  { positionals = false }: { positionals?: boolean } = {},
+): Parsed<O> | number {
+  let parsed: Parsed<O>;
+  try {
+    refuseKeyArguments(args);
+  } catch (error) {
+    return reportError(commandName, error);
+  }
+  try {
+    parsed = parseArgs({ args: [...args], options: { ...options, ...HELP_OPTION }, allowPositionals: true });
+    if (!positionals && parsed.positionals.length > 0) {
+      throw new Error(
+        `Unexpected argument '${parsed.positionals[0]}'. This command does not take positional arguments`,
+      );
+    }
+  } catch (error) {
+    return usageError(commandName, (error as Error).message, usage);
+  }
+  if ((parsed.values as { help?: boolean }).help) {
+    process.stdout.write(usage);
+    return 0;
+  }
+  return parsed;
 }

@@ -1,15 +1,13 @@
 import { spawn } from "node:child_process";
 import path from "node:path";
-import { parseArgs } from "node:util";
 import {
   CliError,
   KEYSTORE_PASSWORD_ENV,
   loadKey,
+  parseCommandArgs,
   parseNetwork,
-  refuseKeyArguments,
   reportError,
   rpcUrlOf,
-  usageError,
 } from "./common";
 import type { Command } from "./index";
 
@@ -44,26 +42,12 @@ export const command: Command = {
   summary: "deploy the PaymentChannels contract (hardhat-deploy, same address on every chain)",
   usage: USAGE,
   async run(args) {
-    let parsed;
-    try {
-      refuseKeyArguments(args);
-      parsed = parseArgs({
-        args: [...args],
-        options: {
-          network: { type: "string" },
-          keystore: { type: "string" },
-          help: { type: "boolean", short: "h" },
-        },
-      });
-    } catch (error) {
-      if (error instanceof CliError) return reportError("deploy", error);
-      return usageError("deploy", (error as Error).message, USAGE);
-    }
+    const parsed = parseCommandArgs("deploy", USAGE, args, {
+      network: { type: "string" },
+      keystore: { type: "string" },
+    });
+    if (typeof parsed === "number") return parsed;
     const { values } = parsed;
-    if (values.help) {
-      process.stdout.write(USAGE);
-      return 0;
-    }
     try {
       const network = parseNetwork(values.network, undefined, ["hardhat"]);
       const env: NodeJS.ProcessEnv = { ...process.env, FORCE_COLOR: "0" };

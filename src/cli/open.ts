@@ -1,5 +1,4 @@
 import path from "node:path";
-import { parseArgs } from "node:util";
 import { createPublicClient, createWalletClient, http, type Chain, type PublicClient } from "viem";
 import {
   fileStateStore,
@@ -15,8 +14,8 @@ import type { Command } from "./index";
 import {
   KEYSTORE_PASSWORD_ENV,
   loadAccount,
+  parseCommandArgs,
   PAYER_KEY_ENV,
-  refuseKeyArguments,
   reportError,
   stateDir,
   withProgress,
@@ -49,35 +48,22 @@ export const command: Command = {
   summary: "open a payment channel to a server (gasless through its relay by default)",
   usage: USAGE,
   async run(args) {
-    let parsed;
-    try {
-      refuseKeyArguments(args);
-    } catch (error) {
-      return reportError("open", error);
-    }
-    try {
-      parsed = parseArgs({
-        args: [...args],
-        allowPositionals: true,
-        options: {
-          deposit: { type: "string" },
-          funding: { type: "string" },
-          rpc: { type: "string" },
-          "withdraw-delay": { type: "string" },
-          state: { type: "string" },
-          keystore: { type: "string" },
-          help: { type: "boolean", short: "h" },
-        },
-      });
-    } catch (error) {
-      process.stderr.write(`paychan open: ${(error as Error).message}\n\n${USAGE}`);
-      return 2;
-    }
+    const parsed = parseCommandArgs(
+      "open",
+      USAGE,
+      args,
+      {
+        deposit: { type: "string" },
+        funding: { type: "string" },
+        rpc: { type: "string" },
+        "withdraw-delay": { type: "string" },
+        state: { type: "string" },
+        keystore: { type: "string" },
+      },
+      { positionals: true },
+    );
+    if (typeof parsed === "number") return parsed;
     const { values, positionals } = parsed;
-    if (values.help) {
-      process.stdout.write(USAGE);
-      return 0;
-    }
     const funding = values.funding ?? "relay";
     if (positionals.length !== 1 || !values.deposit || !["relay", "permit", "approve"].includes(funding)) {
       process.stderr.write(`paychan open: expected one URL, --deposit, and --funding relay|permit|approve\n\n${USAGE}`);

@@ -1,5 +1,4 @@
 import path from "node:path";
-import { parseArgs } from "node:util";
 import {
   createPayingFetch,
   fileStateStore,
@@ -13,9 +12,8 @@ import {
   CLIENT_DIR_ENV,
   KEYSTORE_PASSWORD_ENV,
   loadAccount,
+  parseCommandArgs,
   PAYER_KEY_ENV,
-  refuseKeyArguments,
-  reportError,
   stateDir,
 } from "./common";
 import type { Command } from "./index";
@@ -52,39 +50,26 @@ export const command: Command = {
   summary: "send one request, paying it through a channel on 402",
   usage: USAGE,
   async run(args) {
-    let parsed;
-    try {
-      refuseKeyArguments(args);
-    } catch (error) {
-      return reportError("pay", error);
-    }
-    try {
-      parsed = parseArgs({
-        args: [...args],
-        allowPositionals: true,
-        options: {
-          method: { type: "string", short: "X" },
-          data: { type: "string", short: "d" },
-          header: { type: "string", short: "H", multiple: true },
-          "max-per-request": { type: "string" },
-          "max-total": { type: "string" },
-          deposit: { type: "string" },
-          "withdraw-delay": { type: "string" },
-          state: { type: "string" },
-          keystore: { type: "string" },
-          decimals: { type: "string" },
-          help: { type: "boolean", short: "h" },
-        },
-      });
-    } catch (error) {
-      process.stderr.write(`paychan pay: ${(error as Error).message}\n\n${USAGE}`);
-      return 2;
-    }
+    const parsed = parseCommandArgs(
+      "pay",
+      USAGE,
+      args,
+      {
+        method: { type: "string", short: "X" },
+        data: { type: "string", short: "d" },
+        header: { type: "string", short: "H", multiple: true },
+        "max-per-request": { type: "string" },
+        "max-total": { type: "string" },
+        deposit: { type: "string" },
+        "withdraw-delay": { type: "string" },
+        state: { type: "string" },
+        keystore: { type: "string" },
+        decimals: { type: "string" },
+      },
+      { positionals: true },
+    );
+    if (typeof parsed === "number") return parsed;
     const { values, positionals } = parsed;
-    if (values.help) {
-      process.stdout.write(USAGE);
-      return 0;
-    }
     if (positionals.length !== 1) {
       process.stderr.write(`paychan pay: expected exactly one URL\n\n${USAGE}`);
       return 2;

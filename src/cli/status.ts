@@ -1,9 +1,8 @@
 import path from "node:path";
-import { parseArgs } from "node:util";
 import { createPublicClient, http, type Address, type PublicClient } from "viem";
 import { fileStateStore, getChannelStatus } from "../client";
 import type { Command } from "./index";
-import { parseNetwork, reportError, rpcUrlOf, stateDir } from "./common";
+import { parseCommandArgs, parseNetwork, reportError, rpcUrlOf, stateDir } from "./common";
 
 const USAGE = `Usage: paychan status [--network <name>] [--rpc <url>] [--state <dir>]
 
@@ -25,26 +24,13 @@ export const command: Command = {
   summary: "show the client's channels (and their on-chain state with --rpc)",
   usage: USAGE,
   async run(args) {
-    let parsed;
-    try {
-      parsed = parseArgs({
-        args: [...args],
-        options: {
-          network: { type: "string" },
-          rpc: { type: "string" },
-          state: { type: "string" },
-          help: { type: "boolean", short: "h" },
-        },
-      });
-    } catch (error) {
-      process.stderr.write(`paychan status: ${(error as Error).message}\n\n${USAGE}`);
-      return 2;
-    }
+    const parsed = parseCommandArgs("status", USAGE, args, {
+      network: { type: "string" },
+      rpc: { type: "string" },
+      state: { type: "string" },
+    });
+    if (typeof parsed === "number") return parsed;
     const { values } = parsed;
-    if (values.help) {
-      process.stdout.write(USAGE);
-      return 0;
-    }
     const store = fileStateStore(path.join(stateDir(values.state), "state.json"));
     let rpc = values.rpc;
     let caip2: string | undefined;

@@ -1,5 +1,4 @@
 import path from "node:path";
-import { parseArgs } from "node:util";
 import { getChannelStatus, termsFromOffer, topUp, type ChannelTerms, type FundingMethod } from "../client";
 import { decodeHeader, PAYMENT_REQUIRED_HEADER, SCHEME, type PaymentRequired } from "../protocol/headers";
 import {
@@ -10,15 +9,15 @@ import {
   KEYSTORE_PASSWORD_ENV,
   loadAccount,
   parseChannelId,
+  parseCommandArgs,
   parseNetwork,
   parseTokenAmount,
   PAYER_KEY_ENV,
-  refuseKeyArguments,
   reportError,
   rpcUrlOf,
   stateDir,
-  usageError,
   withProgress,
+  CHANNEL_TRANSACTION_OPTIONS,
 } from "./common";
 import type { Command } from "./index";
 
@@ -77,33 +76,14 @@ export const command: Command = {
   summary: "add to a channel's deposit (gasless through the server's relay, or permit / approve)",
   usage: USAGE,
   async run(args) {
-    let parsed;
-    try {
-      refuseKeyArguments(args);
-      parsed = parseArgs({
-        args: [...args],
-        options: {
-          channel: { type: "string" },
-          amount: { type: "string" },
-          network: { type: "string" },
-          funding: { type: "string" },
-          url: { type: "string" },
-          rpc: { type: "string" },
-          contract: { type: "string" },
-          keystore: { type: "string" },
-          state: { type: "string" },
-          help: { type: "boolean", short: "h" },
-        },
-      });
-    } catch (error) {
-      if (error instanceof CliError) return reportError("topup", error);
-      return usageError("topup", (error as Error).message, USAGE);
-    }
+    const parsed = parseCommandArgs("topup", USAGE, args, {
+      ...CHANNEL_TRANSACTION_OPTIONS,
+      amount: { type: "string" },
+      funding: { type: "string" },
+      url: { type: "string" },
+    });
+    if (typeof parsed === "number") return parsed;
     const { values } = parsed;
-    if (values.help) {
-      process.stdout.write(USAGE);
-      return 0;
-    }
     try {
       const network = parseNetwork(values.network, "localhost");
       const channelId = parseChannelId(values.channel);

@@ -1,5 +1,4 @@
 import path from "node:path";
-import { parseArgs } from "node:util";
 import { finalizeWithdrawal, getChannelStatus, requestWithdrawal } from "../client";
 import {
   clientsFor,
@@ -9,14 +8,14 @@ import {
   KEYSTORE_PASSWORD_ENV,
   loadAccount,
   parseChannelId,
+  parseCommandArgs,
   parseNetwork,
   PAYER_KEY_ENV,
-  refuseKeyArguments,
   reportError,
   rpcUrlOf,
   stateDir,
-  usageError,
   withProgress,
+  CHANNEL_TRANSACTION_OPTIONS,
 } from "./common";
 import type { Command } from "./index";
 
@@ -51,31 +50,12 @@ export const command: Command = {
   summary: "request (or --finalize) the payer's withdrawal of a channel's unspent deposit",
   usage: USAGE,
   async run(args) {
-    let parsed;
-    try {
-      refuseKeyArguments(args);
-      parsed = parseArgs({
-        args: [...args],
-        options: {
-          channel: { type: "string" },
-          finalize: { type: "boolean" },
-          network: { type: "string" },
-          rpc: { type: "string" },
-          contract: { type: "string" },
-          keystore: { type: "string" },
-          state: { type: "string" },
-          help: { type: "boolean", short: "h" },
-        },
-      });
-    } catch (error) {
-      if (error instanceof CliError) return reportError("withdraw", error);
-      return usageError("withdraw", (error as Error).message, USAGE);
-    }
+    const parsed = parseCommandArgs("withdraw", USAGE, args, {
+      ...CHANNEL_TRANSACTION_OPTIONS,
+      finalize: { type: "boolean" },
+    });
+    if (typeof parsed === "number") return parsed;
     const { values } = parsed;
-    if (values.help) {
-      process.stdout.write(USAGE);
-      return 0;
-    }
     try {
       const network = parseNetwork(values.network, "localhost");
       const channelId = parseChannelId(values.channel);

@@ -31,6 +31,7 @@ import { createPaymentServer, type PaymentServer } from "../../src/server/app";
 import { loadConfig, PAYEE_KEY_ENV, RELAYER_KEY_ENV } from "../../src/server/config";
 import { createLogger } from "../../src/server/log";
 import { startHardhatNode, type HardhatNode } from "../helpers/hardhatNode";
+import { HARDHAT_KEYS } from "../helpers/hardhatKeys";
 
 /**
  * The channel-management CLI (`paychan topup`, `withdraw`, `deploy`) driven as separate processes
@@ -38,12 +39,12 @@ import { startHardhatNode, type HardhatNode } from "../helpers/hardhatNode";
  * gasless relay); and the paying fetch's automatic top-up end to end.
  */
 
-// Hardhat development keys (worthless anywhere else).
-const MINTER_KEY: Hex = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
-const PAYEE_KEY: Hex = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a";
-const RELAYER_KEY: Hex = "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6";
+// Roles on the local chain (Hardhat development accounts).
+const MINTER_KEY: Hex = HARDHAT_KEYS[1];
+const PAYEE_KEY: Hex = HARDHAT_KEYS[2];
+const RELAYER_KEY: Hex = HARDHAT_KEYS[3];
 /** Hardhat account #5: has ETH, so it can send the payer's own transactions (permit, withdraw). */
-const PAYER_KEY: Hex = "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba";
+const PAYER_KEY: Hex = HARDHAT_KEYS[5];
 const REPO_ROOT = path.resolve(__dirname, "..", "..");
 const DOLLAR = 1_000_000n;
 
@@ -218,6 +219,22 @@ describe("CLI: topup, withdraw, deploy as processes; automatic top-up (hardhat n
       expect(result.stderr).not.to.include(PAYER_KEY.slice(2));
       expect(result.stdout).to.equal("");
     }
+  });
+
+  it("answers an unknown flag or a stray argument with the usage (exit 2), and --help with the usage (exit 0)", async () => {
+    for (const command of ["open", "pay", "status", "topup", "withdraw", "deploy"]) {
+      const unknown = await cli([command, "--no-such-flag"]);
+      expect(unknown.code, `${command} --no-such-flag`).to.equal(2);
+      expect(unknown.stderr).to.match(new RegExp(`^paychan ${command}: Unknown option '--no-such-flag'`));
+      expect(unknown.stderr).to.include("Usage:");
+      const help = await cli([command, "--help"]);
+      expect(help.code, `${command} --help`).to.equal(0);
+      expect(help.stdout).to.include("Usage:");
+      expect(help.stderr).to.equal("");
+    }
+    const stray = await cli(["status", "extra"]);
+    expect(stray.code).to.equal(2);
+    expect(stray.stderr).to.include("paychan status: Unexpected argument 'extra'");
   });
 
   it("names the missing environment variable and how to set it", async () => {
