@@ -45,6 +45,7 @@ import { createLogger } from "../../src/server/log";
 import { CHARGE_HEADER } from "../../src/server/proxy";
 import { openSqliteStore } from "../../src/store/sqlite";
 import { freePort, startHardhatNode, type HardhatNode } from "../helpers/hardhatNode";
+import { HARDHAT_KEYS } from "../helpers/hardhatKeys";
 
 /**
  * End to end against a real `hardhat node` over JSON-RPC and real HTTP: contracts deployed by the
@@ -55,9 +56,9 @@ import { freePort, startHardhatNode, type HardhatNode } from "../helpers/hardhat
  */
 
 // Hardhat's well-known development accounts (funded with ETH by the node, worthless anywhere else).
-const PAYER_KEY: Hex = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
-const PAYEE_KEY: Hex = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a";
-const RELAYER_KEY: Hex = "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6";
+const PAYER_KEY: Hex = HARDHAT_KEYS[1];
+const PAYEE_KEY: Hex = HARDHAT_KEYS[2];
+const RELAYER_KEY: Hex = HARDHAT_KEYS[3];
 const CHAIN_ID = 31337;
 const PRICE = 1_000n; // "$0.001"
 const UPTO_PRICE = 5_000n; // "$0.005"
@@ -492,8 +493,12 @@ describe("paychan server end to end (hardhat node, real HTTP)", function () {
     });
     expect(claimed).to.equal(client.highest);
     expect(childOutput).to.include('"msg":"withdrawal requested; claiming now"');
-    // The settler's figures are on the server's /metrics.
-    const text = await (await fetch(`${client.baseUrl}/metrics`)).text();
+    // The settler's figures are on the server's /metrics. The chain shows the claim as soon as
+    // the block is mined; the settler counts the batch once it has read the receipt, a poll later.
+    const text = await waitFor("the settler's batch on /metrics", async () => {
+      const body = await (await fetch(`${client.baseUrl}/metrics`)).text();
+      return (metric(body, "paychan_settler_batches_sent") ?? 0) >= 1 ? body : undefined;
+    });
     expect(metric(text, "paychan_settler_batches_sent")).to.be.at.least(1);
     expect(metric(text, "paychan_settler_channels_claimed")).to.be.at.least(1);
     expect(text).to.include("# TYPE paychan_settler_unclaimed_atomic gauge");
