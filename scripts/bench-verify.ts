@@ -10,6 +10,7 @@ import {
   verifyVoucherSignature,
   type SignerRecoverer,
 } from "../src/protocol/fastVerify";
+import { ReceiptSigner, requestHash } from "../src/protocol/receipt";
 import { channelIdFor, voucherDomain, voucherTypedData } from "../src/protocol/voucher";
 import { VerificationEngine } from "../src/server/engine";
 import type { ChannelRecord } from "../src/store/types";
@@ -229,6 +230,27 @@ function nativeRecoverContender(vouchers: readonly Voucher[]): Contender {
   };
 }
 
+/** What the server does per paid request besides verifying: hash and sign the receipt. */
+function receiptContender(vouchers: readonly Voucher[]): Contender {
+  const signer = new ReceiptSigner(`0x${"11".repeat(32)}`, CHAIN_ID, CONTRACT);
+  const request = requestHash("GET", "/weather?city=Lisbon");
+  return {
+    name: "ReceiptSigner.sign (receipt digest + libsecp256k1 sign)",
+    run: async (seconds) =>
+      runFor(seconds, (i) => {
+        const v = vouchers[i % vouchers.length];
+        signer.sign({
+          channelId: v.channelId,
+          voucherAmount: v.amount,
+          charge: PRICE,
+          chargedTotal: v.amount,
+          request,
+          issuedAt: i,
+        });
+      }),
+  };
+}
+
 function viemContender(vouchers: readonly Voucher[]): Contender {
   const domain = voucherDomain(CHAIN_ID, CONTRACT);
   return {
@@ -255,6 +277,7 @@ async function main(): Promise<void> {
     minimal: minimalContender(vouchers, native),
     nativeRecover: nativeRecoverContender(vouchers),
     viem: viemContender(vouchers),
+    receipt: receiptContender(vouchers),
     minimalJs: minimalContender(vouchers, js),
   };
   type Key = keyof typeof contenders;

@@ -23,8 +23,10 @@ import { lastJsonLine, REPO_ROOT, runChild, TS_NODE_REGISTER } from "./bench/pro
  * Prints a table, writes bench/results.json, and prints one JSON line as the last stdout line.
  *
  * Knobs (environment): BENCH_HTTP_SECONDS (10), BENCH_WARMUP_SECONDS (2), BENCH_ROUNDS (3),
- * BENCH_CONNECTIONS (32), BENCH_SKIP (comma list of verify,gas,http), BENCH_CPU_PROF (a directory:
- * the server children write V8 CPU profiles there).
+ * BENCH_CONNECTIONS (32), BENCH_LATENCY_SECONDS (5), BENCH_LATENCY_RATE_FRACTION (0.5: the fixed
+ * offered rate of the latency runs as a fraction of the paid saturation rate), BENCH_SKIP (comma
+ * list of verify,gas,http), BENCH_CPU_PROF (a directory: the server children write V8 CPU profiles
+ * there).
  */
 
 const env = (name: string, fallback: number) => {
@@ -45,6 +47,7 @@ interface GasJson {
 }
 
 const n = (x: number) => Math.round(x).toLocaleString("en-US");
+const ms = (x: { p50Ms: number; p99Ms: number }) => `${x.p50Ms.toFixed(3)} / ${x.p99Ms.toFixed(3)}`;
 
 async function main(): Promise<void> {
   const log = (line: string) => process.stdout.write(`${line}\n`);
@@ -88,6 +91,8 @@ async function main(): Promise<void> {
         rounds: env("BENCH_ROUNDS", 3),
         warmupSeconds: env("BENCH_WARMUP_SECONDS", 2),
         seconds: env("BENCH_HTTP_SECONDS", 10),
+        latencySeconds: env("BENCH_LATENCY_SECONDS", 5),
+        latencyRateFraction: env("BENCH_LATENCY_RATE_FRACTION", 0.5),
         ...(process.env.BENCH_CPU_PROF ? { cpuProfDir: path.resolve(process.env.BENCH_CPU_PROF) } : {}),
         log,
       });
@@ -137,18 +142,30 @@ async function main(): Promise<void> {
         http.paidOverUnpaid.toFixed(3),
         http.paidOverUnpaid >= 0.6 ? "≥ 0.6 met" : "≥ 0.6 MISSED",
       ],
-      ["http: unpaid p50 / p99 ms", `${http.unpaid.p50Ms.toFixed(3)} / ${http.unpaid.p99Ms.toFixed(3)}`, ""],
-      ["http: paid p50 / p99 ms", `${http.paid.p50Ms.toFixed(3)} / ${http.paid.p99Ms.toFixed(3)}`, ""],
       [
         "http: server CPU µs/request: free / paid / paid no fsync",
         `${http.serverCpuUsPerRequest.unpaid} / ${http.serverCpuUsPerRequest.paid} / ${http.serverCpuUsPerRequest.paidNoFsync}`,
         "",
       ],
-      ["http: added p50 ms (paid − unpaid)", http.p50AddedMs.toFixed(3), ""],
+      [`http: saturation (${c} conns) unpaid p50 / p99 ms`, `${ms(http.unpaid)}`, ""],
+      [`http: saturation (${c} conns) paid p50 / p99 ms`, `${ms(http.paid)}`, ""],
+      [`http: saturation (${c} conns) added p50 / p99 ms`, `${ms(http.saturationAdded)}`, "queueing, not a target"],
       [
-        "http: added p99 ms (paid − unpaid)",
+        "http: latency runs: fixed offered rate, req/s",
+        n(http.latencyRate),
+        `${process.env.BENCH_LATENCY_RATE_FRACTION ?? 0.5} × paid saturation req/s`,
+      ],
+      [`http: at ${n(http.latencyRate)} req/s unpaid p50 / p99 ms`, ms(http.atRate.unpaid), ""],
+      [`http: at ${n(http.latencyRate)} req/s paid p50 / p99 ms`, ms(http.atRate.paid), ""],
+      [`http: added p50 ms (paid − unpaid) at ${n(http.latencyRate)} req/s`, http.p50AddedMs.toFixed(3), ""],
+      [
+        `http: added p99 ms (paid − unpaid) at ${n(http.latencyRate)} req/s`,
         http.p99AddedMs.toFixed(3),
-        http.p99AddedMs <= 0.3 ? "≤ 0.3 met" : "≤ 0.3 MISSED",
+        http.p99AddedMs < 0
+          ? "≤ 0.3 unclear: free p99 above paid p99 (noise)"
+          : http.p99AddedMs <= 0.3
+            ? "≤ 0.3 met"
+            : "≤ 0.3 MISSED",
       ],
       ...http.accounting.map((a): [string, string, string] => [
         `http: charges in the ${a.server} store`,
@@ -169,6 +186,19 @@ async function main(): Promise<void> {
         "gas: claim per paid request (1,000 over 10 ch.)",
         n(paidGas.claimGasPerPaidRequest),
         paidGas.claimGasPerPaidRequest <= 200 ? "≤ 200 met" : "≤ 200 MISSED",
+      ],
+      [
+        "gas: an open before the measured ones (not counted)",
+        n(paidGas.priorOpenGas),
+        // A fresh contract's first open also creates the seller's route and its first token balance.
+        paidGas.priorOpenGas > Math.max(...paidGas.openGasEach) + 50_000
+          ? "includes the seller's one-time route setup"
+          : "route already set up (by the HTTP runs)",
+      ],
+      [
+        "gas: measured opens, min – max (a later buyer's)",
+        `${n(Math.min(...paidGas.openGasEach))} – ${n(Math.max(...paidGas.openGasEach))}`,
+        "",
       ],
       [
         "gas: total per paid request (10 opens + claim)",

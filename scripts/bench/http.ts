@@ -1,4 +1,5 @@
 import { fork, type ChildProcess } from "node:child_process";
+import http from "node:http";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -14,18 +15,25 @@ import { channelIdHex, decodeHeader, encodePaymentSignature, type PaymentRequire
 import { PAYEE_KEY_ENV } from "../../src/server/config";
 import type { HardhatNode } from "../../test/helpers/hardhatNode";
 import { TS_NODE_REGISTER } from "./proc";
+import { HARDHAT_KEYS } from "../../test/helpers/hardhatKeys";
 
 /**
  * The HTTP part of `npm run bench`: the paychan reverse proxy (a child process, see server.ts)
  * in front of a minimal upstream, loaded by autocannon from this process: a free route against a
  * paid one, and the paid one with fsync on and off. Every paid request carries a distinct,
  * valid voucher, signed before the timed window with libsecp256k1 over the fast digest.
+ *
+ * Two kinds of runs: saturation runs (autocannon, closed loop, `connections` requests always in
+ * flight) give the throughputs; their latency is mostly queueing (about connections / rate).
+ * Then fixed-rate runs (open loop, see {@link paced}) offer the free and the paid route the SAME
+ * rate, a fraction of the paid saturation rate, and the latency added by payment is paid − free
+ * there.
  */
 
-// Hardhat development keys (worthless anywhere else).
-export const MINTER_KEY: Hex = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
-export const PAYEE_KEY: Hex = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a";
-export const PAYER_KEY: Hex = "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6";
+// Roles on the local chain (Hardhat development accounts).
+export const MINTER_KEY: Hex = HARDHAT_KEYS[1];
+export const PAYEE_KEY: Hex = HARDHAT_KEYS[2];
+export const PAYER_KEY: Hex = HARDHAT_KEYS[3];
 
 export const PRICE = 1_000n; // "$0.001" in 6-decimal mock USDC
 const CHANNEL_DEPOSIT = 10_000_000_000n; // $10,000: room for 10 million vouchers per channel
@@ -36,6 +44,10 @@ export interface HttpOptions {
   readonly rounds: number;
   readonly warmupSeconds: number;
   readonly seconds: number;
+  /** Length of each fixed-rate latency run, seconds (after a 1 s warm-up at the same rate). */
+  readonly latencySeconds: number;
+  /** The fixed offered rate of the latency runs, as a fraction of the median paid saturation rate. */
+  readonly latencyRateFraction: number;
   /** Directory for `--cpu-prof` of the server children, if profiling. */
   readonly cpuProfDir?: string;
   readonly log: (line: string) => void;
@@ -59,13 +71,44 @@ export interface LoadRun {
   readonly serverCpuUsPerRequest: number;
 }
 
+/** One fixed-rate (open-loop) run: requests issued on a schedule whatever the responses. */
+export interface RateRun {
+  readonly label: string;
+  /** Offered rate, requests per second. */
+  readonly rate: number;
+  readonly requests: number;
+  readonly non200: number;
+  /** Achieved rate (responses / seconds from the first request to the last response). */
+  readonly rps: number;
+  readonly p50Ms: number;
+  readonly p90Ms: number;
+  readonly p99Ms: number;
+  readonly maxMs: number;
+  /** Most requests in flight at once. */
+  readonly maxInflight: number;
+  /** Writes per group commit in the server's store during the run (0 when nothing was written). */
+  readonly writesPerCommit: number;
+  /** The server's event-loop delay during the run (ms): how long requests waited behind blocking work. */
+  readonly loopDelayP99Ms: number;
+  readonly loopDelayMaxMs: number;
+  readonly serverCpu: number;
+  readonly serverCpuUsPerRequest: number;
+}
+
 export interface HttpResults {
   readonly runs: LoadRun[];
+  readonly rateRuns: RateRun[];
   readonly unpaidRps: number;
   readonly paidRps: number;
   readonly noFsyncPaidRps: number;
+  /** Saturation (closed loop, `connections` in flight): latency is mostly queueing there. */
   readonly unpaid: { p50Ms: number; p99Ms: number };
   readonly paid: { p50Ms: number; p99Ms: number };
+  readonly saturationAdded: { p50Ms: number; p99Ms: number };
+  /** The fixed offered rate of the latency runs (req/s), the same for the free and the paid route. */
+  readonly latencyRate: number;
+  readonly atRate: { unpaid: { p50Ms: number; p99Ms: number }; paid: { p50Ms: number; p99Ms: number } };
+  /** Paid − free at {@link latencyRate}: the latency payment adds, medians over rounds. */
   readonly p50AddedMs: number;
   readonly p99AddedMs: number;
   readonly paidOverUnpaid: number;
@@ -278,6 +321,93 @@ async function load(
   };
 }
 
+/**
+ * Open-loop load at a fixed rate: request i is issued at start + i / rate (the due ones on each
+ * timer tick), over at most `connections` keep-alive sockets, whatever the earlier responses
+ * did. autocannon's `overallRate` is not used: it lets every connection send back to back until
+ * its per-second quota is spent and then pauses it, so the first part of every second runs at
+ * saturation and its latency is queueing again. Latency is taken from the scheduled time to the
+ * last body byte, so a late timer or a full socket pool counts against the run, not for it.
+ */
+async function paced(
+  label: string,
+  server: ServerChild,
+  routePath: string,
+  rate: number,
+  seconds: number,
+  connections: number,
+  vouchers: VoucherSource | undefined,
+): Promise<RateRun & { ok: number }> {
+  const total = Math.max(1, Math.round(rate * seconds));
+  const agent = new http.Agent({ keepAlive: true, maxSockets: connections, maxFreeSockets: connections });
+  const latencies = new Float64Array(total);
+  const interval = 1000 / rate;
+  let sent = 0;
+  let finished = 0;
+  let ok = 0;
+  let inflight = 0;
+  let maxInflight = 0;
+  type Stats = { batches: number; writes: number; loopP99Ms: number; loopMaxMs: number };
+  const before = await server.request<Stats>({ type: "stats" }, "stats");
+  const serverCpuStart = cpuSecondsOf(server.child.pid);
+  const start = performance.now() + 5;
+  let end = start;
+  await new Promise<void>((resolve) => {
+    const complete = (i: number, scheduled: number, status: number) => {
+      const now = performance.now();
+      latencies[i] = now - scheduled;
+      inflight--;
+      if (status === 200) ok++;
+      if (++finished === total) {
+        end = now;
+        resolve();
+      }
+    };
+    const tick = () => {
+      const now = performance.now();
+      while (sent < total && start + sent * interval <= now) {
+        const i = sent++;
+        const scheduled = start + i * interval;
+        const headers: Record<string, string> = vouchers ? { "payment-signature": vouchers.take() } : {};
+        inflight++;
+        if (inflight > maxInflight) maxInflight = inflight;
+        const req = http.request({ host: "127.0.0.1", port: server.port, path: routePath, agent, headers }, (res) => {
+          res.on("end", () => complete(i, scheduled, res.statusCode ?? 0));
+          res.resume();
+        });
+        req.on("error", () => complete(i, scheduled, 0));
+        req.end();
+      }
+      if (sent < total) setTimeout(tick, Math.max(0, start + sent * interval - performance.now()));
+    };
+    setTimeout(tick, 5);
+  });
+  agent.destroy();
+  const serverCpu = cpuSecondsOf(server.child.pid) - serverCpuStart;
+  const after = await server.request<Stats>({ type: "stats" }, "stats");
+  const commits = after.batches - before.batches;
+  const sorted = latencies.sort();
+  const elapsed = (end - start) / 1000;
+  return {
+    label,
+    rate,
+    requests: total,
+    ok,
+    non200: total - ok,
+    rps: Math.round(total / elapsed),
+    p50Ms: round3(percentile(sorted, 50)),
+    p90Ms: round3(percentile(sorted, 90)),
+    p99Ms: round3(percentile(sorted, 99)),
+    maxMs: round3(sorted[sorted.length - 1]),
+    maxInflight,
+    writesPerCommit: commits > 0 ? Math.round(((after.writes - before.writes) / commits) * 100) / 100 : 0,
+    loopDelayP99Ms: after.loopP99Ms,
+    loopDelayMaxMs: after.loopMaxMs,
+    serverCpu: Math.round((serverCpu / elapsed) * 100) / 100,
+    serverCpuUsPerRequest: Math.round((serverCpu / total) * 1e6),
+  };
+}
+
 /** Opens `count` channels from PAYER_KEY to the payee, each with a fresh session key. */
 export async function openChannels(
   node: HardhatNode,
@@ -428,6 +558,39 @@ export async function runHttpBench(node: HardhatNode, options: HttpOptions): Pro
       rounds.push({ unpaid, paid, noFsync: noFsyncRun });
     }
 
+    // Latency added by payment: the free and the paid (fsync) route at the SAME fixed offered rate,
+    // below saturation, so that queueing behind the server's CPU does not dominate what is measured.
+    const medianPaidRps = median(rounds.map((x) => x.paid.rps));
+    const latencyRate = Math.max(10, Math.round(medianPaidRps * options.latencyRateFraction));
+    log(
+      `  fixed-rate latency: ${latencyRate} req/s (${options.latencyRateFraction} × the median paid saturation ` +
+        `rate ${Math.round(medianPaidRps)} req/s), ${connections} sockets at most, ${options.latencySeconds} s per run`,
+    );
+    const rateRuns: RateRun[] = [];
+    const rateRounds: { unpaid: RateRun; paid: RateRun }[] = [];
+    const atRate = async (label: string, routePath: string, paid: boolean): Promise<RateRun> => {
+      const v = paid ? vouchers : undefined;
+      if (paid) vouchers.prepare(latencyRate * (1 + options.latencySeconds) + connections * 2);
+      const warm = await paced(`${label} warm-up`, fsync, routePath, latencyRate, 1, connections, v);
+      const run = await paced(label, fsync, routePath, latencyRate, options.latencySeconds, connections, v);
+      if (paid) paid200.set(fsync, paid200.get(fsync)! + warm.ok + run.ok);
+      vouchers.prepare(0);
+      const { ok: _ok, ...rest } = run;
+      rateRuns.push(rest);
+      log(
+        `  ${label.padEnd(26)} ${String(run.rps).padStart(6)} req/s  p50 ${run.p50Ms.toFixed(3)} ms  ` +
+          `p99 ${run.p99Ms.toFixed(3)} ms  max ${run.maxMs.toFixed(3)} ms  (${run.requests} requests, non-200: ${run.non200}; ` +
+          `in flight ≤ ${run.maxInflight}; server CPU ${run.serverCpu} = ${run.serverCpuUsPerRequest} µs/req; ` +
+          `${run.writesPerCommit} writes/commit; server event-loop delay p99 ${run.loopDelayP99Ms} ms, max ${run.loopDelayMaxMs} ms)`,
+      );
+      return rest;
+    };
+    for (let r = 1; r <= options.rounds; r++) {
+      const unpaid = await atRate(`round ${r} @${latencyRate}/s unpaid`, "/free", false);
+      const paid = await atRate(`round ${r} @${latencyRate}/s paid`, "/paid", true);
+      rateRounds.push({ unpaid, paid });
+    }
+
     const accounting: HttpResults["accounting"] = [];
     for (const server of servers) {
       const ledgers = await server.request<{ chargedTotal: string; vouchers: number }>({ type: "ledgers" }, "ledgers");
@@ -446,15 +609,26 @@ export async function runHttpBench(node: HardhatNode, options: HttpOptions): Pro
     const med = (pick: (round: (typeof rounds)[number]) => number) => round3(median(rounds.map(pick)));
     const unpaidRps = Math.round(med((x) => x.unpaid.rps));
     const paidRps = Math.round(med((x) => x.paid.rps));
+    const medRate = (pick: (round: (typeof rateRounds)[number]) => number) => round3(median(rateRounds.map(pick)));
     return {
       runs,
+      rateRuns,
       unpaidRps,
       paidRps,
       noFsyncPaidRps: Math.round(med((x) => x.noFsync.rps)),
       unpaid: { p50Ms: med((x) => x.unpaid.p50Ms), p99Ms: med((x) => x.unpaid.p99Ms) },
       paid: { p50Ms: med((x) => x.paid.p50Ms), p99Ms: med((x) => x.paid.p99Ms) },
-      p50AddedMs: med((x) => x.paid.p50Ms - x.unpaid.p50Ms),
-      p99AddedMs: med((x) => x.paid.p99Ms - x.unpaid.p99Ms),
+      saturationAdded: {
+        p50Ms: med((x) => x.paid.p50Ms - x.unpaid.p50Ms),
+        p99Ms: med((x) => x.paid.p99Ms - x.unpaid.p99Ms),
+      },
+      latencyRate,
+      atRate: {
+        unpaid: { p50Ms: medRate((x) => x.unpaid.p50Ms), p99Ms: medRate((x) => x.unpaid.p99Ms) },
+        paid: { p50Ms: medRate((x) => x.paid.p50Ms), p99Ms: medRate((x) => x.paid.p99Ms) },
+      },
+      p50AddedMs: medRate((x) => x.paid.p50Ms - x.unpaid.p50Ms),
+      p99AddedMs: medRate((x) => x.paid.p99Ms - x.unpaid.p99Ms),
       paidOverUnpaid: round3(med((x) => x.paid.rps / x.unpaid.rps)),
       serverCpuUsPerRequest: {
         unpaid: med((x) => x.unpaid.serverCpuUsPerRequest),

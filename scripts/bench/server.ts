@@ -1,5 +1,6 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { createPaymentServer, type PaymentServer } from "../../src/server/app";
 import { loadConfig } from "../../src/server/config";
 import { createLogger } from "../../src/server/log";
@@ -13,6 +14,8 @@ import { createLogger } from "../../src/server/log";
  *   → {type:"ready", port}
  *   ← {type:"waitChannels", ids: string[]}    → {type:"channelsReady"}
  *   ← {type:"ledgers"}                       → {type:"ledgers", chargedTotal: string, vouchers: number}
+ *   ← {type:"stats"}                         → {type:"stats", batches, writes, loopP50Ms, loopP99Ms, loopMaxMs}
+ *        (group commits and writes so far; event-loop delay since the previous "stats")
  *   ← {type:"stop"}                          → exits 0 once the server is stopped
  */
 
@@ -29,7 +32,7 @@ async function startUpstream(): Promise<http.Server> {
   return server;
 }
 
-type Message = { type: "waitChannels"; ids: string[] } | { type: "ledgers" } | { type: "stop" };
+type Message = { type: "waitChannels"; ids: string[] } | { type: "ledgers" } | { type: "stats" } | { type: "stop" };
 
 async function main(): Promise<void> {
   const configFile = process.env.BENCH_SERVER_CONFIG;
@@ -40,6 +43,8 @@ async function main(): Promise<void> {
   const server: PaymentServer = await createPaymentServer(withUpstream, { logger: createLogger({ level: "warn" }) });
   const { port } = await server.start();
   const send = (message: object) => process.send?.(message);
+  const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+  loopDelay.enable();
 
   process.on("message", (message: Message) => {
     void (async () => {
@@ -59,6 +64,19 @@ async function main(): Promise<void> {
           vouchers += server.store.loadVoucherAmounts(ledger.channelId).length;
         }
         send({ type: "ledgers", chargedTotal: chargedTotal.toString(), vouchers });
+      } else if (message.type === "stats") {
+        const store = server.store as { stats?: () => { batches: number; writes: number } };
+        const { batches, writes } = store.stats?.() ?? { batches: 0, writes: 0 };
+        const ms = (ns: number) => Math.round(ns / 1e3) / 1e3;
+        send({
+          type: "stats",
+          batches,
+          writes,
+          loopP50Ms: ms(loopDelay.percentile(50)),
+          loopP99Ms: ms(loopDelay.percentile(99)),
+          loopMaxMs: ms(loopDelay.max),
+        });
+        loopDelay.reset();
       } else if (message.type === "stop") {
         await server.stop();
         upstream.closeAllConnections();
