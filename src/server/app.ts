@@ -102,7 +102,13 @@ export async function createPaymentServer(
   const chain: Chain = { ...VIEM_CHAINS[network.name], rpcUrls: { default: { http: [config.rpcUrl] } } };
   const client = options.publicClient ?? createChainClient({ url: config.rpcUrl, chain });
 
-  const store = options.store ?? openSqliteStore({ path: config.database.path, durable: config.database.durable });
+  const store =
+    options.store ??
+    openSqliteStore({
+      path: config.database.path,
+      durable: config.database.durable,
+      fsync: config.database.fsync,
+    });
   try {
     const engine = new VerificationEngine({
       payee: config.payee,

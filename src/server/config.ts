@@ -54,6 +54,7 @@ export const CONFIG_DEFAULTS = {
   withdrawSafetyMarginSec: 3600,
   databasePath: "paychan.db",
   durable: true,
+  fsync: "background" as const,
   retryWindowMs: 60_000,
   maxHeaderBytes: 16 * 1024,
   upstreamTimeoutMs: 30_000,
@@ -127,7 +128,12 @@ export interface ServerConfig {
    * channels on demand. Default 1 on local networks, "latest" elsewhere.
    */
   readonly fromBlock: bigint | "latest";
-  readonly database: { readonly path: string; readonly durable: boolean };
+  /**
+   * The SQLite file; `durable` false drops every fsync (benchmarks and tests only); `fsync` is
+   * where a durable commit is fsynced: "background" (default, off the event loop) or "commit"
+   * (inside SQLite's COMMIT, on the event loop). See SqliteStoreOptions.
+   */
+  readonly database: { readonly path: string; readonly durable: boolean; readonly fsync: "background" | "commit" };
   readonly retryWindowMs: number;
   /** Node's `maxHeaderSize`: total bytes of a request's header section. */
   readonly maxHeaderBytes: number;
@@ -489,10 +495,10 @@ function routePrice(c: Checker, where: string, price: unknown, decimals: number)
 function parseDatabase(c: Checker, value: unknown, baseDir: string): ServerConfig["database"] | undefined {
   const spec = typeof value === "string" ? { path: value } : (value ?? {});
   if (!isRecord(spec)) {
-    c.issue(`config.database: must be a path or an object { "path", "durable" }, got ${show(value)}`);
+    c.issue(`config.database: must be a path or an object { "path", "durable", "fsync" }, got ${show(value)}`);
     return undefined;
   }
-  c.noUnknownKeys("config.database", spec, ["path", "durable"]);
+  c.noUnknownKeys("config.database", spec, ["path", "durable", "fsync"]);
   let file: string = CONFIG_DEFAULTS.databasePath;
   if (spec.path !== undefined) {
     if (typeof spec.path !== "string" || spec.path.trim() === "") {
@@ -506,9 +512,15 @@ function parseDatabase(c: Checker, value: unknown, baseDir: string): ServerConfi
     if (typeof spec.durable !== "boolean") c.issue(`config.database.durable: must be true or false`);
     else durable = spec.durable;
   }
+  let fsync: "background" | "commit" = CONFIG_DEFAULTS.fsync;
+  if (spec.fsync !== undefined) {
+    if (spec.fsync !== "background" && spec.fsync !== "commit") {
+      c.issue(`config.database.fsync: must be "background" or "commit", got ${show(spec.fsync)}`);
+    } else fsync = spec.fsync;
+  }
   // ":memory:" stays as is (tests); anything else is relative to the config file, not the cwd,
   // so `paychan server --config /etc/paychan/config.json` finds its database wherever it is run from.
-  return { path: file === ":memory:" ? file : path.resolve(baseDir, file), durable };
+  return { path: file === ":memory:" ? file : path.resolve(baseDir, file), durable, fsync };
 }
 
 function networkNames(): string {

@@ -65,7 +65,7 @@ describe("server config", () => {
       expect(config.withdrawSafetyMarginSec).to.equal(3_600);
       expect(config.confirmations).to.equal(0);
       expect(config.fromBlock).to.equal(1n);
-      expect(config.database).to.deep.equal({ path: "/srv/paychan/paychan.db", durable: true });
+      expect(config.database).to.deep.equal({ path: "/srv/paychan/paychan.db", durable: true, fsync: "background" });
       expect(config.retryWindowMs).to.equal(60_000);
       expect(config.maxHeaderBytes).to.equal(16_384);
       expect(config.healthPath).to.equal("/healthz");
@@ -288,15 +288,22 @@ describe("server config", () => {
       ]);
     });
 
-    it("accepts a database path string and a non-durable store", () => {
+    it("accepts a database path string, a non-durable store and either fsync mode", () => {
       expect(parse(base({ database: "data/x.db" })).database).to.deep.equal({
         path: "/srv/paychan/data/x.db",
         durable: true,
+        fsync: "background",
       });
       expect(parse(base({ database: { path: ":memory:", durable: false } })).database).to.deep.equal({
         path: ":memory:",
         durable: false,
+        fsync: "background",
       });
+      expect(parse(base({ database: { path: "x.db", fsync: "commit" } })).database).to.include({ fsync: "commit" });
+      expect(issuesOf(base({ database: { path: "x.db", durable: "yes", fsync: "always" } }))).to.deep.equal([
+        "config.database.durable: must be true or false",
+        'config.database.fsync: must be "background" or "commit", got "always"',
+      ]);
     });
   });
 

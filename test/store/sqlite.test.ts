@@ -6,7 +6,14 @@ import Database from "better-sqlite3";
 import { expect } from "chai";
 import type { Hex } from "viem";
 import { MIGRATIONS, SCHEMA_VERSION, migrate, type Migration } from "../../src/store/migrations";
-import { DuplicateVoucherError, SqliteStore, VoucherNotFoundError, openSqliteStore } from "../../src/store/sqlite";
+import {
+  DuplicateVoucherError,
+  SqliteStore,
+  StoreSyncError,
+  VoucherNotFoundError,
+  openSqliteStore,
+  type FileSync,
+} from "../../src/store/sqlite";
 import type { AcceptedVoucher, ChannelRecord, PendingClaim } from "../../src/store/types";
 
 const REPO = path.resolve(__dirname, "../..");
@@ -108,12 +115,30 @@ describe("SqliteStore", () => {
   });
 
   describe("opening and migrations", () => {
-    it("creates the schema in WAL mode with synchronous=FULL by default, OFF when not durable", async () => {
+    it("creates the schema in WAL mode: NORMAL plus its own fsync by default, FULL in commit mode, OFF when not durable", async () => {
       const store = openStore();
-      expect(store.connectionSettings()).to.deep.equal({ journalMode: "wal", synchronous: 2, walAutocheckpoint: 256 });
+      expect(store.connectionSettings()).to.deep.equal({
+        journalMode: "wal",
+        synchronous: 1,
+        walAutocheckpoint: 256,
+        fsync: "background",
+      });
       await store.close();
+      const inline = openStore({ fsync: "commit" });
+      expect(inline.connectionSettings()).to.deep.equal({
+        journalMode: "wal",
+        synchronous: 2,
+        walAutocheckpoint: 256,
+        fsync: "commit",
+      });
+      await inline.close();
       const fast = openStore({ durable: false, walAutocheckpointPages: 64 });
-      expect(fast.connectionSettings()).to.deep.equal({ journalMode: "wal", synchronous: 0, walAutocheckpoint: 64 });
+      expect(fast.connectionSettings()).to.deep.equal({
+        journalMode: "wal",
+        synchronous: 0,
+        walAutocheckpoint: 64,
+        fsync: "off",
+      });
       await fast.close();
       const db = new Database(file, { readonly: true });
       expect(db.pragma("user_version", { simple: true })).to.equal(SCHEMA_VERSION);
@@ -424,8 +449,8 @@ describe("SqliteStore", () => {
       for (let i = 1; i <= 1000; i++) calls.push(store.recordVoucher(voucher(BigInt(i % 10), BigInt(i))));
       const settled = await Promise.allSettled(calls);
       expect(settled.filter((s) => s.status === "rejected")).to.deep.equal([]);
-      // Default maxBatchSize is 512: two transactions, not 1,000.
-      expect(store.stats()).to.deep.equal({ batches: 2, writes: 1000, maxBatchSize: 512 });
+      // Default maxBatchSize is 512: two transactions, not 1,000, and one WAL fsync each at most.
+      expect(store.stats()).to.deep.equal({ batches: 2, syncs: 2, writes: 1000, maxBatchSize: 512 });
       await store.close();
 
       store = openStore();
@@ -455,7 +480,7 @@ describe("SqliteStore", () => {
       const fourth = store.recordVoucher(voucher(1n, 4n));
       expect(store.loadVoucherAmounts(1n)).to.have.length(3);
       await Promise.all([...first, fourth]);
-      expect(store.stats()).to.deep.equal({ batches: 2, writes: 4, maxBatchSize: 3 });
+      expect(store.stats()).to.deep.equal({ batches: 2, syncs: 2, writes: 4, maxBatchSize: 3 });
     });
 
     it("waits maxBatchDelayMs for more writes when asked to", async () => {
@@ -581,6 +606,144 @@ describe("SqliteStore", () => {
         .match(/closed/);
       const again = openStore();
       expect(again.loadVoucherAmounts(1n)).to.deep.equal([1n, 2n, 3n]);
+    });
+  });
+
+  describe("fsync off the event loop", () => {
+    /** A FileSync whose asynchronous fdatasyncs wait until the test lets them return. */
+    function heldSync(): FileSync & {
+      calls: number[];
+      syncCalls: number[];
+      release(error?: NodeJS.ErrnoException): void;
+    } {
+      const waiting: ((error: NodeJS.ErrnoException | null) => void)[] = [];
+      const fake = {
+        calls: [] as number[],
+        syncCalls: [] as number[],
+        fdatasync(fd: number, callback: (error: NodeJS.ErrnoException | null) => void) {
+          fake.calls.push(fd);
+          waiting.push((error) => fs.fdatasync(fd, (real) => callback(error ?? real)));
+        },
+        fdatasyncSync(fd: number) {
+          fake.syncCalls.push(fd);
+          fs.fdatasyncSync(fd);
+        },
+        release(error?: NodeJS.ErrnoException) {
+          const next = waiting.shift();
+          if (!next) throw new Error("no fdatasync is waiting");
+          next(error ?? null);
+        },
+      };
+      return fake;
+    }
+    const turns = async (n: number) => {
+      for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve));
+    };
+    /** Waits (the real fdatasync behind a released one takes a moment) until `condition` holds. */
+    const until = async (condition: () => boolean) => {
+      const deadline = Date.now() + 5_000;
+      while (!condition()) {
+        if (Date.now() > deadline) throw new Error("timed out");
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+    };
+
+    it("acknowledges a commit only once an fdatasync of the WAL file has returned", async () => {
+      const sync = heldSync();
+      const store = openStore({ syncFile: sync });
+      let acknowledged = false;
+      const write = store.recordVoucher(voucher(1n, 10n)).then(() => (acknowledged = true));
+      await turns(5);
+      // Committed (readable) but not acknowledged: the fsync has not returned.
+      expect(store.findVoucher(1n, 10n)).to.include({ amount: 10n });
+      expect(acknowledged).to.equal(false);
+      expect(sync.calls).to.have.length(1);
+      expect(fs.fstatSync(sync.calls[0]).ino).to.equal(fs.statSync(`${file}-wal`).ino);
+      sync.release();
+      await write;
+      expect(acknowledged).to.equal(true);
+    });
+
+    it("lets writes committed during an fsync share the next one, started when it returns", async () => {
+      const sync = heldSync();
+      const store = openStore({ syncFile: sync });
+      const done: number[] = [];
+      const first = store.recordVoucher(voucher(1n, 1n)).then(() => done.push(1));
+      await turns(3);
+      const later = [2n, 3n, 4n].map((a) => store.recordVoucher(voucher(1n, a)).then(() => done.push(Number(a))));
+      await turns(5);
+      expect(store.stats()).to.include({ batches: 2, syncs: 1 });
+      sync.release();
+      await first;
+      await turns(2);
+      // The later writes were committed after the first fsync was issued: it does not cover them.
+      expect(done).to.deep.equal([1]);
+      expect(store.stats()).to.include({ syncs: 2 });
+      sync.release();
+      await Promise.all(later);
+      expect(done).to.deep.equal([1, 2, 3, 4]);
+    });
+
+    it("on a failed fsync rejects the writes waiting for it and refuses every later write", async () => {
+      const sync = heldSync();
+      const store = openStore({ syncFile: sync });
+      const waiting = store.recordVoucher(voucher(1n, 1n));
+      await turns(3);
+      const eio = Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" });
+      sync.release(eio);
+      const error = await waiting.then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error).to.be.instanceOf(StoreSyncError);
+      expect((error as StoreSyncError).cause).to.equal(eio);
+      expect(await outcome(store.recordVoucher(voucher(1n, 2n)))).to.be.instanceOf(StoreSyncError);
+      expect(() => store.upsertChannel(channel(1n))).to.throw(StoreSyncError);
+      await store.close();
+    });
+
+    it("fsyncs the writes off the request path before they return", async () => {
+      const sync = heldSync();
+      const store = openStore({ syncFile: sync });
+      store.upsertChannel(channel(1n));
+      store.setCursor("watcher", 5n);
+      store.markClaimed(1n, 3n);
+      store.addPendingClaim({ txHash: `0x${"11".repeat(32)}`, channelId: 1n, amount: 3n, nonce: 1, sentAt: 1 });
+      store.removePendingClaims(`0x${"11".repeat(32)}`);
+      store.pruneVouchers([{ channelId: 1n, upTo: 3n }], Date.now());
+      expect(sync.syncCalls).to.have.length(6);
+      expect(sync.calls).to.have.length(0);
+    });
+
+    it("close() waits for the running and the pending fsync", async () => {
+      const sync = heldSync();
+      const store = openStore({ syncFile: sync });
+      const writes = [store.recordVoucher(voucher(1n, 1n))];
+      await turns(3);
+      writes.push(store.recordVoucher(voucher(1n, 2n)));
+      let closed = false;
+      const closing = store.close().then(() => (closed = true));
+      await turns(3);
+      expect(closed).to.equal(false);
+      sync.release();
+      await until(() => sync.calls.length === 2);
+      await turns(3);
+      expect(closed).to.equal(false);
+      sync.release();
+      await closing;
+      await Promise.all(writes);
+      const reopened = openStore();
+      expect(reopened.loadVoucherAmounts(1n)).to.deep.equal([1n, 2n]);
+    });
+
+    it("in commit mode lets SQLite fsync inside COMMIT and runs no fsync of its own", async () => {
+      const sync = heldSync();
+      const store = openStore({ fsync: "commit", syncFile: sync });
+      await store.recordVoucher(voucher(1n, 1n));
+      store.upsertChannel(channel(1n));
+      expect(sync.calls).to.have.length(0);
+      expect(sync.syncCalls).to.have.length(0);
+      expect(store.stats()).to.include({ syncs: 0 });
     });
   });
 
