@@ -238,7 +238,7 @@ export async function createPaymentServer(
     }
 
     const health = (): HealthReport => {
-      let storeOk = true;
+      let storeOk = store.failure?.() === undefined;
       try {
         store.getCursor(watcher.cursorKey);
       } catch {

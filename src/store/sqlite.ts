@@ -456,6 +456,10 @@ export class SqliteStore implements PaymentStore {
     return this.background;
   }
 
+  failure(): Error | undefined {
+    return this.syncFailure;
+  }
+
   /** Group-commit counters since open. */
   stats(): SqliteStoreStats {
     return { ...this.counters };

@@ -96,6 +96,11 @@ export interface PaymentStore {
    * and the start of the retry window, so no answer the server may still give is lost.
    */
   pruneVouchers(floors: readonly { channelId: bigint; upTo: bigint }[], acceptedBefore: number): number[];
+  /**
+   * Why the store refuses writes for good (e.g. a failed fsync: restart the process), if it does.
+   * Health checks report the store as down then.
+   */
+  failure?(): Error | undefined;
   /** One accepted voucher, for idempotent retries. */
   findVoucher(channelId: bigint, amount: bigint): AcceptedVoucher | undefined;
 

@@ -34,6 +34,8 @@ export class MemoryStore implements PaymentStore {
   failRecordVoucher: boolean | ((voucher: AcceptedVoucher) => boolean);
   /** recordVoucher calls, successful or not. */
   recordCalls = 0;
+  /** What failure() reports (a store that refuses writes for good); none by default. */
+  failure: () => Error | undefined = () => undefined;
   /** Calls of pruneVouchers (each is one transaction in a real store). */
   pruneCalls = 0;
   /** adjustCharge calls, in order. */

@@ -87,3 +87,40 @@ describe("PaymentServer.pruneVouchers", () => {
     expect(store.loadVoucherAmounts(a)).to.deep.equal([]);
   });
 });
+
+describe("PaymentServer.health", () => {
+  it("reports the store down once it refuses writes for good (a failed fsync)", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "paychan-health-"));
+    const file = path.join(dir, "paychan.json");
+    writeFileSync(
+      file,
+      JSON.stringify({
+        upstream: "http://127.0.0.1:9",
+        network: "localhost",
+        rpcUrl: "http://127.0.0.1:9",
+        contract: CONTRACT,
+        token: { address: ASSET, decimals: 6, name: "USD Coin", version: "2" },
+        routes: { "GET /paid": "$0.001" },
+      }),
+    );
+    const store = new MemoryStore();
+    const publicClient = createPublicClient({ chain: hardhat, transport: http("http://127.0.0.1:9") }) as PublicClient;
+    const server = await createPaymentServer(loadConfig(file, { [PAYEE_KEY_ENV]: PAYEE_KEY }), {
+      store,
+      publicClient,
+      logger: createLogger({ level: "silent" }),
+    });
+    try {
+      const storeOk = () => (server.health().store as { ok: boolean }).ok;
+      expect(storeOk()).to.equal(true);
+      let failure: Error | undefined = new Error("fsync of the SQLite WAL failed");
+      store.failure = () => failure;
+      expect(server.health()).to.deep.include({ ok: false, store: { ok: false } });
+      failure = undefined;
+      expect(storeOk()).to.equal(true);
+    } finally {
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -687,6 +687,7 @@ describe("SqliteStore", () => {
     it("on a failed fsync rejects the writes waiting for it and refuses every later write", async () => {
       const sync = heldSync();
       const store = openStore({ syncFile: sync });
+      expect(store.failure()).to.equal(undefined);
       const waiting = store.recordVoucher(voucher(1n, 1n));
       await turns(3);
       const eio = Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" });
@@ -698,6 +699,7 @@ describe("SqliteStore", () => {
       expect(error).to.be.instanceOf(StoreSyncError);
       expect((error as StoreSyncError).cause).to.equal(eio);
       expect(await outcome(store.recordVoucher(voucher(1n, 2n)))).to.be.instanceOf(StoreSyncError);
+      expect(store.failure()).to.equal(error);
       expect(() => store.upsertChannel(channel(1n))).to.throw(StoreSyncError);
       await store.close();
     });
