@@ -611,7 +611,11 @@ export class SqliteStore implements PaymentStore {
       // A value that cannot be encoded throws here and rejects this call only.
       this.queue.push(make(resolve, reject));
       if (this.queue.length >= this.maxBatchSize) this.flush();
-      else if (this.flushTimer === undefined) {
+      else if (this.syncing !== undefined) {
+        // An fsync is running: commit when it returns, together with everything else that
+        // arrives meanwhile. A commit now would wait for the next fsync all the same, and one
+        // commit instead of several writes fewer WAL pages (each commit rewrites whole pages).
+      } else if (this.flushTimer === undefined) {
         // setImmediate, not queueMicrotask: a microtask would commit before the event loop reads
         // the other requests already waiting on its sockets, giving batches of one under load.
         this.flushTimer =
@@ -679,7 +683,9 @@ export class SqliteStore implements PaymentStore {
         return;
       }
       for (const w of covered) w.resolve();
-      if (this.unsynced.length > 0) this.startSync();
+      if (this.queue.length > 0 && this.flushTimer === undefined)
+        this.flush(); // commits, then starts the next fsync
+      else if (this.unsynced.length > 0) this.startSync();
       else for (const resolve of this.syncDrained.splice(0)) resolve();
     });
   }
@@ -687,9 +693,10 @@ export class SqliteStore implements PaymentStore {
   /** Rejects every write not yet acknowledged and refuses all later ones. */
   private failSync(cause: unknown, covered: readonly QueuedWrite[] = []): void {
     this.syncFailure = new StoreSyncError(cause);
-    const waiting = [...covered, ...(this.syncing ?? []), ...this.unsynced];
+    const waiting = [...covered, ...(this.syncing ?? []), ...this.unsynced, ...this.queue];
     this.syncing = undefined;
     this.unsynced = [];
+    this.queue = [];
     for (const w of waiting) w.reject(this.syncFailure);
     for (const resolve of this.syncDrained.splice(0)) resolve();
   }

@@ -664,7 +664,7 @@ describe("SqliteStore", () => {
       expect(acknowledged).to.equal(true);
     });
 
-    it("lets writes committed during an fsync share the next one, started when it returns", async () => {
+    it("commits the writes that arrive during an fsync together when it returns, then fsyncs them", async () => {
       const sync = heldSync();
       const store = openStore({ syncFile: sync });
       const done: number[] = [];
@@ -672,16 +672,32 @@ describe("SqliteStore", () => {
       await turns(3);
       const later = [2n, 3n, 4n].map((a) => store.recordVoucher(voucher(1n, a)).then(() => done.push(Number(a))));
       await turns(5);
-      expect(store.stats()).to.include({ batches: 2, syncs: 1 });
+      // Queued, not committed: a commit now would have to wait for the next fsync anyway.
+      expect(store.stats()).to.include({ batches: 1, syncs: 1 });
+      expect(store.findVoucher(1n, 2n)).to.equal(undefined);
       sync.release();
       await first;
-      await turns(2);
-      // The later writes were committed after the first fsync was issued: it does not cover them.
+      await until(() => sync.calls.length === 2);
+      // One commit for the three, and an fsync of its own: the first one did not cover them.
+      expect(store.stats()).to.include({ batches: 2, syncs: 2 });
+      expect(store.findVoucher(1n, 4n)).to.include({ amount: 4n });
       expect(done).to.deep.equal([1]);
-      expect(store.stats()).to.include({ syncs: 2 });
       sync.release();
       await Promise.all(later);
       expect(done).to.deep.equal([1, 2, 3, 4]);
+    });
+
+    it("on a failed fsync also rejects the writes queued behind it", async () => {
+      const sync = heldSync();
+      const store = openStore({ syncFile: sync });
+      const first = outcome(store.recordVoucher(voucher(1n, 1n)));
+      await turns(3);
+      const queued = outcome(store.recordVoucher(voucher(1n, 2n)));
+      await turns(3);
+      sync.release(Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" }));
+      expect(await first).to.be.instanceOf(StoreSyncError);
+      expect(await queued).to.be.instanceOf(StoreSyncError);
+      await store.close();
     });
 
     it("on a failed fsync rejects the writes waiting for it and refuses every later write", async () => {
