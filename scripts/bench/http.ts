@@ -101,6 +101,8 @@ export interface HttpResults {
   readonly unpaidRps: number;
   readonly paidRps: number;
   readonly noFsyncPaidRps: number;
+  /** Paid req/s with SQLite's own fsync inside COMMIT, on the event loop (`database.fsync: "commit"`). */
+  readonly commitFsyncPaidRps: number;
   /** Saturation (closed loop, `connections` in flight): latency is mostly queueing there. */
   readonly unpaid: { p50Ms: number; p99Ms: number };
   readonly paid: { p50Ms: number; p99Ms: number };
@@ -112,8 +114,8 @@ export interface HttpResults {
   readonly p50AddedMs: number;
   readonly p99AddedMs: number;
   readonly paidOverUnpaid: number;
-  /** Median server CPU µs per request: free route, paid (fsync), paid (no fsync). */
-  readonly serverCpuUsPerRequest: { unpaid: number; paid: number; paidNoFsync: number };
+  /** Median server CPU µs per request: free route, paid (fsync), paid (no fsync), paid (fsync in COMMIT). */
+  readonly serverCpuUsPerRequest: { unpaid: number; paid: number; paidNoFsync: number; paidCommitFsync: number };
   readonly accounting: {
     server: string;
     paid200: number;
@@ -467,9 +469,12 @@ export async function openChannels(
   return { channels, openGas };
 }
 
-function writeServerConfig(dir: string, node: HardhatNode, durable: boolean): string {
+/** The store of a bench server: fsync off the event loop (the default), none, or inside COMMIT. */
+type StoreMode = "fsync" | "nofsync" | "commit";
+
+function writeServerConfig(dir: string, node: HardhatNode, mode: StoreMode): string {
   const { MockUSDC: usdc, PaymentChannels: contract } = node.deployments!;
-  const file = path.join(dir, `paychan-${durable ? "fsync" : "nofsync"}.json`);
+  const file = path.join(dir, `paychan-${mode}.json`);
   writeFileSync(
     file,
     JSON.stringify({
@@ -483,7 +488,11 @@ function writeServerConfig(dir: string, node: HardhatNode, durable: boolean): st
       minDeposit: "$1",
       minWithdrawDelay: 3600,
       pollIntervalMs: 200,
-      database: { path: path.join(dir, `paychan-${durable ? "fsync" : "nofsync"}.db`), durable },
+      database: {
+        path: path.join(dir, `paychan-${mode}.db`),
+        durable: mode !== "nofsync",
+        fsync: mode === "commit" ? "commit" : "background",
+      },
     }),
   );
   return file;
@@ -497,10 +506,12 @@ export async function runHttpBench(node: HardhatNode, options: HttpOptions): Pro
   try {
     log(`  opening ${connections} channels (session keys, $${Number(CHANNEL_DEPOSIT) / 1e6} each) ...`);
     const { channels } = await openChannels(node, connections, CHANNEL_DEPOSIT);
-    const fsync = await ServerChild.start("fsync", writeServerConfig(dir, node, true), options.cpuProfDir);
+    const fsync = await ServerChild.start("fsync", writeServerConfig(dir, node, "fsync"), options.cpuProfDir);
     servers.push(fsync);
-    const noFsync = await ServerChild.start("nofsync", writeServerConfig(dir, node, false), options.cpuProfDir);
+    const noFsync = await ServerChild.start("nofsync", writeServerConfig(dir, node, "nofsync"), options.cpuProfDir);
     servers.push(noFsync);
+    const commitFsync = await ServerChild.start("commit", writeServerConfig(dir, node, "commit"), options.cpuProfDir);
+    servers.push(commitFsync);
     const ids = channels.map((c) => c.id.toString());
     for (const server of servers) await server.request({ type: "waitChannels", ids }, "channelsReady");
 
@@ -550,12 +561,13 @@ export async function runHttpBench(node: HardhatNode, options: HttpOptions): Pro
       return run;
     };
 
-    const rounds: { unpaid: LoadRun; paid: LoadRun; noFsync: LoadRun }[] = [];
+    const rounds: { unpaid: LoadRun; paid: LoadRun; noFsync: LoadRun; commitFsync: LoadRun }[] = [];
     for (let r = 1; r <= options.rounds; r++) {
       const unpaid = await measure(`round ${r} unpaid (free route)`, fsync, "/free", false);
       const paid = await measure(`round ${r} paid, fsync`, fsync, "/paid", true);
       const noFsyncRun = await measure(`round ${r} paid, no fsync`, noFsync, "/paid", true);
-      rounds.push({ unpaid, paid, noFsync: noFsyncRun });
+      const commitRun = await measure(`round ${r} paid, fsync in COMMIT`, commitFsync, "/paid", true);
+      rounds.push({ unpaid, paid, noFsync: noFsyncRun, commitFsync: commitRun });
     }
 
     // Latency added by payment: the free and the paid (fsync) route at the SAME fixed offered rate,
@@ -616,6 +628,7 @@ export async function runHttpBench(node: HardhatNode, options: HttpOptions): Pro
       unpaidRps,
       paidRps,
       noFsyncPaidRps: Math.round(med((x) => x.noFsync.rps)),
+      commitFsyncPaidRps: Math.round(med((x) => x.commitFsync.rps)),
       unpaid: { p50Ms: med((x) => x.unpaid.p50Ms), p99Ms: med((x) => x.unpaid.p99Ms) },
       paid: { p50Ms: med((x) => x.paid.p50Ms), p99Ms: med((x) => x.paid.p99Ms) },
       saturationAdded: {
@@ -634,6 +647,7 @@ export async function runHttpBench(node: HardhatNode, options: HttpOptions): Pro
         unpaid: med((x) => x.unpaid.serverCpuUsPerRequest),
         paid: med((x) => x.paid.serverCpuUsPerRequest),
         paidNoFsync: med((x) => x.noFsync.serverCpuUsPerRequest),
+        paidCommitFsync: med((x) => x.commitFsync.serverCpuUsPerRequest),
       },
       accounting,
       vouchersSignedOnTheFly: vouchers.onTheFly,
