@@ -1,3 +1,5 @@
+import { createWasmKeccakF1600 } from "./keccakWasm";
+
 /**
  * Keccak-256 (the pre-NIST padding Ethereum uses) for inputs that fit one 136-byte block.
  *
@@ -24,7 +26,15 @@ const RC = new Int32Array([
 ]);
 
 // State scratch, word w = bytes 4w..4w+3 little-endian, so lane i is (s[2i], s[2i + 1]) = (low, high).
-const state = new Int32Array(50);
+// With WebAssembly (always, outside `node --jitless`) it is a view of the wasm permutation's
+// memory and the permutation runs there, on 64-bit lanes: about 3 × faster than the JavaScript one
+// below, which remains the fallback.
+const wasm = process.env.PAYCHAN_KECCAK === "js" ? undefined : createWasmKeccakF1600();
+const state = wasm?.state ?? new Int32Array(50);
+const permute: () => void = wasm?.permute ?? (() => keccakF1600(state));
+
+/** Which Keccak-f[1600] implementation runs: "wasm", or "js" (no WebAssembly, or PAYCHAN_KECCAK=js). */
+export const KECCAK_BACKEND: "wasm" | "js" = wasm ? "wasm" : "js";
 
 /**
  * Hashes `input[offset, offset + length)` (length <= 135) into `out[outOffset, outOffset + 32)`.
@@ -54,7 +64,7 @@ export function keccak256Into(
   for (let i = 0; i < rest; i++) tail |= input[p + i] << (8 * i);
   s[words] = tail | (0x01 << (8 * rest));
   s[33] ^= 0x80 << 24;
-  keccakF1600(s);
+  permute();
   for (let w = 0, q = outOffset; w < 8; w++, q += 4) {
     const v = s[w];
     out[q] = v;
@@ -88,7 +98,7 @@ export function keccak256IntoAnyLength(
     for (let w = 0; w < 34; w++, p += 4) {
       s[w] ^= input[p] | (input[p + 1] << 8) | (input[p + 2] << 16) | (input[p + 3] << 24);
     }
-    keccakF1600(s);
+    permute();
     left -= KECCAK256_BLOCK_BYTES;
   }
   const words = left >>> 2;
@@ -100,7 +110,7 @@ export function keccak256IntoAnyLength(
   for (let i = 0; i < rest; i++) tail |= input[p + i] << (8 * i);
   s[words] ^= tail | (0x01 << (8 * rest));
   s[33] ^= 0x80 << 24;
-  keccakF1600(s);
+  permute();
   for (let w = 0, q = outOffset; w < 8; w++, q += 4) {
     const v = s[w];
     out[q] = v;

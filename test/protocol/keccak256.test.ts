@@ -1,6 +1,9 @@
+import { spawnSync } from "node:child_process";
+import path from "node:path";
 import { expect } from "chai";
 import { keccak256, toBytes } from "viem";
 import {
+  KECCAK_BACKEND,
   KECCAK256_BLOCK_BYTES,
   keccak256Into,
   keccak256IntoAnyLength,
@@ -87,5 +90,39 @@ describe("keccak256 (any length)", () => {
     expect(() => keccak256IntoAnyLength(new Uint8Array(300), 5, 296, out, 0)).to.throw(RangeError);
     expect(() => keccak256IntoAnyLength(new Uint8Array(10), -1, 2, out, 0)).to.throw(RangeError);
     expect(() => keccak256IntoAnyLength(new Uint8Array(300), 0, 300, out, 1)).to.throw(RangeError);
+  });
+});
+
+describe("keccak256 permutation backends", () => {
+  it("runs the WebAssembly permutation here", () => {
+    expect(KECCAK_BACKEND).to.equal("wasm");
+  });
+
+  it("gives the same hashes with the JavaScript fallback (PAYCHAN_KECCAK=js, in a child process)", () => {
+    const inputs = [0, 1, 31, 32, 64, 96, 135, 136, 137, 300].map((length) => hex(random.bytes(length)));
+    const child = spawnSync(
+      process.execPath,
+      [
+        "-r",
+        "ts-node/register/transpile-only",
+        "-e",
+        `const k = require("./src/protocol/keccak256");
+         const out = new Uint8Array(32);
+         const hashes = JSON.parse(process.env.INPUTS).map((h) => {
+           const bytes = Buffer.from(h, "hex");
+           k.keccak256IntoAnyLength(bytes, 0, bytes.length, out, 0);
+           return Buffer.from(out).toString("hex");
+         });
+         process.stdout.write(JSON.stringify({ backend: k.KECCAK_BACKEND, hashes }));`,
+      ],
+      {
+        cwd: path.resolve(__dirname, "../.."),
+        env: { ...process.env, PAYCHAN_KECCAK: "js", INPUTS: JSON.stringify(inputs) },
+      },
+    );
+    expect(child.stderr.toString()).to.equal("");
+    const result = JSON.parse(child.stdout.toString()) as { backend: string; hashes: string[] };
+    expect(result.backend).to.equal("js");
+    expect(result.hashes).to.deep.equal(inputs.map((h) => reference(Buffer.from(h, "hex"))));
   });
 });
