@@ -288,15 +288,14 @@ export class SqliteStore implements PaymentStore {
   private closed = false;
   private counters = { batches: 0, syncs: 0, writes: 0, maxBatchSize: 0 };
 
-  // "background" fsync: committed writes waiting for the next fsync, the ones the running fsync
-  // covers, the WAL's descriptor and the failure that stopped the store.
+  // "background" fsync: committed writes waiting for the next fsync, whether one is running, the
+  // WAL's descriptor and the failure that stopped the store.
   private readonly background: boolean;
   private readonly syncFile: FileSync;
   private readonly walPath: string;
   private walFd: number | undefined;
-  private walIno = 0;
   private unsynced: QueuedWrite[] = [];
-  private syncing: QueuedWrite[] | undefined;
+  private syncing = false;
   private syncFailure: StoreSyncError | undefined;
   private syncDrained: (() => void)[] = [];
 
@@ -451,11 +450,6 @@ export class SqliteStore implements PaymentStore {
     };
   }
 
-  /** Whether durable writes are fsynced off the event loop ({@link SqliteStoreOptions.fsync} "background"). */
-  get fsyncInBackground(): boolean {
-    return this.background;
-  }
-
   failure(): Error | undefined {
     return this.syncFailure;
   }
@@ -596,7 +590,7 @@ export class SqliteStore implements PaymentStore {
     if (this.closed) return;
     this.closed = true;
     this.flush();
-    if (this.syncing !== undefined || this.unsynced.length > 0) {
+    if (this.syncing || this.unsynced.length > 0) {
       await new Promise<void>((resolve) => this.syncDrained.push(resolve));
     }
     this.db.close();
@@ -611,7 +605,7 @@ export class SqliteStore implements PaymentStore {
       // A value that cannot be encoded throws here and rejects this call only.
       this.queue.push(make(resolve, reject));
       if (this.queue.length >= this.maxBatchSize) this.flush();
-      else if (this.syncing !== undefined) {
+      else if (this.syncing) {
         // An fsync is running: commit when it returns, together with everything else that
         // arrives meanwhile. A commit now would wait for the next fsync all the same, and one
         // commit instead of several writes fewer WAL pages (each commit rewrites whole pages).
@@ -663,21 +657,20 @@ export class SqliteStore implements PaymentStore {
    * commit returned before the fdatasync was issued are settled by it.
    */
   private startSync(): void {
-    if (this.syncing !== undefined || this.syncFailure) return;
+    if (this.syncing || this.syncFailure) return;
     const covered = this.unsynced;
     this.unsynced = [];
-    this.syncing = covered;
     this.counters.syncs++;
     let fd: number;
     try {
       fd = this.walDescriptor();
     } catch (error) {
-      this.syncing = undefined;
       this.failSync(error, covered);
       return;
     }
+    this.syncing = true;
     this.syncFile.fdatasync(fd, (error) => {
-      this.syncing = undefined;
+      this.syncing = false;
       if (error) {
         this.failSync(error, covered);
         return;
@@ -693,8 +686,7 @@ export class SqliteStore implements PaymentStore {
   /** Rejects every write not yet acknowledged and refuses all later ones. */
   private failSync(cause: unknown, covered: readonly QueuedWrite[] = []): void {
     this.syncFailure = new StoreSyncError(cause);
-    const waiting = [...covered, ...(this.syncing ?? []), ...this.unsynced, ...this.queue];
-    this.syncing = undefined;
+    const waiting = [...covered, ...this.unsynced, ...this.queue];
     this.unsynced = [];
     this.queue = [];
     for (const w of waiting) w.reject(this.syncFailure);
@@ -702,22 +694,24 @@ export class SqliteStore implements PaymentStore {
   }
 
   /**
-   * The WAL file's descriptor, (re)opened if the file at the WAL path is not the one it refers to.
-   * SQLite keeps the WAL while a connection is open, so that reopening is a safeguard only. The
-   * first open also fsyncs the directory, so the WAL's directory entry is durable too.
+   * The WAL file's descriptor, opened on first use. SQLite keeps the WAL file (it truncates and
+   * rewrites it, never replaces it) while a connection is open, and this store's connection stays
+   * open until close(), so one descriptor serves every fsync. The first open also fsyncs the
+   * directory, so the WAL's directory entry is durable too.
    */
   private walDescriptor(): number {
-    const onDisk = fs.statSync(this.walPath);
-    if (this.walFd !== undefined && this.walIno === onDisk.ino) return this.walFd;
-    if (this.walFd !== undefined) fs.closeSync(this.walFd);
-    this.walFd = undefined;
+    if (this.walFd !== undefined) return this.walFd;
     const fd = fs.openSync(this.walPath, "r");
-    this.walIno = fs.fstatSync(fd).ino;
-    const dir = fs.openSync(path.dirname(this.walPath), "r");
     try {
-      fs.fsyncSync(dir);
-    } finally {
-      fs.closeSync(dir);
+      const dir = fs.openSync(path.dirname(this.walPath), "r");
+      try {
+        fs.fsyncSync(dir);
+      } finally {
+        fs.closeSync(dir);
+      }
+    } catch (error) {
+      fs.closeSync(fd);
+      throw error;
     }
     this.walFd = fd;
     return fd;
