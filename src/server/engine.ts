@@ -89,6 +89,19 @@ interface ChannelState {
   signatures: Map<bigint, Hex>;
 }
 
+/** A channel's state when the engine first learns of it, continuing from its stored ledger, if any. */
+function newState(record: ChannelRecord, ledger: ChannelLedger | undefined): ChannelState {
+  return {
+    record,
+    charged: ledger?.chargedTotal ?? 0n,
+    highest: ledger?.highestAmount ?? 0n,
+    highestSignature: ledger?.highestSignature ?? null,
+    used: undefined,
+    floor: record.claimedOnChain,
+    signatures: new Map(),
+  };
+}
+
 /** Most voucher signatures remembered per channel for retries; older retries are looked up in the store. */
 const MAX_REMEMBERED_SIGNATURES = 4096;
 
@@ -107,18 +120,7 @@ export class VerificationEngine {
   /** Restores money state at start-up from the store's ledgers. */
   restore(ledgers: readonly ChannelLedger[], records: readonly ChannelRecord[]): void {
     const byId = new Map(ledgers.map((l) => [l.channelId, l]));
-    for (const record of records) {
-      const ledger = byId.get(record.channelId);
-      this.channels.set(record.channelId, {
-        record,
-        charged: ledger?.chargedTotal ?? 0n,
-        highest: ledger?.highestAmount ?? 0n,
-        highestSignature: ledger?.highestSignature ?? null,
-        used: undefined,
-        floor: record.claimedOnChain,
-        signatures: new Map(),
-      });
-    }
+    for (const record of records) this.channels.set(record.channelId, newState(record, byId.get(record.channelId)));
   }
 
   /** Applies an on-chain update from the watcher (new channel, top-up, withdrawal, close...). */
@@ -128,16 +130,7 @@ export class VerificationEngine {
       state.record = record;
       if (record.claimedOnChain > state.floor) this.raiseFloor(state, record.claimedOnChain);
     } else {
-      const ledger = this.options.loadLedger?.(record.channelId);
-      this.channels.set(record.channelId, {
-        record,
-        charged: ledger?.chargedTotal ?? 0n,
-        highest: ledger?.highestAmount ?? 0n,
-        highestSignature: ledger?.highestSignature ?? null,
-        used: undefined,
-        floor: record.claimedOnChain,
-        signatures: new Map(),
-      });
+      this.channels.set(record.channelId, newState(record, this.options.loadLedger?.(record.channelId)));
     }
   }
 
