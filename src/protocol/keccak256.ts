@@ -52,27 +52,8 @@ export function keccak256Into(
     throw new RangeError("keccak256Into: input must fit one 136-byte block");
   }
   if (outOffset < 0 || outOffset + 32 > out.length) throw new RangeError("keccak256Into: output out of range");
-  const s = state;
-  s.fill(0);
-  const words = length >>> 2;
-  let p = offset;
-  for (let w = 0; w < words; w++, p += 4) {
-    s[w] = input[p] | (input[p + 1] << 8) | (input[p + 2] << 16) | (input[p + 3] << 24);
-  }
-  // Tail bytes, then the 0x01 domain/padding byte right after them and 0x80 at the block's last byte.
-  let tail = 0;
-  const rest = length & 3;
-  for (let i = 0; i < rest; i++) tail |= input[p + i] << (8 * i);
-  s[words] = tail | (0x01 << (8 * rest));
-  s[33] ^= 0x80 << 24;
-  permute();
-  for (let w = 0, q = outOffset; w < 8; w++, q += 4) {
-    const v = s[w];
-    out[q] = v;
-    out[q + 1] = v >>> 8;
-    out[q + 2] = v >>> 16;
-    out[q + 3] = v >>> 24;
-  }
+  state.fill(0);
+  finish(input, offset, length, out, outOffset);
 }
 
 /**
@@ -102,6 +83,15 @@ export function keccak256IntoAnyLength(
     permute();
     left -= KECCAK256_BLOCK_BYTES;
   }
+  finish(input, p, left, out, outOffset);
+}
+
+/**
+ * Absorbs the last, partial block `input[p, p + left)` (left < 136) with its padding (0x01 right
+ * after the data, 0x80 in the block's last byte), permutes, and writes the 32-byte hash to `out`.
+ */
+function finish(input: Uint8Array, p: number, left: number, out: Uint8Array, outOffset: number): void {
+  const s = state;
   const words = left >>> 2;
   for (let w = 0; w < words; w++, p += 4) {
     s[w] ^= input[p] | (input[p + 1] << 8) | (input[p + 2] << 16) | (input[p + 3] << 24);
