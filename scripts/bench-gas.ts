@@ -18,7 +18,7 @@ import type { MockUSDC, PaymentChannels } from "../typechain-types";
  *
  *   npx hardhat run scripts/bench-gas.ts                          # measure only
  *   GAS_SNAPSHOT=1 npx hardhat run scripts/bench-gas.ts           # measure and write the snapshot
- *   npx ts-node --transpile-only scripts/bench-gas.ts --snapshot  # same, without `hardhat run`
+ *   npm run bench:gas:snapshot  # same, without `hardhat run`
  */
 const DEPOSIT = 1_000_000_000n; // 1,000 USDC
 const DELAY = 3600;
@@ -152,7 +152,7 @@ function readSnapshot(file: string): Partial<GasFigures> | undefined {
 }
 
 async function main(): Promise<void> {
-  await run("compile", { quiet: true }); // no-op under `hardhat run`; needed when run through ts-node
+  await run("compile", { quiet: true }); // no-op under `hardhat run`; needed when run by plain node
   const f = await setup();
   const payeeAddress = await f.payee.getAddress();
   const usdcAddress = await f.usdc.getAddress();

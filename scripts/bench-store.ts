@@ -7,7 +7,7 @@ import { DEFAULT_WAL_AUTOCHECKPOINT_PAGES, openSqliteStore } from "../src/store/
 /**
  * Throughput and latency of SqliteStore.recordVoucher, with fsync on and off.
  *
- *   npx ts-node --transpile-only scripts/bench-store.ts [--seconds 3] [--dir /path]
+ *   node -r ./bin/register.js scripts/bench-store.ts [--seconds 3] [--dir /path]
  *     [--concurrency 32,256] [--cpu-us 0,50] [--rates 1000,5000] [--checkpoint 256,1000]
  *
  * - Closed loop ("32 writers"): each of C writers awaits one recordVoucher and starts the next, on

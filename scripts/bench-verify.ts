@@ -28,7 +28,7 @@ import type { ChannelRecord } from "../src/store/types";
  * Each is run for a fixed time after a warm-up, three times interleaved; the median is reported.
  * Prints a table, then one JSON line as the last line of stdout.
  *
- *   npx ts-node --transpile-only scripts/bench-verify.ts
+ *   npm run bench:verify
  *
  * BENCH_SECONDS (default 2) sets the length of each measured run.
  */

@@ -6,7 +6,7 @@ import { startHardhatNode, type HardhatNode } from "../test/helpers/hardhatNode"
 import { measurePaidRequestGas, type PaidRequestGas } from "./bench/gas";
 import { measureFsyncLatency } from "./bench/fsync";
 import { runHttpBench, type HttpResults } from "./bench/http";
-import { lastJsonLine, REPO_ROOT, runChild, TS_NODE_REGISTER } from "./bench/proc";
+import { lastJsonLine, REPO_ROOT, runChild, TS_REGISTER } from "./bench/proc";
 
 /**
  * `npm run bench`: paychan's performance figures in one command, in one process tree.
@@ -67,7 +67,7 @@ async function main(): Promise<void> {
     log("1/4 verification (scripts/bench-verify.ts) ...");
     verify = lastJsonLine<VerifyJson>(
       "bench-verify",
-      await runChild(process.execPath, ["-r", TS_NODE_REGISTER, path.join(REPO_ROOT, "scripts", "bench-verify.ts")]),
+      await runChild(process.execPath, ["-r", TS_REGISTER, path.join(REPO_ROOT, "scripts", "bench-verify.ts")]),
     );
   }
 

@@ -14,7 +14,7 @@ import { createVoucherHasher } from "../../src/protocol/fastVerify";
 import { channelIdHex, decodeHeader, encodePaymentSignature, type PaymentRequired } from "../../src/protocol/headers";
 import { PAYEE_KEY_ENV } from "../../src/server/config";
 import type { HardhatNode } from "../../test/helpers/hardhatNode";
-import { TS_NODE_REGISTER } from "./proc";
+import { TS_REGISTER } from "./proc";
 import { HARDHAT_KEYS } from "../../test/helpers/hardhatKeys";
 
 /**
@@ -142,7 +142,7 @@ class ServerChild {
   ) {}
 
   static async start(label: string, configFile: string, cpuProfDir: string | undefined): Promise<ServerChild> {
-    const execArgv = ["-r", TS_NODE_REGISTER];
+    const execArgv = ["-r", TS_REGISTER];
     if (cpuProfDir)
       execArgv.push("--cpu-prof", "--cpu-prof-dir", cpuProfDir, "--cpu-prof-name", `server-${label}.cpuprofile`);
     const child = fork(path.join(__dirname, "server.ts"), [], {

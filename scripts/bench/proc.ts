@@ -4,8 +4,8 @@ import path from "node:path";
 /** Helpers shared by the benchmark parts: child processes that are always cleaned up. */
 
 export const REPO_ROOT = path.resolve(__dirname, "..", "..");
-/** `-r` module that lets a plain `node` run TypeScript the way `ts-node --transpile-only` does. */
-export const TS_NODE_REGISTER = require.resolve("ts-node/register/transpile-only");
+/** `-r` module that lets a plain `node` run the TypeScript sources (bin/register.js). */
+export const TS_REGISTER = path.join(REPO_ROOT, "bin", "register.js");
 
 export interface ChildOutput {
   readonly code: number | null;

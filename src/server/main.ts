@@ -133,7 +133,7 @@ Environment:
   <NETWORK>_RPC_URL            RPC endpoint when the config has no rpcUrl (e.g. BASE_SEPOLIA_RPC_URL)
 `;
 
-/** `ts-node src/server/main.ts [--config <file>]` (the npm "server" script). */
+/** `node -r ./bin/register.js src/server/main.ts [--config <file>]`; also `paychan server`. */
 export async function main(args: readonly string[]): Promise<number> {
   const parsed = parseServeArgs(args);
   if ("help" in parsed) {

@@ -496,7 +496,7 @@ Environment:
   <NETWORK>_RPC_URL            RPC endpoint when the config has no rpcUrl (e.g. BASE_SEPOLIA_RPC_URL)
 `;
 
-/** `ts-node src/settler/main.ts [--config <file>] [--now]` (the npm "settler" script). */
+/** `node -r ./bin/register.js src/settler/main.ts [--config <file>] [--now]`; also `paychan settle`. */
 export async function main(args: readonly string[]): Promise<number> {
   const parsed = parseSettleArgs(args);
   if ("help" in parsed) {
