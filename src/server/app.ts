@@ -269,6 +269,7 @@ export async function createPaymentServer(
       unmatchedRoutes: config.unmatchedRoutes,
       maxHeaderBytes: config.maxHeaderBytes,
       upstreamTimeoutMs: config.upstreamTimeoutMs,
+      forwardBeforeDurable: config.forwardBeforeDurable,
       ...(config.publicUrl ? { publicUrl: config.publicUrl } : {}),
       healthPath: config.healthPath,
       metricsPath: config.metricsPath,

@@ -58,6 +58,7 @@ export const CONFIG_DEFAULTS = {
   retryWindowMs: 60_000,
   maxHeaderBytes: 16 * 1024,
   upstreamTimeoutMs: 30_000,
+  forwardBeforeDurable: "safe",
   maxTimeoutSeconds: 60,
   healthPath: "/healthz",
   metricsPath: "/metrics",
@@ -68,6 +69,9 @@ export const CONFIG_DEFAULTS = {
 
 /** What happens to a request no route matches. */
 export type UnmatchedPolicy = "reject" | "free";
+
+/** Which paid requests go to the upstream while their voucher's fsync runs. */
+export type ForwardBeforeDurable = "safe" | "never";
 
 /** Secrets from the environment. `toJSON` and `util.inspect` redact the keys, so logging a config is safe. */
 export class ServerSecrets {
@@ -138,6 +142,11 @@ export interface ServerConfig {
   /** Node's `maxHeaderSize`: total bytes of a request's header section. */
   readonly maxHeaderBytes: number;
   readonly upstreamTimeoutMs: number;
+  /**
+   * "safe" (default): paid GET/HEAD/OPTIONS requests reach the upstream while their voucher's
+   * fsync runs, and their response is held until it returns; "never": only once it has returned.
+   */
+  readonly forwardBeforeDurable: ForwardBeforeDurable;
   readonly maxTimeoutSeconds: number;
   /** Built-in endpoints; null disables one. */
   readonly healthPath: string | null;
@@ -215,6 +224,7 @@ const TOP_LEVEL_KEYS = [
   "retryWindowMs",
   "maxHeaderBytes",
   "upstreamTimeoutMs",
+  "forwardBeforeDurable",
   "maxTimeoutSeconds",
   "healthPath",
   "metricsPath",
@@ -308,6 +318,10 @@ export function parseConfig(raw: unknown, options: ParseOptions = {}): ServerCon
     fallback: CONFIG_DEFAULTS.upstreamTimeoutMs,
     unit: "ms",
   });
+  const forwardBeforeDurable = c.oneOf("config.forwardBeforeDurable", raw.forwardBeforeDurable, [
+    "safe",
+    "never",
+  ] as const);
   const maxTimeoutSeconds = c.integer("config.maxTimeoutSeconds", raw.maxTimeoutSeconds, {
     min: 1,
     max: 3600,
@@ -372,6 +386,7 @@ export function parseConfig(raw: unknown, options: ParseOptions = {}): ServerCon
     retryWindowMs,
     maxHeaderBytes,
     upstreamTimeoutMs,
+    forwardBeforeDurable: forwardBeforeDurable ?? CONFIG_DEFAULTS.forwardBeforeDurable,
     maxTimeoutSeconds,
     healthPath,
     metricsPath,

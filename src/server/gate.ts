@@ -84,6 +84,13 @@ export interface Payment {
   /** True when this request repeats an already-accepted voucher (not charged again). */
   readonly retry: boolean;
   /**
+   * Undefined once the voucher is durable, which {@link PaymentGate.authorize} waits for unless
+   * asked for an early answer. Otherwise it settles when the store's write does: true, durable;
+   * false, the write failed, the charge is released, and the request must be refused with
+   * `store_unavailable` ({@link PaymentGate.refuse}). Nothing may be sent to the client before.
+   */
+  readonly durable: Promise<boolean> | undefined;
+  /**
    * For "upto" routes: sets the final charge (≤ the price). Call before the response headers go
    * out; without a call the full price is charged.
    */
@@ -95,6 +102,15 @@ export interface Payment {
 }
 
 export type GateResult = Payment | Refusal;
+
+export interface AuthorizeOptions {
+  /**
+   * Answer as soon as the voucher is verified and its write queued, before the write is durable
+   * (see {@link Payment.durable}): the caller may start the work while the disk syncs, and holds
+   * the response until it has synced. Default false: resolve only once durable.
+   */
+  readonly early?: boolean;
+}
 
 const DEFAULT_RETRY_WINDOW_MS = 60_000;
 
@@ -162,8 +178,11 @@ export class PaymentGate {
     };
   }
 
-  /** Decides whether `request` is paid; resolves only after an accepted voucher is durable. */
-  async authorize(request: PaidRequest): Promise<GateResult> {
+  /**
+   * Decides whether `request` is paid; resolves only after an accepted voucher is durable, or
+   * with `early`, once it is verified and queued for the store (then see {@link Payment.durable}).
+   */
+  async authorize(request: PaidRequest, options: AuthorizeOptions = {}): Promise<GateResult> {
     const started = process.hrtime.bigint();
     if (request.paymentHeader === undefined || request.paymentHeader === "") {
       return this.refuse(request, "payment_required");
@@ -205,7 +224,7 @@ export class PaymentGate {
       case "retry":
         return this.retry(request, v.channelId, v.amount, v.signature);
       case "accepted":
-        return this.accept(request, result.ticket, started);
+        return this.accept(request, result.ticket, started, options.early === true);
     }
   }
 
@@ -217,7 +236,7 @@ export class PaymentGate {
     }
   }
 
-  private async accept(request: PaidRequest, ticket: Ticket, started: bigint): Promise<GateResult> {
+  private async accept(request: PaidRequest, ticket: Ticket, started: bigint, early: boolean): Promise<GateResult> {
     const reqHash = requestHash(request.method, request.pathAndQuery);
     const issuedAt = Math.floor(Date.now() / 1000);
     let receipt = this.options.receipts.sign({
@@ -243,13 +262,16 @@ export class PaymentGate {
       () => undefined,
     );
     this.inflight.set(key, durable);
-    const stored = await durable;
-    this.inflight.delete(key);
-    if (!stored) {
-      this.options.engine.release(ticket);
-      return this.refuse(request, "store_unavailable");
-    }
-    this.options.observer?.accepted?.(ticket, Number(process.hrtime.bigint() - started) / 1e9);
+    const settled = durable.then((stored) => {
+      this.inflight.delete(key);
+      if (!stored) {
+        this.options.engine.release(ticket);
+        return false;
+      }
+      this.options.observer?.accepted?.(ticket, Number(process.hrtime.bigint() - started) / 1e9);
+      return true;
+    });
+    if (!early && !(await settled)) return this.refuse(request, "store_unavailable");
 
     let charge = ticket.charge;
     let chargedTotal = ticket.chargedTotal;
@@ -270,6 +292,7 @@ export class PaymentGate {
       channelId: ticket.channelId,
       amount: ticket.amount,
       retry: false,
+      durable: early ? settled : undefined,
       charge: (finalCharge: bigint) => {
         if (finalCharge === charge) return;
         chargedTotal = this.options.engine.settleCharge(ticket, finalCharge, charge);
@@ -339,6 +362,7 @@ export class PaymentGate {
       channelId,
       amount,
       retry: true,
+      durable: undefined,
       charge: () => undefined,
       responseHeader: () => encodeHeader(response),
       response: () => response,

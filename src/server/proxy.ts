@@ -3,8 +3,8 @@ import https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import { PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER, type Pricing } from "../protocol/headers";
 import { requestHash } from "../protocol/receipt";
-import type { UnmatchedPolicy } from "./config";
-import type { PaidRequest, Payment, PaymentGate } from "./gate";
+import type { ForwardBeforeDurable, UnmatchedPolicy } from "./config";
+import type { PaidRequest, Payment, PaymentGate, Refusal } from "./gate";
 import { silentLogger, type Logger } from "./log";
 import { PROMETHEUS_CONTENT_TYPE, type PaymentMetrics, type RequestOutcome } from "./metrics";
 import { RouteMatcher, type ResolvedRoute, type RoutePrice, type RouteTable } from "./routes";
@@ -13,10 +13,13 @@ import { RouteMatcher, type ResolvedRoute, type RoutePrice, type RouteTable } fr
  * A standalone paying reverse proxy (node:http, no framework) in front of any HTTP API.
  *
  * For each request: built-in endpoints first (health, metrics, the gasless relay), then the route
- * table. Free routes stream straight through. Priced routes go through {@link PaymentGate.authorize};
- * only once the voucher is verified AND durable is the request streamed to the upstream, and the
- * upstream's response is streamed back with a PAYMENT-RESPONSE header (charge + signed receipt).
- * A refused payment gets its status, PAYMENT-REQUIRED and the same terms as a JSON body.
+ * table. Free routes stream straight through. Priced routes go through {@link PaymentGate.authorize},
+ * and the upstream's response is streamed back with a PAYMENT-RESPONSE header (charge + signed
+ * receipt) only once the voucher is verified AND durable. A safe request (GET, HEAD, OPTIONS) is
+ * forwarded as soon as its voucher is verified, while the store's fsync runs, and its response is
+ * held until the fsync returns ({@link ProxyOptions.forwardBeforeDurable}); any other request is
+ * forwarded only once its voucher is durable. A refused payment gets its status,
+ * PAYMENT-REQUIRED and the same terms as a JSON body.
  *
  * Usage-based ("upto") routes: the upstream reports what the request actually cost in the
  * response header `x-paychan-charge` (decimal atomic units, at most the route's price); the proxy
@@ -33,6 +36,13 @@ export const PRICE_HEADER = "x-paychan-price";
 export const PRICING_HEADER = "x-paychan-pricing";
 
 const EXPOSE_HEADERS = "payment-required, payment-response";
+
+/**
+ * RFC 9110 §9.2.1 safe methods: the only ones the upstream may run before the payment is
+ * durable. Should the store then fail, the client gets 503 and nothing the upstream did; work
+ * that changes state must not happen for a payment that was never stored.
+ */
+const SAFE_METHODS: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS"]);
 
 /** RFC 9110 §7.6.1 hop-by-hop headers, never forwarded in either direction. */
 const HOP_BY_HOP = new Set([
@@ -74,6 +84,12 @@ export interface ProxyOptions {
   readonly maxHeaderBytes?: number;
   /** Upstream idle timeout (no bytes for this long) in ms. Default 30 s. */
   readonly upstreamTimeoutMs?: number;
+  /**
+   * "safe" (default): paid GET, HEAD and OPTIONS requests are forwarded once the voucher is
+   * verified, while the store makes it durable, so the fsync overlaps the upstream's work; the
+   * response is held until the fsync returns. "never": every paid request waits for it first.
+   */
+  readonly forwardBeforeDurable?: ForwardBeforeDurable;
   /** Public base URL of this server, for `resource.url`; default `http://<Host header>`. */
   readonly publicUrl?: string;
   /** null disables; default "/healthz". */
@@ -168,6 +184,7 @@ export function parseChargeHeader(value: string | string[] | undefined, max: big
 
 /** A paid request on its way to the upstream. */
 interface PaidRoute {
+  readonly request: PaidRequest;
   readonly payment: Payment;
   readonly price: bigint;
   readonly pricing: Pricing;
@@ -190,6 +207,7 @@ export class PaymentProxy {
   private readonly log: Logger;
   private readonly unmatched: UnmatchedPolicy;
   private readonly timeoutMs: number;
+  private readonly earlyMethods: ReadonlySet<string>;
   private readonly healthPath: string | null;
   private readonly metricsPath: string | null;
   private readonly relayOpen: string | undefined;
@@ -203,6 +221,7 @@ export class PaymentProxy {
     this.log = options.logger ?? silentLogger;
     this.unmatched = options.unmatchedRoutes ?? "reject";
     this.timeoutMs = options.upstreamTimeoutMs ?? 30_000;
+    this.earlyMethods = options.forwardBeforeDurable === "never" ? new Set() : SAFE_METHODS;
     this.healthPath = options.healthPath === undefined ? "/healthz" : options.healthPath;
     this.metricsPath = options.metricsPath === undefined ? "/metrics" : options.metricsPath;
     this.relayOpen = options.relay && `${options.relay.path}/open`;
@@ -327,7 +346,7 @@ export class PaymentProxy {
       pricing: route.pricing,
       ...(route.description ? { description: route.description } : {}),
     };
-    let result = await this.options.gate.authorize(paidRequest);
+    let result = await this.options.gate.authorize(paidRequest, { early: this.earlyMethods.has(method) });
     if (
       result.ok &&
       result.retry &&
@@ -339,13 +358,47 @@ export class PaymentProxy {
       result = this.options.gate.refuse(paidRequest, "voucher_reused");
     }
     if (!result.ok) {
-      this.finish(req, started, "refused", result.status, () => ({ reason: result.reason }));
-      res.setHeader("access-control-expose-headers", EXPOSE_HEADERS);
-      res.setHeader("cache-control", "no-store");
-      sendJson(res, result.status, result.body, result.headers);
+      this.refused(req, res, started, result);
       return;
     }
-    this.forward(req, res, target, { payment: result, price: route.price, pricing: route.pricing }, started);
+    const paid = { request: paidRequest, payment: result, price: route.price, pricing: route.pricing };
+    this.forward(req, res, target, paid, started);
+  }
+
+  private refused(req: http.IncomingMessage, res: http.ServerResponse, started: bigint, refusal: Refusal): void {
+    this.finish(req, started, "refused", refusal.status, () => ({ reason: refusal.reason }));
+    res.setHeader("access-control-expose-headers", EXPOSE_HEADERS);
+    res.setHeader("cache-control", "no-store");
+    sendJson(res, refusal.status, refusal.body, refusal.headers);
+  }
+
+  /**
+   * Runs `next` once a paid request's voucher is durable (at once if it already is, or if the
+   * request is free). If the store's write fails instead, `discard` drops whatever the upstream
+   * sent and the client gets `store_unavailable`: nothing reaches it before its payment is
+   * durable. If the client has left meanwhile, only `discard` runs.
+   */
+  private afterDurable(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    paid: PaidRoute | undefined,
+    started: bigint,
+    next: () => void,
+    discard: () => void,
+  ): void {
+    const durable = paid?.payment.durable;
+    if (durable === undefined) {
+      next();
+      return;
+    }
+    void durable.then((stored) => {
+      if (res.destroyed) discard();
+      else if (stored) next();
+      else {
+        discard();
+        this.refused(req, res, started, this.options.gate.refuse(paid!.request, "store_unavailable"));
+      }
+    });
   }
 
   /** The route of a request: undefined if none, null if free. */
@@ -405,8 +458,10 @@ export class PaymentProxy {
   }
 
   /**
-   * Streams the request to the upstream and the response back. For paid requests the voucher is
-   * already durable here; whatever happens next, the charge stands (see {@link upstreamFailed}).
+   * Streams the request to the upstream and the response back. A paid request's voucher is
+   * verified here and durable, or (see {@link afterDurable}) being made durable: nothing goes back
+   * to the client before it is. Once it is, whatever happens next, the charge stands (see
+   * {@link upstreamFailed}).
    */
   private forward(
     req: http.IncomingMessage,
@@ -433,7 +488,8 @@ export class PaymentProxy {
       });
     } catch (error) {
       // Only invalid header values throw synchronously (e.g. a method node refuses).
-      this.upstreamFailed(req, res, paid, started, "bad_request", error);
+      const failed = () => this.upstreamFailed(req, res, paid, started, "bad_request", error);
+      this.afterDurable(req, res, paid, started, failed, () => undefined);
       return;
     }
     upstreamReq.setTimeout(this.timeoutMs, () => upstreamReq.destroy(new UpstreamTimeoutError()));
@@ -441,13 +497,18 @@ export class PaymentProxy {
     let responded = false;
     upstreamReq.on("response", (upstreamRes) => {
       responded = true;
-      try {
-        this.respond(req, res, upstreamRes, target, paid, started);
-      } catch (error) {
-        // A bug, not bad input; still answered rather than crashing the process.
-        upstreamRes.resume();
-        this.upstreamFailed(req, res, paid, started, "internal", error);
-      }
+      upstreamRes.on("error", () => res.destroy());
+      upstreamRes.on("aborted", () => res.destroy());
+      const send = () => {
+        try {
+          this.respond(req, res, upstreamRes, target, paid, started);
+        } catch (error) {
+          // A bug, not bad input; still answered rather than crashing the process.
+          upstreamRes.resume();
+          this.upstreamFailed(req, res, paid, started, "internal", error);
+        }
+      };
+      this.afterDurable(req, res, paid, started, send, () => upstreamRes.resume());
     });
     upstreamReq.on("error", (error) => {
       if (responded) {
@@ -455,7 +516,8 @@ export class PaymentProxy {
         return;
       }
       const kind = error instanceof UpstreamTimeoutError ? "timeout" : "unreachable";
-      this.upstreamFailed(req, res, paid, started, kind, error);
+      const failed = () => this.upstreamFailed(req, res, paid, started, kind, error);
+      this.afterDurable(req, res, paid, started, failed, () => undefined);
     });
     // The client went away (or the response is done): stop the upstream work too.
     res.on("close", () => {
@@ -509,8 +571,6 @@ export class PaymentProxy {
       paid ? { charge: paid.payment.response().charge } : {},
     );
     upstreamRes.pipe(res);
-    upstreamRes.on("error", () => res.destroy());
-    upstreamRes.on("aborted", () => res.destroy());
   }
 
   /**

@@ -249,6 +249,7 @@ describe("server config", () => {
           "retryWindowMs",
           "maxHeaderBytes",
           "upstreamTimeoutMs",
+          "forwardBeforeDurable",
           "maxTimeoutSeconds",
           "healthPath",
           "metricsPath",

@@ -477,6 +477,27 @@ describe("PaymentGate", () => {
       expect(charged(h)).to.equal(2n * P);
     });
 
+    it("answers early when asked, before the write is durable; a failed write then releases the charge", async () => {
+      const h = harness({ store: { delayMs: 20 } });
+      const ok = paid(await h.gate.authorize(request(h.header(P, P)), { early: true }));
+      expect(ok.durable, "a promise while the write is pending").to.be.an.instanceOf(Promise);
+      expect(h.store.findVoucher(CH, P), "not yet stored").to.equal(undefined);
+      expect(await ok.durable).to.equal(true);
+      expect(h.store.findVoucher(CH, P)?.chargedTotal).to.equal(P);
+
+      h.store.failRecordVoucher = true;
+      const header = h.header(2n * P, P);
+      const failing = paid(await h.gate.authorize(request(header), { early: true }));
+      expect(charged(h), "reserved while the write is pending").to.equal(2n * P);
+      expect(await failing.durable).to.equal(false);
+      expect(charged(h), "released once it failed").to.equal(P);
+      h.store.failRecordVoucher = false;
+      const again = paid(await h.gate.authorize(request(header)));
+      expect(again.durable, "the default waits for the write").to.equal(undefined);
+      expect(again.retry).to.equal(false);
+      expect(charged(h)).to.equal(2n * P);
+    });
+
     it("releases only the failed charge when other vouchers are in flight", async () => {
       const h = harness({ store: { delayMs: 10, failRecordVoucher: (v) => v.amount === 2n * P } });
       const results = await Promise.all([1n, 2n, 3n].map((k) => h.gate.authorize(request(h.header(k * P, P)))));

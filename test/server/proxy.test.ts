@@ -1,6 +1,7 @@
 import { expect } from "chai";
 import http from "node:http";
 import net from "node:net";
+import { performance } from "node:perf_hooks";
 import {
   decodeHeader,
   type PaymentRequired,
@@ -35,6 +36,8 @@ const ROUTES: RouteTable = {
 };
 
 interface Seen {
+  /** performance.now() when the request's body had arrived. */
+  at: number;
   method: string;
   url: string;
   headers: http.IncomingHttpHeaders;
@@ -54,7 +57,8 @@ class Upstream {
       req.on("data", (c: Buffer) => chunks.push(c));
       req.on("end", () => {
         const body = Buffer.concat(chunks).toString();
-        this.seen.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body });
+        const at = performance.now();
+        this.seen.push({ at, method: req.method ?? "", url: req.url ?? "", headers: req.headers, body });
         const path = (req.url ?? "").split("?")[0];
         const handler = this.handlers.get(path);
         if (handler) return handler(req, res, body);
@@ -388,6 +392,91 @@ describe("paying reverse proxy", () => {
       const reply = await send(port, { path: "/paid", headers: { [PAYMENT_SIGNATURE_HEADER]: pay() } });
       expect(paymentResponse(reply).charge).to.equal("1000");
       expect(reply.headers[CHARGE_HEADER]).to.equal(undefined);
+    });
+  });
+
+  describe("durability", () => {
+    /** Makes every store write take `delayMs`, and returns when each one became durable. */
+    function slowStore(delayMs: number): number[] {
+      const durableAt: number[] = [];
+      const store = h.store;
+      const record = store.recordVoucher.bind(store);
+      store.delayMs = delayMs;
+      store.recordVoucher = async (voucher) => {
+        await record(voucher);
+        durableAt.push(performance.now());
+      };
+      return durableAt;
+    }
+
+    async function timedSend(options: Parameters<typeof send>[1]): Promise<Reply & { at: number }> {
+      const reply = await send(port, options);
+      return { ...reply, at: performance.now() };
+    }
+
+    it("forwards a paid GET while its voucher is made durable, and answers only once it is", async () => {
+      const durableAt = slowStore(300);
+      const reply = await timedSend({ path: "/paid", headers: { [PAYMENT_SIGNATURE_HEADER]: pay() } });
+      expect(reply.status).to.equal(200);
+      expect(paymentResponse(reply).chargedTotal).to.equal("1000");
+      expect(durableAt).to.have.length(1);
+      expect(upstream.seen).to.have.length(1);
+      expect(upstream.seen[0].at, "upstream reached before the write was durable").to.be.below(durableAt[0]);
+      expect(reply.at, "answered after the write was durable").to.be.at.least(durableAt[0]);
+    });
+
+    it("forwards a paid POST only once its voucher is durable", async () => {
+      const durableAt = slowStore(100);
+      const reply = await timedSend({
+        method: "POST",
+        path: "/paid",
+        headers: { [PAYMENT_SIGNATURE_HEADER]: pay() },
+        body: "order",
+      });
+      expect(reply.status).to.equal(200);
+      expect(upstream.seen[0].at).to.be.at.least(durableAt[0]);
+    });
+
+    it('forwards nothing before its voucher is durable with forwardBeforeDurable: "never"', async () => {
+      await proxy.close(100);
+      await startProxy({ forwardBeforeDurable: "never" });
+      const durableAt = slowStore(100);
+      const reply = await timedSend({ path: "/paid", headers: { [PAYMENT_SIGNATURE_HEADER]: pay() } });
+      expect(reply.status).to.equal(200);
+      expect(upstream.seen[0].at).to.be.at.least(durableAt[0]);
+    });
+
+    it("answers 503 store_unavailable, not the upstream's response, when the write fails after forwarding", async () => {
+      slowStore(100);
+      h.store.failRecordVoucher = true;
+      const header = pay();
+      const failed = await send(port, { path: "/paid", headers: { [PAYMENT_SIGNATURE_HEADER]: header } });
+      expect(upstream.seen).to.have.length(1);
+      expect(failed.status).to.equal(503);
+      expect(JSON.parse(failed.body).error).to.equal("store_unavailable");
+      expect(failed.headers[PAYMENT_RESPONSE_HEADER]).to.equal(undefined);
+      expect(failed.headers["x-upstream"]).to.equal(undefined);
+      expect(h.store.getLedger(payerChannel())?.chargedTotal ?? 0n).to.equal(0n);
+      expect(metrics.render()).to.include('paychan_vouchers_rejected_total{reason="store_unavailable"} 1');
+
+      // Nothing was charged: the same voucher, sent again, is accepted once.
+      h.store.failRecordVoucher = false;
+      const again = await send(port, { path: "/paid", headers: { [PAYMENT_SIGNATURE_HEADER]: header } });
+      expect(again.status).to.equal(200);
+      expect(paymentResponse(again).chargedTotal).to.equal("1000");
+      expect(h.store.getLedger(payerChannel())?.chargedTotal).to.equal(1_000n);
+    });
+
+    it("answers 503 store_unavailable, not 502, when the upstream is down and the write fails", async () => {
+      await upstream.close();
+      slowStore(50);
+      h.store.failRecordVoucher = true;
+      const reply = await send(port, { path: "/paid", headers: { [PAYMENT_SIGNATURE_HEADER]: pay() } });
+      expect(reply.status).to.equal(503);
+      expect(JSON.parse(reply.body).error).to.equal("store_unavailable");
+      expect(reply.headers[PAYMENT_RESPONSE_HEADER]).to.equal(undefined);
+      upstream = new Upstream();
+      await upstream.listen(upstreamPort);
     });
   });
 
