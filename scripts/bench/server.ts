@@ -43,7 +43,8 @@ async function main(): Promise<void> {
   const server: PaymentServer = await createPaymentServer(withUpstream, { logger: createLogger({ level: "warn" }) });
   const { port } = await server.start();
   const send = (message: object) => process.send?.(message);
-  const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+  // Sampled every 10 ms: a 1 ms timer alone kept 4 % of a core busy in this process (measured idle).
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
   loopDelay.enable();
 
   process.on("message", (message: Message) => {
