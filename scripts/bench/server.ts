@@ -15,7 +15,8 @@ import { createLogger } from "../../src/server/log";
  *   ← {type:"waitChannels", ids: string[]}    → {type:"channelsReady"}
  *   ← {type:"ledgers"}                       → {type:"ledgers", chargedTotal: string, vouchers: number}
  *   ← {type:"stats"}                         → {type:"stats", batches, writes, loopP50Ms, loopP99Ms, loopMaxMs}
- *        (group commits and writes so far; event-loop delay since the previous "stats")
+ *        (group commits and writes so far; event-loop delay beyond the 10 ms sampling period,
+ *        since the previous "stats")
  *   ← {type:"stop"}                          → exits 0 once the server is stopped
  */
 
@@ -44,7 +45,9 @@ async function main(): Promise<void> {
   const { port } = await server.start();
   const send = (message: object) => process.send?.(message);
   // Sampled every 10 ms: a 1 ms timer alone kept 4 % of a core busy in this process (measured idle).
-  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  // The histogram holds whole intervals between the timer's runs; the delay is what exceeds 10 ms.
+  const LOOP_SAMPLE_MS = 10;
+  const loopDelay = monitorEventLoopDelay({ resolution: LOOP_SAMPLE_MS });
   loopDelay.enable();
 
   process.on("message", (message: Message) => {
@@ -68,7 +71,7 @@ async function main(): Promise<void> {
       } else if (message.type === "stats") {
         const store = server.store as { stats?: () => { batches: number; writes: number } };
         const { batches, writes } = store.stats?.() ?? { batches: 0, writes: 0 };
-        const ms = (ns: number) => Math.round(ns / 1e3) / 1e3;
+        const ms = (ns: number) => Math.max(0, Math.round(ns / 1e3 - LOOP_SAMPLE_MS * 1e3) / 1e3);
         send({
           type: "stats",
           batches,
