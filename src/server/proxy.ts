@@ -268,8 +268,9 @@ export class PaymentProxy {
 
   /**
    * Stops accepting connections, lets in-flight requests finish for up to `graceMs`, then cuts
-   * what is left. Paid requests in flight are already durable, so cutting them loses no money,
-   * only the response.
+   * what is left. The vouchers of paid requests in flight are durable or queued for the store,
+   * which the server closes after the proxy and which syncs what is queued before it closes, so
+   * cutting them loses no money, only the response.
    */
   async close(graceMs = 10_000): Promise<void> {
     this.draining = true;
