@@ -19,7 +19,16 @@ function compilerOptions() {
   const { config, error } = ts.readConfigFile(TSCONFIG, ts.sys.readFile);
   if (error) throw new Error(`${TSCONFIG}: ${ts.flattenDiagnosticMessageText(error.messageText, "\n")}`);
   const { options } = ts.convertCompilerOptionsFromJson(config.compilerOptions, path.dirname(TSCONFIG));
-  return { ...options, sourceMap: false, inlineSourceMap: true, inlineSources: false, declaration: false };
+  // No outDir: the source map then names the .ts file next to the code it maps (with tsconfig's
+  // outDir, it would name a path relative to that directory, wrong for files outside the project).
+  return {
+    ...options,
+    outDir: undefined,
+    sourceMap: false,
+    inlineSourceMap: true,
+    inlineSources: false,
+    declaration: false,
+  };
 }
 
 if (!require.extensions[".ts"]) {
