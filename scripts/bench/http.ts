@@ -294,16 +294,23 @@ async function load(
     requests: [request],
     timeout: 30,
   });
+  // autocannon reports "done" on its next 1 s sampling tick after the last response, so the run's
+  // length is taken from the last response instead (CPU up to that moment too).
+  const snapshot = () => ({ clientCpu: process.cpuUsage(clientCpuStart), serverCpu: cpuSecondsOf(server.child.pid) });
+  let lastResponse = started;
+  let end: ReturnType<typeof snapshot> | undefined;
   instance.on("response", (_client: unknown, _status: number, _bytes: number, responseTime: number) => {
+    lastResponse = performance.now();
     if (n < latencies.length) latencies[n++] = responseTime;
+    if (n === requests) end = snapshot();
   });
   const result = await new Promise<autocannon.Result>((resolve, reject) => {
     instance.once("done", resolve);
     instance.once("error", reject);
   });
-  const seconds = (performance.now() - started) / 1000;
-  const clientCpu = process.cpuUsage(clientCpuStart);
-  const serverCpu = cpuSecondsOf(server.child.pid) - serverCpuStart;
+  const { clientCpu, serverCpu: serverCpuEnd } = end ?? snapshot(); // fewer responses: errors or timeouts
+  const seconds = (lastResponse - started) / 1000;
+  const serverCpu = serverCpuEnd - serverCpuStart;
   const ok = (result.statusCodeStats as Record<string, { count: number } | undefined>)["200"]?.count ?? 0;
   const total = result.requests.total;
   const sorted = latencies.subarray(0, n).sort();
