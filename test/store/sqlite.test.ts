@@ -664,6 +664,29 @@ describe("SqliteStore", () => {
       expect(acknowledged).to.equal(true);
     });
 
+    it("reports each fsync's duration, held ones included, to onSync", async () => {
+      const sync = heldSync();
+      const durations: number[] = [];
+      const store = openStore({ syncFile: sync, onSync: (seconds) => durations.push(seconds) });
+      const write = store.recordVoucher(voucher(1n, 10n));
+      await turns(5);
+      expect(durations).to.deep.equal([]);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      sync.release();
+      await write;
+      expect(durations).to.have.length(1);
+      expect(durations[0]).to.be.at.least(0.019).and.below(5);
+      const failed = store.recordVoucher(voucher(1n, 11n)).then(
+        () => "stored",
+        () => "failed",
+      );
+      await until(() => sync.calls.length === 2);
+      expect(durations).to.have.length(1); // the second fsync is still held
+      sync.release(Object.assign(new Error("EIO"), { code: "EIO" }));
+      expect(await failed).to.equal("failed");
+      expect(durations).to.have.length(2);
+    });
+
     it("commits the writes that arrive during an fsync together when it returns, then fsyncs them", async () => {
       const sync = heldSync();
       const store = openStore({ syncFile: sync });
