@@ -102,12 +102,15 @@ export async function createPaymentServer(
   const chain: Chain = { ...VIEM_CHAINS[network.name], rpcUrls: { default: { http: [config.rpcUrl] } } };
   const client = options.publicClient ?? createChainClient({ url: config.rpcUrl, chain });
 
+  // The store's fsync durations go to the metrics, which are built further down.
+  let observeSync: ((seconds: number) => void) | undefined;
   const store =
     options.store ??
     openSqliteStore({
       path: config.database.path,
       durable: config.database.durable,
       fsync: config.database.fsync,
+      onSync: (seconds) => observeSync?.(seconds),
     });
   try {
     const engine = new VerificationEngine({
@@ -182,6 +185,7 @@ export async function createPaymentServer(
       ledgers: () => engine.ledgers(),
       watcherLagBlocks: () => watcher.lagBlocks,
     });
+    observeSync = (seconds) => metrics.fsync.observe(seconds);
     const gate = new PaymentGate({
       engine,
       store,

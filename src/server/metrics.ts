@@ -152,6 +152,13 @@ export class Histogram implements Metric {
     return this.count;
   }
 
+  /** The bucket bounds and, per bucket, the observations at or below its bound (cumulative), then the total. */
+  cumulativeCounts(): { readonly bounds: readonly number[]; readonly counts: number[]; readonly count: number } {
+    let cumulative = 0;
+    const counts = this.counts.map((c) => (cumulative += c));
+    return { bounds: this.bounds, counts, count: this.count };
+  }
+
   render(out: string[]): void {
     out.push(`# HELP ${this.name} ${escapeHelp(this.help)}`, `# TYPE ${this.name} histogram`);
     let cumulative = 0;
@@ -211,6 +218,11 @@ export const VERIFICATION_BUCKETS: readonly number[] = [
   0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
 ];
 
+/** WAL fsync buckets in seconds: a fast local SSD (~0.1 ms) to a stalled journal commit (~1 s). */
+export const FSYNC_BUCKETS: readonly number[] = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+];
+
 /** How a proxied request ended, for `paychan_requests_total{outcome}`. */
 export type RequestOutcome =
   | "paid"
@@ -245,6 +257,7 @@ export interface MetricsSources {
  *   code is pre-initialized to 0 so `rate()` works from the first scrape),
  *   `paychan_voucher_retries_total`
  * - `paychan_voucher_verification_seconds`: from header decoding to the voucher being durable
+ * - `paychan_store_fsync_seconds`: each WAL fsync of a group commit (fed by the store's `onSync`)
  * - `paychan_unclaimed_atomic{token}`: Σ max(0, highest voucher − claimed on-chain), atomic units:
  *   money held as vouchers and not yet settled, i.e. what a lost database would cost
  * - `paychan_channels{status}`, `paychan_watcher_lag_blocks`
@@ -257,6 +270,7 @@ export class PaymentMetrics {
   readonly rejected: Counter;
   readonly retries: Counter;
   readonly verification: Histogram;
+  readonly fsync: Histogram;
   readonly requests: Counter;
   readonly upstreamErrors: Counter;
   readonly relay: Counter;
@@ -276,6 +290,11 @@ export class PaymentMetrics {
       "paychan_voucher_verification_seconds",
       "Time from reading a PAYMENT-SIGNATURE to the voucher being durable, for accepted vouchers.",
       VERIFICATION_BUCKETS,
+    );
+    this.fsync = r.histogram(
+      "paychan_store_fsync_seconds",
+      "Duration of each WAL fsync covering a group commit of vouchers (paid responses wait for it).",
+      FSYNC_BUCKETS,
     );
     r.gauge(
       "paychan_unclaimed_atomic",

@@ -475,6 +475,9 @@ describe("paychan server end to end (hardhat node, real HTTP)", function () {
     expect(metric(text, 'paychan_vouchers_rejected_total{reason="insufficient_amount"}')).to.equal(1);
     expect(metric(text, 'paychan_vouchers_rejected_total{reason="voucher_reused"}')).to.equal(1);
     expect(metric(text, "paychan_voucher_verification_seconds_count")).to.equal(505);
+    // Each request-path write waited for a WAL fsync off the event loop, and one fsync may cover
+    // several: 505 vouchers plus the 10 /usage charges lowered after the upstream replied.
+    expect(metric(text, "paychan_store_fsync_seconds_count")).to.be.within(1, 505 + 10);
     expect(metric(text, `paychan_unclaimed_atomic{token="${usdc.toLowerCase()}"}`)).to.equal(Number(expectedUnclaimed));
     expect(metric(text, 'paychan_channels{status="open"}')).to.equal(2);
     expect(metric(text, 'paychan_relay_transactions_total{operation="open",result="ok"}')).to.equal(1);

@@ -73,6 +73,12 @@ describe("metrics", () => {
       ]);
     });
 
+    it("reads a histogram's cumulative bucket counts", () => {
+      const h = new MetricsRegistry().histogram("f_seconds", "x", [0.001, 0.01]);
+      for (const v of [0.0005, 0.005, 0.005, 2]) h.observe(v);
+      expect(h.cumulativeCounts()).to.deep.equal({ bounds: [0.001, 0.01], counts: [1, 3], count: 4 });
+    });
+
     it("formats special values and escapes", () => {
       expect(formatValue(Infinity)).to.equal("+Inf");
       expect(formatValue(-Infinity)).to.equal("-Inf");
