@@ -13,6 +13,7 @@ import { paymentChannelsAbi, usdcAbi } from "../../src/chain/abi";
 import { createVoucherHasher } from "../../src/protocol/fastVerify";
 import { channelIdHex, decodeHeader, encodePaymentSignature, type PaymentRequired } from "../../src/protocol/headers";
 import { PAYEE_KEY_ENV } from "../../src/server/config";
+import type { Histogram } from "../../src/server/metrics";
 import type { HardhatNode } from "../../test/helpers/hardhatNode";
 import { TS_REGISTER } from "./proc";
 import { HARDHAT_KEYS } from "../../test/helpers/hardhatKeys";
@@ -88,6 +89,10 @@ export interface RateRun {
   readonly maxInflight: number;
   /** Writes per group commit in the server's store during the run (0 when nothing was written). */
   readonly writesPerCommit: number;
+  /** WAL fsyncs during the run, how many took over 5 ms, and the bucket bound the longest stayed under (ms; null: over 1 s). */
+  readonly fsyncs: number;
+  readonly fsyncsOver5Ms: number;
+  readonly longestFsyncUnderMs: number | null;
   /** The server's event-loop delay during the run (ms): how long requests waited behind blocking work. */
   readonly loopDelayP99Ms: number;
   readonly loopDelayMaxMs: number;
@@ -356,7 +361,7 @@ async function paced(
   let ok = 0;
   let inflight = 0;
   let maxInflight = 0;
-  type Stats = { batches: number; writes: number; loopP99Ms: number; loopMaxMs: number };
+  type Stats = { batches: number; writes: number; fsync: FsyncCounts; loopP99Ms: number; loopMaxMs: number };
   const before = await server.request<Stats>({ type: "stats" }, "stats");
   const serverCpuStart = cpuSecondsOf(server.child.pid);
   const start = performance.now() + 5;
@@ -410,11 +415,37 @@ async function paced(
     maxMs: round3(sorted[sorted.length - 1]),
     maxInflight,
     writesPerCommit: commits > 0 ? Math.round(((after.writes - before.writes) / commits) * 100) / 100 : 0,
+    ...fsyncsBetween(before.fsync, after.fsync),
     loopDelayP99Ms: after.loopP99Ms,
     loopDelayMaxMs: after.loopMaxMs,
     serverCpu: Math.round((serverCpu / elapsed) * 100) / 100,
     serverCpuUsPerRequest: Math.round((serverCpu / total) * 1e6),
   };
+}
+
+/** The server's `paychan_store_fsync_seconds` buckets, as its "stats" reply carries them. */
+type FsyncCounts = ReturnType<Histogram["cumulativeCounts"]>;
+
+/** What a run's WAL fsyncs were, from the server's fsync histogram before and after it. */
+function fsyncsBetween(
+  before: FsyncCounts,
+  after: FsyncCounts,
+): Pick<RateRun, "fsyncs" | "fsyncsOver5Ms" | "longestFsyncUnderMs"> {
+  const fsyncs = after.count - before.count;
+  const within = after.bounds.map((_, i) => after.counts[i] - before.counts[i]);
+  const at5 = after.bounds.findIndex((b) => b >= 0.005);
+  const all = within.findIndex((n) => n === fsyncs);
+  return {
+    fsyncs,
+    fsyncsOver5Ms: fsyncs - (at5 >= 0 ? within[at5] : fsyncs),
+    longestFsyncUnderMs: fsyncs === 0 ? 0 : all >= 0 ? after.bounds[all] * 1000 : null,
+  };
+}
+
+function fsyncSummary(run: RateRun): string {
+  if (run.fsyncs === 0) return "no fsync";
+  const longest = run.longestFsyncUnderMs === null ? "over 1 s" : `under ${run.longestFsyncUnderMs} ms`;
+  return `${run.fsyncs} fsyncs, ${run.fsyncsOver5Ms} over 5 ms, longest ${longest}`;
 }
 
 /** Opens `count` channels from PAYER_KEY to the payee, each with a fresh session key. */
@@ -600,7 +631,8 @@ export async function runHttpBench(node: HardhatNode, options: HttpOptions): Pro
         `  ${label.padEnd(26)} ${String(run.rps).padStart(6)} req/s  p50 ${run.p50Ms.toFixed(3)} ms  ` +
           `p99 ${run.p99Ms.toFixed(3)} ms  max ${run.maxMs.toFixed(3)} ms  (${run.requests} requests, non-200: ${run.non200}; ` +
           `in flight ≤ ${run.maxInflight}; server CPU ${run.serverCpu} = ${run.serverCpuUsPerRequest} µs/req; ` +
-          `${run.writesPerCommit} writes/commit; server event-loop delay p99 ${run.loopDelayP99Ms} ms, max ${run.loopDelayMaxMs} ms)`,
+          `${run.writesPerCommit} writes/commit; ${fsyncSummary(run)}; ` +
+          `server event-loop delay p99 ${run.loopDelayP99Ms} ms, max ${run.loopDelayMaxMs} ms)`,
       );
       return rest;
     };

@@ -14,9 +14,10 @@ import { createLogger } from "../../src/server/log";
  *   → {type:"ready", port}
  *   ← {type:"waitChannels", ids: string[]}    → {type:"channelsReady"}
  *   ← {type:"ledgers"}                       → {type:"ledgers", chargedTotal: string, vouchers: number}
- *   ← {type:"stats"}                         → {type:"stats", batches, writes, loopP50Ms, loopP99Ms, loopMaxMs}
- *        (group commits and writes so far; event-loop delay beyond the 10 ms sampling period,
- *        since the previous "stats")
+ *   ← {type:"stats"}                         → {type:"stats", batches, writes, fsync, loopP50Ms, loopP99Ms, loopMaxMs}
+ *        (group commits and writes so far; the WAL fsync durations so far, as the cumulative
+ *        buckets of paychan_store_fsync_seconds; event-loop delay beyond the 10 ms sampling
+ *        period, since the previous "stats")
  *   ← {type:"stop"}                          → exits 0 once the server is stopped
  */
 
@@ -76,6 +77,7 @@ async function main(): Promise<void> {
           type: "stats",
           batches,
           writes,
+          fsync: server.metrics.fsync.cumulativeCounts(),
           loopP50Ms: ms(loopDelay.percentile(50)),
           loopP99Ms: ms(loopDelay.percentile(99)),
           loopMaxMs: ms(loopDelay.max),
