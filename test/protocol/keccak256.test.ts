@@ -104,7 +104,7 @@ describe("keccak256 permutation backends", () => {
       process.execPath,
       [
         "-r",
-        "ts-node/register/transpile-only",
+        "./bin/register.js",
         "-e",
         `const k = require("./src/protocol/keccak256");
          const out = new Uint8Array(32);
