@@ -293,7 +293,7 @@ export class PaymentMetrics {
     );
     this.fsync = r.histogram(
       "paychan_store_fsync_seconds",
-      "Duration of each WAL fsync covering a group commit of vouchers (paid responses wait for it).",
+      "Duration of each WAL fsync covering group-committed vouchers and charge adjustments (paid responses wait for it).",
       FSYNC_BUCKETS,
     );
     r.gauge(
