@@ -388,7 +388,7 @@ export class PaymentProxy {
     discard: () => void,
   ): void {
     const durable = paid?.payment.durable;
-    if (durable === undefined) {
+    if (paid === undefined || durable === undefined) {
       next();
       return;
     }
@@ -397,7 +397,7 @@ export class PaymentProxy {
       else if (stored) next();
       else {
         discard();
-        this.refused(req, res, started, this.options.gate.refuse(paid!.request, "store_unavailable"));
+        this.refused(req, res, started, this.options.gate.refuse(paid.request, "store_unavailable"));
       }
     });
   }
