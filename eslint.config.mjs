@@ -1,6 +1,38 @@
 import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
+/**
+ * Layers run one way: protocol → store, chain → shared (config, logging) → the roles (server,
+ * settler, client) → cli. A folder may import only the layers below it, and a role never imports
+ * another role. Each entry names what a folder must not import.
+ */
+const LAYERS = {
+  protocol: ["store", "chain", "shared", "server", "settler", "client", "cli"],
+  store: ["chain", "shared", "server", "settler", "client", "cli"],
+  chain: ["store", "shared", "server", "settler", "client", "cli"],
+  shared: ["server", "settler", "client", "cli"],
+  server: ["settler", "client", "cli"],
+  settler: ["server", "client", "cli"],
+  client: ["store", "server", "settler", "cli"],
+};
+
+const layerRules = Object.entries(LAYERS).map(([folder, forbidden]) => ({
+  files: [`src/${folder}/**/*.ts`],
+  rules: {
+    "no-restricted-imports": [
+      "error",
+      {
+        patterns: [
+          {
+            regex: `^\\.\\./(${forbidden.join("|")})(/|$)`,
+            message: `src/${folder} may not import ${forbidden.join(", ")} (layers: protocol → store, chain → shared → server, settler, client → cli).`,
+          },
+        ],
+      },
+    ],
+  },
+}));
+
 export default tseslint.config(
   {
     ignores: ["node_modules/", "artifacts/", "cache/", "typechain-types/", "coverage/", "deployments/", "dist/"],
@@ -28,4 +60,5 @@ export default tseslint.config(
     },
     rules: { "@typescript-eslint/no-require-imports": "off" },
   },
+  ...layerRules,
 );

@@ -13,7 +13,7 @@ import {
 import { ReceiptSigner, requestHash } from "../src/protocol/receipt";
 import { channelIdFor, voucherDomain, voucherTypedData } from "../src/protocol/voucher";
 import { VerificationEngine } from "../src/server/engine";
-import type { ChannelRecord } from "../src/store/types";
+import type { ChannelRecord } from "../src/protocol/channel";
 
 /**
  * Voucher verification throughput on one core (Node runs all of this on its main thread), over

@@ -12,7 +12,7 @@ import { hardhat } from "viem/chains";
 import { paymentChannelsAbi, usdcAbi } from "../../src/chain/abi";
 import { createVoucherHasher } from "../../src/protocol/fastVerify";
 import { channelIdHex, decodeHeader, encodePaymentSignature, type PaymentRequired } from "../../src/protocol/headers";
-import { PAYEE_KEY_ENV } from "../../src/server/config";
+import { PAYEE_KEY_ENV } from "../../src/shared/config";
 import type { Histogram } from "../../src/server/metrics";
 import type { HardhatNode } from "../../test/helpers/hardhatNode";
 import { TS_REGISTER } from "./proc";

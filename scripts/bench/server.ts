@@ -2,8 +2,8 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { createPaymentServer, type PaymentServer } from "../../src/server/app";
-import { loadConfig } from "../../src/server/config";
-import { createLogger } from "../../src/server/log";
+import { loadConfig } from "../../src/shared/config";
+import { createLogger } from "../../src/shared/log";
 
 /**
  * Benchmark child process: a minimal upstream API (node:http, small JSON body) and the paychan

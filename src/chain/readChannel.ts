@@ -1,5 +1,5 @@
 import { getAddress, type Address, type PublicClient } from "viem";
-import type { ChannelRecord } from "../store/types";
+import type { ChannelRecord } from "../protocol/channel";
 import { paymentChannelsAbi } from "./abi";
 
 /** Where and when {@link readChannel} reads. */

@@ -13,17 +13,22 @@ import {
   type RpcLog,
 } from "viem";
 import { signerOfChannel } from "../protocol/voucher";
-import type { ChannelRecord, PaymentStore } from "../store/types";
+import type { ChannelRecord } from "../protocol/channel";
 import { paymentChannelsAbi } from "./abi";
 import { claimsOfEvent } from "./events";
 import { AbortedError, backoffDelay, isRetryableRpcError, withRetry, type RetryPolicy } from "./client";
 import { readChannel } from "./readChannel";
 
-/** The part of {@link PaymentStore} the watcher uses. */
-export type WatcherStore = Pick<
-  PaymentStore,
-  "upsertChannel" | "getChannel" | "loadChannels" | "getCursor" | "setCursor"
->;
+/** What the watcher keeps durably: channel records and its resume point (the payment store fits). */
+export interface WatcherStore {
+  /** Inserts or replaces a channel's record. */
+  upsertChannel(channel: ChannelRecord): void;
+  getChannel(channelId: bigint): ChannelRecord | undefined;
+  loadChannels(): ChannelRecord[];
+  /** A resume point by key, e.g. the last block fully processed. */
+  getCursor(key: string): bigint | undefined;
+  setCursor(key: string, block: bigint): void;
+}
 
 /** Minimal structured logger; `console` fits. */
 export interface WatcherLogger {

@@ -1,6 +1,6 @@
 import type { Address, PublicClient } from "viem";
 import { readChannel } from "../chain/readChannel";
-import type { ChannelRecord } from "../store/types";
+import type { ChannelRecord } from "../protocol/channel";
 import type { ClientStateStore } from "./stateStore";
 
 /** A channel as the chain and (optionally) the client's own records see it. */

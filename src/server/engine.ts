@@ -1,7 +1,8 @@
 import type { Address, Hex } from "viem";
 import type { ChannelView } from "../protocol/headers";
 import type { ReasonCode } from "../protocol/reasons";
-import type { ChannelLedger, ChannelRecord } from "../store/types";
+import type { ChannelRecord } from "../protocol/channel";
+import type { ChannelLedger } from "../store/types";
 
 /**
  * The verification engine: the payment rules and the in-memory money state of every channel.

@@ -13,7 +13,8 @@ import {
 } from "../protocol/headers";
 import { statusOf, type ReasonCode } from "../protocol/reasons";
 import { requestHash, type ReceiptSigner, type SignedReceipt } from "../protocol/receipt";
-import type { AcceptedVoucher, ChannelRecord, PaymentStore } from "../store/types";
+import type { ChannelRecord } from "../protocol/channel";
+import type { AcceptedVoucher, PaymentStore } from "../store/types";
 import type { CheckResult, Ticket, VerificationEngine } from "./engine";
 
 /** What the gate needs to describe its offer in a 402. */

@@ -1,6 +1,6 @@
 import { createPaymentServer, type PaymentServer } from "./app";
-import { ConfigError, loadConfig } from "./config";
-import { createLogger, type Logger } from "./log";
+import { CONFIG_ENV, ConfigError, DEFAULT_CONFIG_FILE, loadConfig } from "../shared/config";
+import { createLogger, type Logger } from "../shared/log";
 
 /**
  * Entry point of `paychan server` and `npm run server`: load the config, start, and on
@@ -10,11 +10,6 @@ import { createLogger, type Logger } from "./log";
  * Exit codes: 0 after a graceful stop, 1 when start-up or shutdown failed, 2 for usage and
  * configuration errors.
  */
-
-/** Default config file, relative to the working directory. */
-export const DEFAULT_CONFIG_FILE = "paychan.config.json";
-/** Environment variable naming the config file when no --config is given. */
-export const CONFIG_ENV = "PAYCHAN_CONFIG";
 
 export interface ServeOptions {
   readonly env?: NodeJS.ProcessEnv;

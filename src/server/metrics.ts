@@ -1,5 +1,5 @@
 import { REASONS, type ReasonCode } from "../protocol/reasons";
-import type { ChannelRecord } from "../store/types";
+import type { ChannelRecord } from "../protocol/channel";
 import type { Ticket } from "./engine";
 import type { GateObserver } from "./gate";
 

@@ -1,7 +1,8 @@
 import type { NextFunction, Request, RequestHandler, Response } from "express";
 import { PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER } from "../protocol/headers";
 import type { Payment, PaymentGate } from "./gate";
-import { RouteMatcher, type ResolvedRoute, type RouteTable } from "./routes";
+import type { RouteTable } from "../shared/config";
+import { RouteMatcher, type ResolvedRoute } from "./routes";
 
 export interface PaywallOptions {
   readonly gate: PaymentGate;

@@ -3,11 +3,12 @@ import https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import { PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER, type Pricing } from "../protocol/headers";
 import { requestHash } from "../protocol/receipt";
-import type { ForwardBeforeDurable, UnmatchedPolicy } from "./config";
+import type { ForwardBeforeDurable, UnmatchedPolicy } from "../shared/config";
 import type { PaidRequest, Payment, PaymentGate, Refusal } from "./gate";
-import { silentLogger, type Logger } from "./log";
+import { silentLogger, type Logger } from "../shared/log";
 import { PROMETHEUS_CONTENT_TYPE, type PaymentMetrics, type RequestOutcome } from "./metrics";
-import { RouteMatcher, type ResolvedRoute, type RoutePrice, type RouteTable } from "./routes";
+import type { RoutePrice, RouteTable } from "../shared/config";
+import { RouteMatcher, type ResolvedRoute } from "./routes";
 
 /**
  * A standalone paying reverse proxy (node:http, no framework) in front of any HTTP API.

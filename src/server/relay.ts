@@ -24,9 +24,9 @@ import {
 } from "../protocol/authorization";
 import { channelIdHex } from "../protocol/headers";
 import { MAX_AMOUNT } from "../protocol/voucher";
-import type { ChannelRecord } from "../store/types";
-import { CONTRACT_MAX_WITHDRAW_DELAY } from "./config";
-import { silentLogger, type Logger } from "./log";
+import type { ChannelRecord } from "../protocol/channel";
+import { CONTRACT_MAX_WITHDRAW_DELAY } from "../shared/config";
+import { silentLogger, type Logger } from "../shared/log";
 import type { PaymentMetrics } from "./metrics";
 import type { RelayEndpoint } from "./proxy";
 

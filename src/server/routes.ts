@@ -1,15 +1,6 @@
 import type { Pricing } from "../protocol/headers";
-import { toAtomic, type Price } from "../protocol/price";
-
-/** How one route is paid: a price, or `null` for a free route. */
-export type RoutePrice =
-  Price | { readonly price: Price; readonly pricing?: Pricing; readonly description?: string } | null;
-
-/**
- * Route table: keys are "METHOD /path" or "/path" (any method); a path ending in "/*" matches
- * every path below it. Values are prices ("$0.001", atomic units) or null for free routes.
- */
-export type RouteTable = Readonly<Record<string, RoutePrice>>;
+import { toAtomic } from "../protocol/price";
+import type { RoutePrice, RouteTable } from "../shared/config";
 
 /** A route's resolved terms. */
 export interface ResolvedRoute {

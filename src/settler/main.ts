@@ -9,18 +9,19 @@ import { ChannelWatcher } from "../chain/watcher";
 import { toAtomic } from "../protocol/price";
 import { MAX_AMOUNT } from "../protocol/voucher";
 import {
+  CONFIG_ENV,
   ConfigError,
+  DEFAULT_CONFIG_FILE,
   PAYEE_ADDRESS_ENV,
   PAYEE_KEY_ENV,
   parseConfig,
   RELAYER_KEY_ENV,
   type ServerConfig,
-} from "../server/config";
-import { createLogger, type Logger } from "../server/log";
-import { CONFIG_ENV, DEFAULT_CONFIG_FILE } from "../server/main";
+} from "../shared/config";
+import { createLogger, type Logger } from "../shared/log";
 import { openSqliteStore } from "../store/sqlite";
 import type { SettlerPolicy } from "./policy";
-import { TransactionSender } from "./sender";
+import { TransactionSender } from "../chain/sender";
 import { Settler, type BatchReport } from "./settler";
 
 /**
@@ -53,7 +54,7 @@ import { Settler, type BatchReport } from "./settler";
  * }
  * ```
  *
- * The server's loader (src/server/config.ts) must list "settler" among its top-level keys for one
+ * The server's loader (src/shared/config.ts) must list "settler" among its top-level keys for one
  * file to serve both; without the section, every setting takes its default.
  *
  * Environment: PAYCHAN_SETTLER_PRIVATE_KEY pays the claims' gas (fallback PAYCHAN_PAYEE_PRIVATE_KEY;

@@ -14,7 +14,7 @@ import { claimsOfEvent } from "../chain/events";
 import { encodeClaimItem } from "../protocol/voucher";
 import type { PaymentStore } from "../store/types";
 import { selectClaims, toBatches, type ClaimCandidate, type SettlerPolicy } from "./policy";
-import type { TransactionSender } from "./sender";
+import type { TransactionSender } from "../chain/sender";
 
 /** The OP-stack GasPriceOracle predeploy (the same address on every OP-stack chain). */
 export const GAS_PRICE_ORACLE: Address = "0x420000000000000000000000000000000000000F";

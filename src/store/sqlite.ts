@@ -3,7 +3,8 @@ import path from "node:path";
 import Database from "better-sqlite3";
 import type { Address, Hex } from "viem";
 import { migrate } from "./migrations";
-import type { AcceptedVoucher, ChannelLedger, ChannelRecord, PaymentStore, PendingClaim } from "./types";
+import type { ChannelRecord } from "../protocol/channel";
+import type { AcceptedVoucher, ChannelLedger, PaymentStore, PendingClaim } from "./types";
 
 /** Options of {@link openSqliteStore}. */
 export interface SqliteStoreOptions {

@@ -29,7 +29,7 @@ import {
 } from "../../src/chain/watcher";
 import { encodeClaimItem, voucherDomain, voucherTypedData } from "../../src/protocol/voucher";
 import { openSqliteStore } from "../../src/store/sqlite";
-import type { ChannelRecord } from "../../src/store/types";
+import type { ChannelRecord } from "../../src/protocol/channel";
 import {
   jsonRpcError,
   startHardhatNode,

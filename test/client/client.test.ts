@@ -41,8 +41,8 @@ import {
   type PaymentResponse,
 } from "../../src/protocol/headers";
 import { createPaymentServer, type PaymentServer } from "../../src/server/app";
-import { loadConfig, PAYEE_KEY_ENV, RELAYER_KEY_ENV } from "../../src/server/config";
-import { createLogger } from "../../src/server/log";
+import { loadConfig, PAYEE_KEY_ENV, RELAYER_KEY_ENV } from "../../src/shared/config";
+import { createLogger } from "../../src/shared/log";
 import { CHARGE_HEADER } from "../../src/server/proxy";
 import { startHardhatNode, type HardhatNode } from "../helpers/hardhatNode";
 import { HARDHAT_KEYS } from "../helpers/hardhatKeys";

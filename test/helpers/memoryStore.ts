@@ -7,7 +7,8 @@ import { ReceiptSigner } from "../../src/protocol/receipt";
 import { channelIdFor, voucherDigest, voucherDomain, type VoucherDomain } from "../../src/protocol/voucher";
 import { VerificationEngine, type EngineOptions, type VoucherSignatureVerifier } from "../../src/server/engine";
 import { PaymentGate, type GateOptions, type OfferTerms } from "../../src/server/gate";
-import type { AcceptedVoucher, ChannelLedger, ChannelRecord, PaymentStore, PendingClaim } from "../../src/store/types";
+import type { ChannelRecord } from "../../src/protocol/channel";
+import type { AcceptedVoucher, ChannelLedger, PaymentStore, PendingClaim } from "../../src/store/types";
 import { HARDHAT_KEYS } from "./hardhatKeys";
 
 /**

@@ -40,8 +40,8 @@ import {
 import { verifyReceipt, type SignedReceipt } from "../../src/protocol/receipt";
 import { voucherDomain, voucherTypedData, type VoucherDomain } from "../../src/protocol/voucher";
 import { createPaymentServer, type PaymentServer } from "../../src/server/app";
-import { loadConfig, PAYEE_KEY_ENV, RELAYER_KEY_ENV } from "../../src/server/config";
-import { createLogger } from "../../src/server/log";
+import { loadConfig, PAYEE_KEY_ENV, RELAYER_KEY_ENV } from "../../src/shared/config";
+import { createLogger } from "../../src/shared/log";
 import { CHARGE_HEADER } from "../../src/server/proxy";
 import { openSqliteStore } from "../../src/store/sqlite";
 import { freePort, startHardhatNode, type HardhatNode } from "../helpers/hardhatNode";

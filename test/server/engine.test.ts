@@ -2,7 +2,7 @@ import { expect } from "chai";
 import { recoverTypedDataAddress, isAddressEqual, type Hex } from "viem";
 import { toCompactSignature, voucherDomain, voucherTypedData, signerOfChannel } from "../../src/protocol/voucher";
 import { VerificationEngine, type CheckResult, type EngineOptions, type Ticket } from "../../src/server/engine";
-import type { ChannelRecord } from "../../src/store/types";
+import type { ChannelRecord } from "../../src/protocol/channel";
 import {
   ASSET,
   CHAIN_ID,

@@ -9,7 +9,7 @@ import {
   PaymentMetrics,
   type LedgerSnapshot,
 } from "../../src/server/metrics";
-import type { ChannelRecord } from "../../src/store/types";
+import type { ChannelRecord } from "../../src/protocol/channel";
 
 const USDC = "0x036CbD53842c5426634e7929541eC2318f3dCF7e" as Address;
 const OTHER = "0x5FbDB2315678afecb367f032d93F642f64180aa3" as Address;

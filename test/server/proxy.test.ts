@@ -11,7 +11,7 @@ import {
   PAYMENT_SIGNATURE_HEADER,
 } from "../../src/protocol/headers";
 import { requestHash, verifyReceipt } from "../../src/protocol/receipt";
-import { createLogger } from "../../src/server/log";
+import { createLogger } from "../../src/shared/log";
 import { PaymentMetrics } from "../../src/server/metrics";
 import {
   CHARGE_HEADER,
@@ -21,7 +21,7 @@ import {
   PaymentProxy,
   type ProxyOptions,
 } from "../../src/server/proxy";
-import type { RouteTable } from "../../src/server/routes";
+import type { RouteTable } from "../../src/shared/config";
 import { CHAIN_ID, CONTRACT, harness, payerChannel, PAYER, type Harness } from "../helpers/memoryStore";
 
 const PRICE = 1_000n;

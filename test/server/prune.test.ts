@@ -5,8 +5,8 @@ import path from "node:path";
 import { createPublicClient, http, type PublicClient } from "viem";
 import { hardhat } from "viem/chains";
 import { createPaymentServer, type PaymentServer } from "../../src/server/app";
-import { loadConfig, PAYEE_KEY_ENV } from "../../src/server/config";
-import { createLogger } from "../../src/server/log";
+import { loadConfig, PAYEE_KEY_ENV } from "../../src/shared/config";
+import { createLogger } from "../../src/shared/log";
 import type { AcceptedVoucher } from "../../src/store/types";
 import { ASSET, CONTRACT, MemoryStore, PAYEE_KEY, channelRecord, payerChannel } from "../helpers/memoryStore";
 

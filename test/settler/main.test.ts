@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { privateKeyToAccount } from "viem/accounts";
-import { ConfigError, PAYEE_ADDRESS_ENV, PAYEE_KEY_ENV, RELAYER_KEY_ENV } from "../../src/server/config";
+import { ConfigError, PAYEE_ADDRESS_ENV, PAYEE_KEY_ENV, RELAYER_KEY_ENV } from "../../src/shared/config";
 import {
   loadSettleConfig,
   parseSettleArgs,

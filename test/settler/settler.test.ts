@@ -25,7 +25,7 @@ import { ChannelWatcher } from "../../src/chain/watcher";
 import { voucherDomain, voucherTypedData } from "../../src/protocol/voucher";
 import { claimsOfEvent } from "../../src/chain/events";
 import type { SettlerPolicy } from "../../src/settler/policy";
-import { TransactionSender } from "../../src/settler/sender";
+import { TransactionSender } from "../../src/chain/sender";
 import { SETTLER_KEY_ENV } from "../../src/settler/main";
 import { GAS_PRICE_ORACLE, Settler, type BatchReport } from "../../src/settler/settler";
 import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite";

@@ -14,7 +14,8 @@ import {
   openSqliteStore,
   type FileSync,
 } from "../../src/store/sqlite";
-import type { AcceptedVoucher, ChannelRecord, PendingClaim } from "../../src/store/types";
+import type { ChannelRecord } from "../../src/protocol/channel";
+import type { AcceptedVoucher, PendingClaim } from "../../src/store/types";
 
 const REPO = path.resolve(__dirname, "../..");
 const MAX_CHANNEL_ID = (1n << 184n) - 1n;

@@ -4,9 +4,8 @@ import { getAddress, isAddress, type Address, type Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { findNetwork, NETWORKS, type NetworkInfo } from "../chain/networks";
 import { MAX_PAYMENT_HEADER_BYTES, type Pricing } from "../protocol/headers";
-import { toAtomic } from "../protocol/price";
+import { toAtomic, type Price } from "../protocol/price";
 import { MAX_AMOUNT } from "../protocol/voucher";
-import type { RoutePrice, RouteTable } from "./routes";
 
 /**
  * The paychan server's configuration: a JSON file for everything public, the environment for
@@ -31,6 +30,20 @@ import type { RoutePrice, RouteTable } from "./routes";
  * file has no `rpcUrl`.
  */
 
+/** How one route is paid: a price, or `null` for a free route. */
+export type RoutePrice =
+  Price | { readonly price: Price; readonly pricing?: Pricing; readonly description?: string } | null;
+
+/**
+ * Route table: keys are "METHOD /path" or "/path" (any method); a path ending in "/*" matches
+ * every path below it. Values are prices ("$0.001", atomic units) or null for free routes.
+ */
+export type RouteTable = Readonly<Record<string, RoutePrice>>;
+
+/** Default config file, relative to the working directory. */
+export const DEFAULT_CONFIG_FILE = "paychan.config.json";
+/** Environment variable naming the config file when no --config is given. */
+export const CONFIG_ENV = "PAYCHAN_CONFIG";
 /** Environment variable: receipt signing key; the payee address is derived from it by default. */
 export const PAYEE_KEY_ENV = "PAYCHAN_PAYEE_PRIVATE_KEY";
 /** Environment variable: payee address, when channels pay an address other than the receipt key's. */

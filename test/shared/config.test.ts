@@ -13,7 +13,7 @@ import {
   PAYEE_KEY_ENV,
   RELAYER_KEY_ENV,
   type ServerConfig,
-} from "../../src/server/config";
+} from "../../src/shared/config";
 import { HARDHAT_KEYS } from "../helpers/hardhatKeys";
 
 const PAYEE_KEY = HARDHAT_KEYS[1];
