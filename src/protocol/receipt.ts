@@ -12,6 +12,7 @@ import {
 } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { keccak256IntoAnyLength } from "./keccak256";
+import { selectSecp256k1, type NativeSecp256k1, type Secp256k1Backend } from "./secp256k1";
 
 /**
  * Receipts: every paid response carries one, signed by the server's key, so the payer (or anyone)
@@ -127,35 +128,35 @@ export async function verifyReceipt(
   }
 }
 
-interface NativeSecp256k1 {
-  ecdsaSign(message: Uint8Array, privateKey: Uint8Array): { signature: Uint8Array; recid: number };
-}
-
-function loadNative(): NativeSecp256k1 | undefined {
-  if (process.env.PAYCHAN_SECP256K1 === "js") return undefined;
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return require("secp256k1") as NativeSecp256k1;
-  } catch {
-    return undefined;
-  }
+/** Options for {@link ReceiptSigner}. */
+export interface ReceiptSignerOptions {
+  /**
+   * `native` (libsecp256k1), `js`, or `auto`: native when it loads, else js with a process
+   * warning. Default: the `PAYCHAN_SECP256K1` variable, else `auto` (see secp256k1.ts).
+   */
+  readonly backend?: Secp256k1Backend | "auto";
 }
 
 /**
  * Signs receipts on the request path: the domain separator and type hash are computed once, the
  * struct is hashed from a fixed 224-byte layout, and signing uses libsecp256k1 when it loads
- * (pure JS otherwise; both are deterministic RFC 6979, so they give identical signatures).
+ * (pure JS otherwise, announced by a process warning; both are deterministic RFC 6979, so they
+ * give identical signatures).
  */
 export class ReceiptSigner {
   readonly address: Address;
+  /** Which secp256k1 implementation signs. */
+  readonly backend: Secp256k1Backend;
   private readonly key: Uint8Array;
   private readonly struct = Buffer.alloc(7 * 32);
   private readonly structView = new DataView(this.struct.buffer, this.struct.byteOffset, this.struct.length);
   private readonly digestBuffer = new Uint8Array(32);
   private readonly digestInput = Buffer.alloc(66);
-  private readonly native = loadNative();
+  private readonly native: NativeSecp256k1 | null;
 
-  constructor(privateKey: Hex, chainId: number, contract: Address) {
+  constructor(privateKey: Hex, chainId: number, contract: Address, options: ReceiptSignerOptions = {}) {
+    this.native = selectSecp256k1(options.backend);
+    this.backend = this.native !== null ? "native" : "js";
     this.address = privateKeyToAccount(privateKey).address;
     this.key = Buffer.from(privateKey.slice(2), "hex");
     const separator = domainSeparatorOf(chainId, contract);

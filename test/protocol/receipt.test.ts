@@ -128,6 +128,9 @@ describe("receipts", () => {
   it("gives identical signatures with libsecp256k1 and the pure-JS fallback (RFC 6979)", () => {
     const native = new ReceiptSigner(RECEIPT_KEY, CHAIN_ID, CONTRACT);
     const js = withEnv("PAYCHAN_SECP256K1", "js", () => new ReceiptSigner(RECEIPT_KEY, CHAIN_ID, CONTRACT));
+    expect(native.backend).to.equal("native");
+    expect(js.backend).to.equal("js");
+    expect(new ReceiptSigner(RECEIPT_KEY, CHAIN_ID, CONTRACT, { backend: "js" }).backend).to.equal("js");
     const random = createRandom(5);
     for (let i = 0; i < 50; i++) {
       const receipt = randomReceipt(random);
