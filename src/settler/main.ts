@@ -281,6 +281,151 @@ export function reportJson(report: BatchReport): string {
   return JSON.stringify(report, (_key, value: unknown) => (typeof value === "bigint" ? value.toString() : value));
 }
 
+/** Options of {@link startSettler}. */
+export interface StartSettlerOptions {
+  /** Environment holding the keys, when `config` is a file name. Default process.env. */
+  readonly env?: NodeJS.ProcessEnv;
+  /** Where the settler logs (as `component: "settler"`). Default {@link createLogger}(). */
+  readonly logger?: Logger;
+  /** Called with each claim batch once it is confirmed. */
+  readonly onBatch?: (report: BatchReport) => void;
+}
+
+/** A batch settler running in this process, from {@link startSettler}. */
+export interface RunningSettler {
+  readonly config: SettleConfig;
+  /** The settler itself: its `metrics`, `runOnce()` for a pass now. */
+  readonly settler: Settler;
+  /** Stops scheduling, waits for a claim in flight, stops the watcher and closes the store. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs the batch settler inside this process, as `paychan settle` does in its own: checks the RPC
+ * endpoint and the contract, reconciles the store with the chain, then claims on the schedule of
+ * the "settler" section, and at once when a payer asks to withdraw. `config` is the server's
+ * configuration file (the one `loadConfig` reads) or its already loaded settler view.
+ *
+ * A seller who serves paid requests with the `paywall` middleware runs this next to it (or runs
+ * `paychan settle` beside the server): without a settler, accepted vouchers are never claimed,
+ * and a payer who exits takes back what they paid for. Throws {@link ConfigError} for a bad
+ * configuration, and the first error when the chain or the store cannot be reached.
+ *
+ * ```ts
+ * const settler = await startSettler("paychan.config.json");
+ * process.on("SIGTERM", () => void settler.stop());
+ * ```
+ */
+export async function startSettler(
+  config: string | SettleConfig,
+  options: StartSettlerOptions = {},
+): Promise<RunningSettler> {
+  const settleConfig = typeof config === "string" ? loadSettleConfig(config, options.env ?? process.env) : config;
+  const parts = await openSettler(settleConfig, options.logger ?? createLogger(), "scheduled", options.onBatch);
+  const { settler, watcher, logger } = parts;
+  try {
+    await settler.start();
+  } catch (error) {
+    await parts.close();
+    throw error;
+  }
+  if (watcher) {
+    watcher.on("withdrawalRequested", (record, info) => {
+      logger.info("withdrawal requested; claiming now", { channelId: record.channelId, confirmed: info.confirmed });
+      settler.claimUrgently();
+    });
+    watcher.on("error", (error) => logger.warn("chain watcher poll failed", { err: error }));
+    watcher.start();
+  }
+  let stopping: Promise<void> | undefined;
+  return { config: settleConfig, settler, stop: () => (stopping ??= parts.close()) };
+}
+
+/** What {@link openSettler} assembled; `close` stops the watcher and the settler, then closes the store. */
+interface SettlerParts {
+  readonly settler: Settler;
+  readonly watcher: ChannelWatcher | undefined;
+  readonly logger: Logger;
+  close(): Promise<void>;
+}
+
+/**
+ * Checks the RPC endpoint and the contract, opens the store and builds the settler (and its
+ * watcher when the section asks for one), not yet running.
+ */
+async function openSettler(
+  config: SettleConfig,
+  baseLogger: Logger,
+  mode: "once" | "scheduled",
+  onBatch: ((report: BatchReport) => void) | undefined,
+): Promise<SettlerParts> {
+  const logger = baseLogger.child({ component: "settler" });
+  const { server, settler: settings } = config;
+  const { network } = server;
+  const chain: Chain = { ...VIEM_CHAINS[network.name], rpcUrls: { default: { http: [server.rpcUrl] } } };
+  const publicClient = createChainClient({ url: server.rpcUrl, chain });
+
+  const chainId = await publicClient.getChainId();
+  if (chainId !== network.chainId) {
+    throw new Error(`the RPC endpoint serves chain ${chainId}, but network ${network.name} is ${network.chainId}`);
+  }
+  const code = await publicClient.getCode({ address: server.contract });
+  if (code === undefined || code === "0x") throw new Error(`no contract at ${server.contract} on ${network.name}`);
+
+  const store = openSqliteStore({ path: server.database.path, durable: server.database.durable });
+  let watcher: ChannelWatcher | undefined;
+  let settler: Settler | undefined;
+  const close = async (): Promise<void> => {
+    await watcher?.stop().catch(() => undefined);
+    await settler?.stop().catch(() => undefined);
+    await store.close().catch(() => undefined);
+  };
+  try {
+    const account = privateKeyToAccount(config.senderKey);
+    const walletClient = createWalletClient({ account, chain, transport: http(server.rpcUrl) });
+    const sender = new TransactionSender({
+      publicClient,
+      walletClient,
+      account,
+      chain,
+      confirmations: server.confirmations,
+      pollIntervalMs: Math.min(server.pollIntervalMs, 1_000),
+      replaceAfterMs: settings.replaceAfterMs,
+      feeBumpPercent: settings.feeBumpPercent,
+      timeoutMs: settings.sendTimeoutMs,
+      onRetry: (cause, error) => logger.debug("RPC call failed; retrying", { cause, err: error }),
+    });
+    settler = new Settler({
+      publicClient,
+      sender,
+      store,
+      contract: server.contract,
+      policy: settings.policy,
+      opStack: network.opStack,
+      intervalSec: settings.intervalSec,
+      onBatch: (report) => {
+        onBatch?.(report);
+        logger.info("claim batch confirmed", { ...report });
+      },
+      onError: (cause, error) => logger.warn("settler problem", { cause, err: error }),
+    });
+    if (settings.watch) watcher = await createWatcher(server, store, publicClient, logger);
+  } catch (error) {
+    await close();
+    throw error;
+  }
+
+  logger.info("paychan settler starting", {
+    network: network.name,
+    contract: server.contract,
+    payee: server.payee,
+    sender: config.sender,
+    mode,
+    intervalSec: settings.intervalSec,
+  });
+  return { settler, watcher, logger, close };
+}
+
 export interface SettleOptions {
   /** One pass, then exit. */
   readonly now?: boolean;
@@ -309,111 +454,58 @@ export async function settle(configPath: string, options: SettleOptions = {}): P
     stderr.write(`paychan: ${error instanceof ConfigError ? error.message : String(error)}\n`);
     return 2;
   }
-  const logger = (options.logger ?? createLogger()).child({ component: "settler" });
-  const { server, settler: settings } = config;
-  const { network } = server;
-  const chain: Chain = { ...VIEM_CHAINS[network.name], rpcUrls: { default: { http: [server.rpcUrl] } } };
-  const publicClient = createChainClient({ url: server.rpcUrl, chain });
+  const baseLogger = options.logger ?? createLogger();
+  const logger = baseLogger.child({ component: "settler" });
+  const onBatch = (report: BatchReport) => stdout.write(reportJson(report) + "\n");
 
-  try {
-    const chainId = await publicClient.getChainId();
-    if (chainId !== network.chainId) {
-      throw new Error(`the RPC endpoint serves chain ${chainId}, but network ${network.name} is ${network.chainId}`);
+  if (options.now) {
+    let parts: SettlerParts;
+    try {
+      parts = await openSettler(config, baseLogger, "once", onBatch);
+    } catch (error) {
+      logger.error("paychan settler cannot start", { err: error });
+      return 1;
     }
-    const code = await publicClient.getCode({ address: server.contract });
-    if (code === undefined || code === "0x") throw new Error(`no contract at ${server.contract} on ${network.name}`);
+    try {
+      // Fresh channel records first, so a pending withdrawal is seen as urgent.
+      await parts.watcher?.syncNow();
+      await parts.settler.reconcile();
+      await parts.settler.runOnce();
+      const { failures } = parts.settler.metrics;
+      return (failures.send ?? 0) + (failures.reverted ?? 0) > 0 ? 1 : 0;
+    } catch (error) {
+      logger.error("paychan settler failed", { err: error });
+      return 1;
+    } finally {
+      await parts.close();
+    }
+  }
+
+  let running: RunningSettler;
+  try {
+    running = await startSettler(config, { logger: baseLogger, onBatch });
   } catch (error) {
     logger.error("paychan settler cannot start", { err: error });
     return 1;
   }
-
-  const store = openSqliteStore({ path: server.database.path, durable: server.database.durable });
-  let watcher: ChannelWatcher | undefined;
-  let settler: Settler | undefined;
-  try {
-    const account = privateKeyToAccount(config.senderKey);
-    const walletClient = createWalletClient({ account, chain, transport: http(server.rpcUrl) });
-    const sender = new TransactionSender({
-      publicClient,
-      walletClient,
-      account,
-      chain,
-      confirmations: server.confirmations,
-      pollIntervalMs: Math.min(server.pollIntervalMs, 1_000),
-      replaceAfterMs: settings.replaceAfterMs,
-      feeBumpPercent: settings.feeBumpPercent,
-      timeoutMs: settings.sendTimeoutMs,
-      onRetry: (cause, error) => logger.debug("RPC call failed; retrying", { cause, err: error }),
-    });
-    settler = new Settler({
-      publicClient,
-      sender,
-      store,
-      contract: server.contract,
-      policy: settings.policy,
-      opStack: network.opStack,
-      intervalSec: settings.intervalSec,
-      onBatch: (report) => {
-        stdout.write(reportJson(report) + "\n");
-        logger.info("claim batch confirmed", { ...report });
-      },
-      onError: (cause, error) => logger.warn("settler problem", { cause, err: error }),
-    });
-    if (settings.watch) watcher = await createWatcher(server, store, publicClient, logger);
-
-    logger.info("paychan settler starting", {
-      network: network.name,
-      contract: server.contract,
-      payee: server.payee,
-      sender: config.sender,
-      mode: options.now ? "once" : "scheduled",
-      intervalSec: settings.intervalSec,
-    });
-
-    if (options.now) {
-      // Fresh channel records first, so a pending withdrawal is seen as urgent.
-      await watcher?.syncNow();
-      await settler.reconcile();
-      await settler.runOnce();
-      const { failures } = settler.metrics;
-      return (failures.send ?? 0) + (failures.reverted ?? 0) > 0 ? 1 : 0;
-    }
-
-    await settler.start();
-    const running = settler;
-    if (watcher) {
-      watcher.on("withdrawalRequested", (record, info) => {
-        logger.info("withdrawal requested; claiming now", { channelId: record.channelId, confirmed: info.confirmed });
-        running.claimUrgently();
-      });
-      watcher.on("error", (error) => logger.warn("chain watcher poll failed", { err: error }));
-      watcher.start();
-    }
-    options.onStarted?.(running);
-    await new Promise<void>((resolve) => {
-      const signals = options.signals ?? (["SIGINT", "SIGTERM"] as const);
-      const onSignal = (signal: NodeJS.Signals) => {
-        logger.info("stopping", { signal });
-        for (const s of signals) process.off(s, onSignal);
-        resolve();
-      };
-      for (const s of signals) process.on(s, onSignal);
-      const onAbort = () => {
-        for (const s of signals) process.off(s, onSignal);
-        resolve();
-      };
-      if (options.abort?.aborted) onAbort();
-      else options.abort?.addEventListener("abort", onAbort, { once: true });
-    });
-    return 0;
-  } catch (error) {
-    logger.error("paychan settler failed", { err: error });
-    return 1;
-  } finally {
-    await watcher?.stop().catch(() => undefined);
-    await settler?.stop().catch(() => undefined);
-    await store.close().catch(() => undefined);
-  }
+  options.onStarted?.(running.settler);
+  await new Promise<void>((resolve) => {
+    const signals = options.signals ?? (["SIGINT", "SIGTERM"] as const);
+    const onSignal = (signal: NodeJS.Signals) => {
+      logger.info("stopping", { signal });
+      for (const s of signals) process.off(s, onSignal);
+      resolve();
+    };
+    for (const s of signals) process.on(s, onSignal);
+    const onAbort = () => {
+      for (const s of signals) process.off(s, onSignal);
+      resolve();
+    };
+    if (options.abort?.aborted) onAbort();
+    else options.abort?.addEventListener("abort", onAbort, { once: true });
+  });
+  await running.stop();
+  return 0;
 }
 
 /**

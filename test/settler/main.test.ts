@@ -11,6 +11,7 @@ import {
   reportJson,
   SETTLER_DEFAULTS,
   SETTLER_KEY_ENV,
+  startSettler,
 } from "../../src/settler/main";
 import { HARDHAT_KEYS } from "../helpers/hardhatKeys";
 
@@ -190,6 +191,28 @@ describe("paychan settle: configuration", () => {
       writeFileSync(file, "{ not json");
       expect(issuesOf(() => loadSettleConfig(file, { [SETTLER_KEY_ENV]: SETTLER_KEY }))[0]).to.match(/^not valid JSON/);
       expect(issuesOf(() => loadSettleConfig(path.join(dir, "missing.json"), {}))[0]).to.match(/file not found$/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("startSettler", () => {
+  it("reads the file it is given with the environment it is given, and refuses a bad configuration before any RPC call", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "paychan-start-settler-"));
+    try {
+      const file = path.join(dir, "paychan.config.json");
+      // Port 1 answers nothing: reaching the chain would fail differently, and slowly.
+      writeFileSync(file, JSON.stringify({ ...BASE, rpcUrl: "http://127.0.0.1:1", settler: { intervalSec: 0 } }));
+      const error = await startSettler(file, { env: {} }).then(
+        () => expect.fail("expected startSettler to refuse the configuration"),
+        (e: unknown) => e,
+      );
+      expect(error).to.be.instanceOf(ConfigError);
+      expect((error as ConfigError).issues).to.include.members([
+        `environment ${SETTLER_KEY_ENV}: required (or ${PAYEE_KEY_ENV}); the key that sends claims`,
+        "config.settler.intervalSec: must be a whole number in [1, 86400], got 0",
+      ]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
