@@ -1,8 +1,17 @@
 #!/usr/bin/env node
 "use strict";
 
-// The paychan CLI runs the TypeScript sources directly (no build step): register.js transpiles
-// each file as it is loaded, and start-up pays only for that (type checking is `npm run lint`).
-require("./register.js");
+const fs = require("node:fs");
+const path = require("node:path");
 
-require("../src/cli/index.ts").main(process.argv.slice(2));
+// In a checkout of the repository the CLI runs the TypeScript sources (register.js transpiles each
+// file as it is loaded; type checking is `npm run lint`), so what runs is always what was just
+// edited. The installed package ships no sources: there it runs the compiled JavaScript in dist/,
+// which needs only the package's production dependencies.
+const sources = path.join(__dirname, "..", "src", "cli", "index.ts");
+if (fs.existsSync(sources)) {
+  require("./register.js");
+  require(sources).main(process.argv.slice(2));
+} else {
+  require("../dist/cli/index.js").main(process.argv.slice(2));
+}

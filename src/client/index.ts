@@ -49,3 +49,6 @@ export type { ChannelTerms, SendingWallet, TypedDataSigner } from "./terms";
 export { topUp } from "./topUp";
 export type { TopUpParams } from "./topUp";
 export { loadOrCreateSessionKey } from "./sessionKey";
+export { findNetwork, NETWORKS } from "../chain/networks";
+export type { NetworkInfo, NetworkName } from "../chain/networks";
+export { paymentChannelsAbi, usdcAbi } from "../chain/abi";

@@ -1,0 +1,60 @@
+/**
+ * `paychan/server`: put paid routes in front of an API.
+ *
+ * - {@link createPaymentServer} assembles everything from a validated configuration
+ *   ({@link loadConfig}): SQLite store, verification engine, chain watcher, receipt signer, payment
+ *   gate, the gasless relay when a relayer key is set, and the reverse proxy.
+ * - In an Express app, {@link paywall} guards the priced routes with the server's gate and
+ *   `server.relay.handle` serves the relay; `server.start()` instead runs the reverse proxy in
+ *   front of `config.upstream`.
+ * - Accepted vouchers are claimed by the batch settler: `startSettler` from `paychan/settler` in
+ *   the same process, or `paychan settle` beside it.
+ */
+export { createPaymentServer } from "./app";
+export type { PaymentServer, PaymentServerOptions } from "./app";
+export { paymentOf, paywall } from "./paywall";
+export type { PaywallOptions } from "./paywall";
+export {
+  CHANNEL_HEADER,
+  CHARGE_HEADER,
+  createProxy,
+  PAYER_HEADER,
+  PaymentProxy,
+  PRICE_HEADER,
+  PRICING_HEADER,
+} from "./proxy";
+export type { HealthReport, ProxyOptions, RelayEndpoint } from "./proxy";
+export { GaslessRelay, RelayError } from "./relay";
+export type { RelayOptions, RelayResult, RelaySender } from "./relay";
+export { PaymentGate } from "./gate";
+export type {
+  AuthorizeOptions,
+  GateObserver,
+  GateOptions,
+  GateResult,
+  OfferTerms,
+  PaidRequest,
+  Payment,
+  Refusal,
+} from "./gate";
+export { RouteMatcher } from "./routes";
+export type { ResolvedRoute } from "./routes";
+export { VerificationEngine } from "./engine";
+export type { CheckResult, EngineOptions, Ticket } from "./engine";
+export {
+  CONFIG_DEFAULTS,
+  CONFIG_ENV,
+  ConfigError,
+  DEFAULT_CONFIG_FILE,
+  loadConfig,
+  parseConfig,
+  PAYEE_ADDRESS_ENV,
+  PAYEE_KEY_ENV,
+  RELAYER_KEY_ENV,
+  ServerSecrets,
+} from "../shared/config";
+export type { ParseOptions, RoutePrice, RouteTable, ServerConfig } from "../shared/config";
+export { createLogger, silentLogger } from "../shared/log";
+export type { Logger, LoggerOptions, LogLevel } from "../shared/log";
+export { findNetwork, NETWORKS } from "../chain/networks";
+export type { NetworkInfo, NetworkName } from "../chain/networks";
