@@ -28,7 +28,7 @@ interface ExportEntry {
 }
 
 /** The package's entry points: subpath → its `import` and `require` targets. */
-export function packageEntries(): [string, ExportEntry][] {
+function packageEntries(): [string, ExportEntry][] {
   const manifest = JSON.parse(readFileSync(path.join(REPO_ROOT, "package.json"), "utf8")) as {
     exports: Record<string, ExportEntry | string>;
   };
