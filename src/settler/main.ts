@@ -1,10 +1,9 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { createWalletClient, http, parseGwei, type Address, type Chain, type Hex } from "viem";
+import { createWalletClient, http, parseGwei, type Address, type Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
-import { arbitrumSepolia, base, baseSepolia, hardhat, optimism, optimismSepolia } from "viem/chains";
 import { createChainClient } from "../chain/client";
-import type { NetworkName } from "../chain/networks";
+import { viemChain } from "../chain/viemChain";
 import { ChannelWatcher } from "../chain/watcher";
 import { toAtomic } from "../protocol/price";
 import { MAX_AMOUNT } from "../protocol/voucher";
@@ -266,16 +265,6 @@ function privateKey(issues: string[], name: string, value: string | undefined): 
   return hex.toLowerCase() as Hex;
 }
 
-const VIEM_CHAINS: Readonly<Record<NetworkName, Chain>> = {
-  base,
-  "base-sepolia": baseSepolia,
-  optimism,
-  "optimism-sepolia": optimismSepolia,
-  "arbitrum-sepolia": arbitrumSepolia,
-  localhost: hardhat,
-  hardhat,
-};
-
 /** A batch report as one JSON object: bigints as decimal strings. */
 export function reportJson(report: BatchReport): string {
   return JSON.stringify(report, (_key, value: unknown) => (typeof value === "bigint" ? value.toString() : value));
@@ -312,7 +301,7 @@ export async function settle(configPath: string, options: SettleOptions = {}): P
   const logger = (options.logger ?? createLogger()).child({ component: "settler" });
   const { server, settler: settings } = config;
   const { network } = server;
-  const chain: Chain = { ...VIEM_CHAINS[network.name], rpcUrls: { default: { http: [server.rpcUrl] } } };
+  const chain = viemChain(network, server.rpcUrl);
   const publicClient = createChainClient({ url: server.rpcUrl, chain });
 
   try {
