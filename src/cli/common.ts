@@ -4,7 +4,6 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { createPublicClient, createWalletClient, http, type Hex, type PublicClient } from "viem";
 import { privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
 import { NETWORKS, type NetworkInfo, type NetworkName } from "../chain/networks";
-import { viemChain } from "../chain/viemChain";
 import type { SendingWallet } from "../client";
 
 /**
@@ -125,12 +124,17 @@ export function rpcUrlOf(network: NetworkInfo, option: string | undefined, env =
   );
 }
 
-/** A public client, and a wallet client for `account` when given. */
-export function clientsFor(
+/**
+ * A public client, and a wallet client for `account` when given. viem's chain table is loaded here,
+ * on first use: it takes a few hundred ms, which commands that build no client and every --help
+ * are spared.
+ */
+export async function clientsFor(
   network: NetworkInfo,
   rpcUrl: string,
   account?: PrivateKeyAccount,
-): { publicClient: PublicClient; wallet?: SendingWallet } {
+): Promise<{ publicClient: PublicClient; wallet?: SendingWallet }> {
+  const { viemChain } = await import("../chain/viemChain");
   const chain = viemChain(network, rpcUrl);
   const publicClient = createPublicClient({ chain, transport: http(rpcUrl) }) as PublicClient;
   if (!account) return { publicClient };
