@@ -48,7 +48,7 @@ function processMetrics(): Registry {
  * sample rather than failing the whole scrape; an unlabelled gauge with no sample is left out,
  * not reported as 0.
  */
-export function scrapedGauge(
+function scrapedGauge(
   registry: Registry,
   name: string,
   help: string,

@@ -286,7 +286,9 @@ export const SETTLE_USAGE = `Usage: paychan settle [--config <file>] [--now]
 Claims the vouchers the server accepted, in batches (claimBatch), using the server's config file
 <file> (default: $${CONFIG_ENV} or ./${DEFAULT_CONFIG_FILE}) and its optional "settler" section.
 Runs on a schedule, and at once when a payer asks to withdraw; with --now, runs one pass and exits.
-Each batch sent is printed on stdout as a JSON line.
+Each batch sent is printed on stdout as a JSON line; a --now pass that claims nothing says why on
+stderr. By default a channel is claimed once it holds $1 unclaimed (settler.minUnclaimed) or its
+oldest unclaimed voucher is a day old (settler.maxAgeSec); every setting is in docs/config.md.
 
 Environment:
   ${SETTLER_KEY_ENV}  key that sends the claims and pays their gas (fallback ${PAYEE_KEY_ENV})
