@@ -605,7 +605,8 @@ function routesSchema(decimals: number) {
         `must be a price ("$0.001"), an object { "price", "pricing" } or null (free), got ${show(issue.input)}`,
     })
     .transform((route): RoutePrice => {
-      if (route === null || typeof route === "bigint") return route === null ? null : route.toString();
+      if (route === null) return null;
+      if (typeof route === "bigint") return route.toString();
       return { ...route, price: route.price.toString() };
     });
   return z
@@ -711,7 +712,7 @@ function settlerSchema(decimals: number) {
       .meta({ description: "A channel is claimed once this much is unclaimed." }),
     maxAgeSec: integer({ min: 1, max: 365 * 24 * 3600, unit: "seconds" })
       .default(SETTLER_DEFAULTS.maxAgeSec)
-      .meta({ description: "...or once its oldest unclaimed voucher is this old (seconds)." }),
+      .meta({ description: "A channel is also claimed once its oldest unclaimed voucher is this old (seconds)." }),
     // A claimBatch item costs about 12,000 gas: 1,000 items stay far below any block gas limit.
     maxBatchSize: integer({ min: 1, max: 1_000 })
       .default(SETTLER_DEFAULTS.maxBatchSize)
