@@ -13,7 +13,7 @@ import { paymentChannelsAbi, usdcAbi } from "../../src/chain/abi";
 import { createVoucherHasher } from "../../src/protocol/fastVerify";
 import { channelIdHex, decodeHeader, encodePaymentSignature, type PaymentRequired } from "../../src/protocol/headers";
 import { PAYEE_KEY_ENV } from "../../src/shared/config";
-import type { Histogram } from "../../src/server/metrics";
+import type { BucketCounts } from "../../src/server/metrics";
 import type { HardhatNode } from "../../test/helpers/hardhatNode";
 import { TS_REGISTER } from "./proc";
 import { HARDHAT_KEYS } from "../../test/helpers/hardhatKeys";
@@ -361,7 +361,7 @@ async function paced(
   let ok = 0;
   let inflight = 0;
   let maxInflight = 0;
-  type Stats = { batches: number; writes: number; fsync: FsyncCounts; loopP99Ms: number; loopMaxMs: number };
+  type Stats = { batches: number; writes: number; fsync: BucketCounts; loopP99Ms: number; loopMaxMs: number };
   const before = await server.request<Stats>({ type: "stats" }, "stats");
   const serverCpuStart = cpuSecondsOf(server.child.pid);
   const start = performance.now() + 5;
@@ -423,13 +423,10 @@ async function paced(
   };
 }
 
-/** The server's `paychan_store_fsync_seconds` buckets, as its "stats" reply carries them. */
-type FsyncCounts = ReturnType<Histogram["cumulativeCounts"]>;
-
 /** What a run's WAL fsyncs were, from the server's fsync histogram before and after it. */
 function fsyncsBetween(
-  before: FsyncCounts,
-  after: FsyncCounts,
+  before: BucketCounts,
+  after: BucketCounts,
 ): Pick<RateRun, "fsyncs" | "fsyncsOver5Ms" | "longestFsyncUnderMs"> {
   const fsyncs = after.count - before.count;
   const within = after.bounds.map((_, i) => after.counts[i] - before.counts[i]);

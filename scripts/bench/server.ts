@@ -77,7 +77,7 @@ async function main(): Promise<void> {
           type: "stats",
           batches,
           writes,
-          fsync: server.metrics.fsync.cumulativeCounts(),
+          fsync: await server.metrics.fsyncCounts(),
           loopP50Ms: ms(loopDelay.percentile(50)),
           loopP99Ms: ms(loopDelay.percentile(99)),
           loopMaxMs: ms(loopDelay.max),

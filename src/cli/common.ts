@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { createPublicClient, createWalletClient, http, type Chain, type Hex, type PublicClient } from "viem";
+import { createPublicClient, createWalletClient, http, type Hex, type PublicClient } from "viem";
 import { privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
 import { NETWORKS, type NetworkInfo, type NetworkName } from "../chain/networks";
 import type { SendingWallet } from "../client";
@@ -124,23 +124,18 @@ export function rpcUrlOf(network: NetworkInfo, option: string | undefined, env =
   );
 }
 
-/** A viem chain for a network and RPC URL. */
-export function chainOf(network: NetworkInfo, rpcUrl: string): Chain {
-  return {
-    id: network.chainId,
-    name: network.name,
-    nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 },
-    rpcUrls: { default: { http: [rpcUrl] } },
-  };
-}
-
-/** A public client, and a wallet client for `account` when given. */
-export function clientsFor(
+/**
+ * A public client, and a wallet client for `account` when given. viem's chain table is loaded here,
+ * on first use: it takes a few hundred ms, which commands that build no client and every --help
+ * are spared.
+ */
+export async function clientsFor(
   network: NetworkInfo,
   rpcUrl: string,
   account?: PrivateKeyAccount,
-): { publicClient: PublicClient; wallet?: SendingWallet } {
-  const chain = chainOf(network, rpcUrl);
+): Promise<{ publicClient: PublicClient; wallet?: SendingWallet }> {
+  const { viemChain } = await import("../chain/viemChain");
+  const chain = viemChain(network, rpcUrl);
   const publicClient = createPublicClient({ chain, transport: http(rpcUrl) }) as PublicClient;
   if (!account) return { publicClient };
   return { publicClient, wallet: createWalletClient({ account, chain, transport: http(rpcUrl) }) };

@@ -1,6 +1,6 @@
 import type { Command } from "./index";
 import { parseServeArgs, serve, SERVE_USAGE } from "../server/main";
-import type { MetricsRegistry } from "../server/metrics";
+import type { PaymentMetrics } from "../server/metrics";
 import { settle } from "../settler/main";
 import type { Settler } from "../settler/settler";
 
@@ -35,10 +35,10 @@ export const command: Command = {
     // stops the other, so the process never runs half of the service.
     const stopSettler = new AbortController();
     // The settler's figures join the server's /metrics once both parts run.
-    let registry: MetricsRegistry | undefined;
+    let metrics: PaymentMetrics | undefined;
     let settler: Settler | undefined;
     const expose = () => {
-      if (registry && settler) exposeSettlerMetrics(registry, settler);
+      if (metrics && settler) exposeSettlerMetrics(metrics, settler);
     };
     const settled = settle(parsed.configPath, {
       abort: stopSettler.signal,
@@ -49,7 +49,7 @@ export const command: Command = {
     });
     const served = serve(parsed.configPath, {
       onStarted: (server) => {
-        registry = server.metrics.registry;
+        metrics = server.metrics;
         expose();
       },
     });
@@ -65,27 +65,30 @@ export const command: Command = {
 };
 
 /** Publishes the settler's figures as gauges read at scrape time. */
-function exposeSettlerMetrics(registry: MetricsRegistry, settler: Settler): void {
+function exposeSettlerMetrics(metrics: PaymentMetrics, settler: Settler): void {
   const m = settler.metrics;
-  registry.gauge("paychan_settler_unclaimed_atomic", "Accepted but not yet claimed, atomic units.", () => [
+  metrics.gauge("paychan_settler_unclaimed_atomic", "Accepted but not yet claimed, atomic units.", () => [
     { value: m.unclaimedAmount },
   ]);
-  registry.gauge("paychan_settler_unclaimed_channels", "Channels with an unclaimed voucher.", () => [
+  metrics.gauge("paychan_settler_unclaimed_channels", "Channels with an unclaimed voucher.", () => [
     { value: m.unclaimedCount },
   ]);
-  registry.gauge("paychan_settler_oldest_unclaimed_seconds", "Age of the oldest unclaimed voucher.", () => [
+  metrics.gauge("paychan_settler_oldest_unclaimed_seconds", "Age of the oldest unclaimed voucher.", () => [
     { value: m.oldestUnclaimedAgeSec },
   ]);
-  registry.gauge("paychan_settler_batches_sent", "Claim transactions confirmed since start.", () => [
+  metrics.gauge("paychan_settler_batches_sent", "Claim transactions confirmed since start.", () => [
     { value: m.batchesSent },
   ]);
-  registry.gauge("paychan_settler_channels_claimed", "Channel claims confirmed since start.", () => [
+  metrics.gauge("paychan_settler_channels_claimed", "Channel claims confirmed since start.", () => [
     { value: m.channelsClaimed },
   ]);
-  registry.gauge("paychan_settler_gas_per_channel", "Gas per channel of the last claim batch.", () => [
+  metrics.gauge("paychan_settler_gas_per_channel", "Gas per channel of the last claim batch.", () => [
     { value: m.lastGasPerChannel },
   ]);
-  registry.gauge("paychan_settler_failures", "Settler failures since start, by cause.", () =>
-    Object.entries(m.failures).map(([cause, value]) => ({ labels: { cause }, value })),
+  metrics.gauge(
+    "paychan_settler_failures",
+    "Settler failures since start, by cause.",
+    () => Object.entries(m.failures).map(([cause, value]) => ({ labels: { cause }, value })),
+    ["cause"],
   );
 }

@@ -97,7 +97,7 @@ export const command: Command = {
       }
       const rpcUrl = rpcUrlOf(network, values.rpc);
       const payer = await loadAccount({ keystore: values.keystore });
-      const { publicClient, wallet } = clientsFor(network, rpcUrl, payer);
+      const { publicClient, wallet } = await clientsFor(network, rpcUrl, payer);
       const stateFile = path.join(stateDir(values.state), "state.json");
 
       let terms: ChannelTerms;

@@ -61,7 +61,7 @@ export const command: Command = {
       const channelId = parseChannelId(values.channel);
       const rpcUrl = rpcUrlOf(network, values.rpc);
       const payer = await loadAccount({ keystore: values.keystore });
-      const { publicClient, wallet } = clientsFor(network, rpcUrl, payer);
+      const { publicClient, wallet } = await clientsFor(network, rpcUrl, payer);
       const contract = contractOf(network, values.contract, channelId, path.join(stateDir(values.state), "state.json"));
       const status = await getChannelStatus({ publicClient, contract, channelId }).catch((error: unknown) => {
         throw new CliError(

@@ -1,9 +1,8 @@
 import type { AddressInfo } from "node:net";
-import { createWalletClient, http, type Chain, type PublicClient } from "viem";
+import { createWalletClient, http, type PublicClient } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
-import { arbitrumSepolia, base, baseSepolia, hardhat, optimism, optimismSepolia } from "viem/chains";
 import { createChainClient } from "../chain/client";
-import type { NetworkName } from "../chain/networks";
+import { viemChain } from "../chain/viemChain";
 import { ChannelWatcher } from "../chain/watcher";
 import { createVoucherHasher, createVoucherSignatureVerifier } from "../protocol/fastVerify";
 import { ReceiptSigner } from "../protocol/receipt";
@@ -79,16 +78,6 @@ export interface PaymentServer {
 /** Most unknown-channel lookups (RPC reads) in flight at once. */
 const MAX_CHANNEL_LOOKUPS = 64;
 
-const VIEM_CHAINS: Readonly<Record<NetworkName, Chain>> = {
-  base,
-  "base-sepolia": baseSepolia,
-  optimism,
-  "optimism-sepolia": optimismSepolia,
-  "arbitrum-sepolia": arbitrumSepolia,
-  localhost: hardhat,
-  hardhat,
-};
-
 /**
  * Builds a server: opens the store and restores the engine from it. The only network call made
  * here is one `eth_blockNumber` on a first start with `fromBlock: "latest"`; listening and
@@ -100,7 +89,7 @@ export async function createPaymentServer(
 ): Promise<PaymentServer> {
   const logger = options.logger ?? createLogger();
   const { network } = config;
-  const chain: Chain = { ...VIEM_CHAINS[network.name], rpcUrls: { default: { http: [config.rpcUrl] } } };
+  const chain = viemChain(network, config.rpcUrl);
   const client = options.publicClient ?? createChainClient({ url: config.rpcUrl, chain });
 
   // The store's fsync durations go to the metrics, which are built further down.

@@ -1,213 +1,81 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import { REASONS, type ReasonCode } from "../protocol/reasons";
 import type { ChannelRecord } from "../protocol/channel";
 import type { Ticket } from "./engine";
 import type { GateObserver } from "./gate";
 
 /**
- * Prometheus metrics in the text exposition format (version 0.0.4), written by hand: paychan
- * needs counters, gauges and one histogram, which is a hundred lines, not a dependency.
+ * Prometheus metrics through prom-client: paychan's own, in a registry per server (a process may run
+ * several, as the tests do), and prom-client's process metrics (CPU, memory, heap, GC, event-loop
+ * lag, open handles), once per process. Gauges that summarize channel state are computed only when
+ * /metrics is scraped.
  *
- * Recording is O(1) with no allocation for unlabelled series (the hot path); gauges that
- * summarize channel state are computed only when /metrics is scraped.
+ * A paid request records two counter increments (one labelled) and one or two histogram
+ * observations: 0.7-1.2 µs with prom-client against 0.1-0.2 µs with the hand-written registry it
+ * replaced (both measured in one process on a loaded 2-core machine). The server spends about
+ * 470 µs of CPU per paid request, so the library costs the paid path about 0.2 %.
  */
-
-/** Content-Type of {@link MetricsRegistry.render}'s output. */
-export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
 /** Label names → values of one series. */
 export type Labels = Readonly<Record<string, string>>;
 
-/** One sample reported by a collected gauge. */
+/** One sample reported by a gauge read at scrape time. */
 export interface Sample {
   readonly labels?: Labels;
   readonly value: number | bigint;
 }
 
-const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
-
-/** Escapes a label value: backslash, double quote and newline, as the format requires. */
-export function escapeLabelValue(value: string): string {
-  return value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+/** A histogram's buckets: each bound with the observations at or below it (cumulative), then the total. */
+export interface BucketCounts {
+  readonly bounds: readonly number[];
+  readonly counts: readonly number[];
+  readonly count: number;
 }
 
-/** Escapes HELP text: backslash and newline. */
-function escapeHelp(text: string): string {
-  return text.replace(/\\/g, "\\\\").replace(/\n/g, "\\n");
+let processRegistry: Registry | undefined;
+
+/** The process's own metrics, registered once: they describe the process, whichever servers run in it. */
+function processMetrics(): Registry {
+  if (!processRegistry) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry });
+  }
+  return processRegistry;
 }
 
-/** Formats a sample value: Go-style float text, with the format's spellings of infinities and NaN. */
-export function formatValue(value: number | bigint): string {
-  if (typeof value === "bigint") return value.toString();
-  if (Number.isNaN(value)) return "NaN";
-  if (value === Infinity) return "+Inf";
-  if (value === -Infinity) return "-Inf";
-  return String(value);
-}
-
-function labelText(labels: Labels | undefined, extra?: string): string {
-  const parts: string[] = [];
-  if (labels) for (const key of Object.keys(labels)) parts.push(`${key}="${escapeLabelValue(labels[key])}"`);
-  if (extra) parts.push(extra);
-  return parts.length === 0 ? "" : `{${parts.join(",")}}`;
-}
-
-function seriesKey(labels: Labels | undefined): string {
-  if (!labels) return "";
-  return Object.keys(labels)
-    .sort()
-    .map((k) => `${k}\u0000${labels[k]}`)
-    .join("\u0001");
-}
-
-interface Metric {
-  readonly name: string;
-  render(out: string[]): void;
-}
-
-/** A monotonically increasing count. */
-export class Counter implements Metric {
-  private readonly series = new Map<string, { labels: Labels | undefined; value: number }>();
-
-  constructor(
-    readonly name: string,
-    private readonly help: string,
-  ) {}
-
-  /** Adds `amount` (default 1) to the series with `labels`. */
-  inc(labels?: Labels, amount = 1): void {
-    if (!(amount >= 0)) throw new RangeError(`counter ${this.name} cannot decrease (got ${amount})`);
-    const key = seriesKey(labels);
-    const entry = this.series.get(key);
-    if (entry) entry.value += amount;
-    else this.series.set(key, { labels, value: amount });
-  }
-
-  /** The current value of a series (0 if never incremented). */
-  get(labels?: Labels): number {
-    return this.series.get(seriesKey(labels))?.value ?? 0;
-  }
-
-  render(out: string[]): void {
-    out.push(`# HELP ${this.name} ${escapeHelp(this.help)}`, `# TYPE ${this.name} counter`);
-    for (const { labels, value } of this.series.values()) out.push(`${this.name}${labelText(labels)} ${value}`);
-  }
-}
-
-/** A value that goes up and down: set directly, or computed by `collect` at each scrape. */
-export class Gauge implements Metric {
-  private readonly series = new Map<string, { labels: Labels | undefined; value: number | bigint }>();
-
-  constructor(
-    readonly name: string,
-    private readonly help: string,
-    private readonly collect?: () => readonly Sample[],
-  ) {}
-
-  set(value: number | bigint, labels?: Labels): void {
-    this.series.set(seriesKey(labels), { labels, value });
-  }
-
-  render(out: string[]): void {
-    out.push(`# HELP ${this.name} ${escapeHelp(this.help)}`, `# TYPE ${this.name} gauge`);
-    const samples = this.collect ? this.collect() : [...this.series.values()];
-    for (const s of samples) out.push(`${this.name}${labelText(s.labels)} ${formatValue(s.value)}`);
-  }
-}
-
-/** Distribution of observed values over fixed cumulative buckets (unlabelled). */
-export class Histogram implements Metric {
-  private readonly bounds: readonly number[];
-  private readonly counts: number[];
-  private sum = 0;
-  private count = 0;
-
-  constructor(
-    readonly name: string,
-    private readonly help: string,
-    buckets: readonly number[],
-  ) {
-    const sorted = [...buckets].sort((a, b) => a - b);
-    if (sorted.length === 0 || sorted.some((b, i) => !Number.isFinite(b) || (i > 0 && b === sorted[i - 1]))) {
-      throw new RangeError(`histogram ${name}: buckets must be distinct finite numbers`);
-    }
-    this.bounds = sorted;
-    this.counts = new Array<number>(sorted.length).fill(0);
-  }
-
-  observe(value: number): void {
-    // Per-bucket (non-cumulative) counts here; render() accumulates, keeping observe() short.
-    const bounds = this.bounds;
-    for (let i = 0; i < bounds.length; i++) {
-      if (value <= bounds[i]) {
-        this.counts[i]++;
-        break;
-      }
-    }
-    this.sum += value;
-    this.count++;
-  }
-
-  /** Number of observations so far. */
-  get observations(): number {
-    return this.count;
-  }
-
-  /** The bucket bounds and, per bucket, the observations at or below its bound (cumulative), then the total. */
-  cumulativeCounts(): { readonly bounds: readonly number[]; readonly counts: number[]; readonly count: number } {
-    let cumulative = 0;
-    const counts = this.counts.map((c) => (cumulative += c));
-    return { bounds: this.bounds, counts, count: this.count };
-  }
-
-  render(out: string[]): void {
-    out.push(`# HELP ${this.name} ${escapeHelp(this.help)}`, `# TYPE ${this.name} histogram`);
-    let cumulative = 0;
-    for (let i = 0; i < this.bounds.length; i++) {
-      cumulative += this.counts[i];
-      out.push(`${this.name}_bucket{le="${formatValue(this.bounds[i])}"} ${cumulative}`);
-    }
-    out.push(`${this.name}_bucket{le="+Inf"} ${this.count}`);
-    out.push(`${this.name}_sum ${formatValue(this.sum)}`, `${this.name}_count ${this.count}`);
-  }
-}
-
-/** A set of metrics rendered together. */
-export class MetricsRegistry {
-  private readonly metrics = new Map<string, Metric>();
-
-  counter(name: string, help: string): Counter {
-    return this.add(new Counter(name, help));
-  }
-
-  gauge(name: string, help: string, collect?: () => readonly Sample[]): Gauge {
-    return this.add(new Gauge(name, help, collect));
-  }
-
-  histogram(name: string, help: string, buckets: readonly number[]): Histogram {
-    return this.add(new Histogram(name, help, buckets));
-  }
-
-  /** The exposition text of every metric. A collector that throws is skipped, not fatal. */
-  render(): string {
-    const out: string[] = [];
-    for (const metric of this.metrics.values()) {
-      const lines: string[] = [];
+/**
+ * Registers a gauge whose samples `read` returns at each scrape. A `read` that throws reports no
+ * sample rather than failing the whole scrape; an unlabelled gauge with no sample is left out,
+ * not reported as 0.
+ */
+function scrapedGauge(
+  registry: Registry,
+  name: string,
+  help: string,
+  read: () => readonly Sample[],
+  labelNames: readonly string[] = [],
+): Gauge {
+  return new Gauge({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    collect(this: Gauge) {
+      this.reset();
+      // reset() leaves an unlabelled gauge at 0: remove that series until a sample sets it.
+      if (labelNames.length === 0) this.remove();
+      let samples: readonly Sample[];
       try {
-        metric.render(lines);
+        samples = read();
       } catch {
-        continue;
+        return;
       }
-      out.push(...lines);
-    }
-    return out.join("\n") + "\n";
-  }
-
-  private add<M extends Metric>(metric: M): M {
-    if (!NAME.test(metric.name)) throw new RangeError(`invalid metric name "${metric.name}"`);
-    if (this.metrics.has(metric.name)) throw new RangeError(`metric "${metric.name}" registered twice`);
-    this.metrics.set(metric.name, metric);
-    return metric;
-  }
+      for (const { labels, value } of samples) {
+        if (labels) this.set(labels, Number(value));
+        else this.set(Number(value));
+      }
+    },
+  });
 }
 
 /**
@@ -265,46 +133,62 @@ export interface MetricsSources {
  *   `paychan_relay_transactions_total{operation,result}`
  */
 export class PaymentMetrics {
-  readonly registry = new MetricsRegistry();
+  readonly registry = new Registry();
   readonly accepted: Counter;
-  readonly rejected: Counter;
+  readonly rejected: Counter<"reason">;
   readonly retries: Counter;
   readonly verification: Histogram;
   readonly fsync: Histogram;
-  readonly requests: Counter;
-  readonly upstreamErrors: Counter;
-  readonly relay: Counter;
+  readonly requests: Counter<"outcome">;
+  readonly upstreamErrors: Counter<"kind">;
+  readonly relay: Counter<"operation" | "result">;
   /** The observer to pass as the gate's `observer`. */
   readonly observer: GateObserver;
 
   constructor(sources: MetricsSources) {
-    const r = this.registry;
-    this.accepted = r.counter("paychan_vouchers_accepted_total", "Vouchers accepted and made durable.");
-    this.rejected = r.counter("paychan_vouchers_rejected_total", "Paid requests refused, by reason code.");
+    const registers = [this.registry];
+    this.accepted = new Counter({
+      name: "paychan_vouchers_accepted_total",
+      help: "Vouchers accepted and made durable.",
+      registers,
+    });
+    this.rejected = new Counter({
+      name: "paychan_vouchers_rejected_total",
+      help: "Paid requests refused, by reason code.",
+      labelNames: ["reason"],
+      registers,
+    });
     for (const reason of Object.keys(REASONS)) this.rejected.inc({ reason }, 0);
-    this.retries = r.counter(
-      "paychan_voucher_retries_total",
-      "Requests that repeated an accepted voucher and were answered again without a new charge.",
-    );
-    this.verification = r.histogram(
-      "paychan_voucher_verification_seconds",
-      "Time from reading a PAYMENT-SIGNATURE to the voucher being durable, for accepted vouchers.",
-      VERIFICATION_BUCKETS,
-    );
-    this.fsync = r.histogram(
-      "paychan_store_fsync_seconds",
-      "Duration of each WAL fsync covering group-committed vouchers and charge adjustments (paid responses wait for it).",
-      FSYNC_BUCKETS,
-    );
-    r.gauge(
+    this.retries = new Counter({
+      name: "paychan_voucher_retries_total",
+      help: "Requests that repeated an accepted voucher and were answered again without a new charge.",
+      registers,
+    });
+    this.verification = new Histogram({
+      name: "paychan_voucher_verification_seconds",
+      help: "Time from reading a PAYMENT-SIGNATURE to the voucher being durable, for accepted vouchers.",
+      buckets: [...VERIFICATION_BUCKETS],
+      registers,
+    });
+    this.fsync = new Histogram({
+      name: "paychan_store_fsync_seconds",
+      help: "Duration of each WAL fsync covering group-committed vouchers and charge adjustments (paid responses wait for it).",
+      buckets: [...FSYNC_BUCKETS],
+      registers,
+    });
+    this.gauge(
       "paychan_unclaimed_atomic",
       "Sum over channels of (highest accepted voucher - amount claimed on-chain), token atomic units.",
       () => unclaimedByToken(sources.ledgers()),
+      ["token"],
     );
-    r.gauge("paychan_channels", "Channels known to the server, by on-chain status.", () =>
-      channelsByStatus(sources.ledgers()),
+    this.gauge(
+      "paychan_channels",
+      "Channels known to the server, by on-chain status.",
+      () => channelsByStatus(sources.ledgers()),
+      ["status"],
     );
-    r.gauge(
+    this.gauge(
       "paychan_watcher_lag_blocks",
       "Blocks between the chain head and the last block the watcher processed.",
       () => {
@@ -312,12 +196,24 @@ export class PaymentMetrics {
         return lag === undefined ? [] : [{ value: lag }];
       },
     );
-    this.requests = r.counter("paychan_requests_total", "Requests handled by the proxy, by outcome.");
-    this.upstreamErrors = r.counter(
-      "paychan_upstream_errors_total",
-      "Upstream failures answered with 502, by kind (a paid request's charge stands).",
-    );
-    this.relay = r.counter("paychan_relay_transactions_total", "Gasless relay requests, by operation and result.");
+    this.requests = new Counter({
+      name: "paychan_requests_total",
+      help: "Requests handled by the proxy, by outcome.",
+      labelNames: ["outcome"],
+      registers,
+    });
+    this.upstreamErrors = new Counter({
+      name: "paychan_upstream_errors_total",
+      help: "Upstream failures answered with 502, by kind (a paid request's charge stands).",
+      labelNames: ["kind"],
+      registers,
+    });
+    this.relay = new Counter({
+      name: "paychan_relay_transactions_total",
+      help: "Gasless relay requests, by operation and result.",
+      labelNames: ["operation", "result"],
+      registers,
+    });
 
     this.observer = {
       accepted: (_ticket: Ticket, seconds: number) => {
@@ -329,9 +225,29 @@ export class PaymentMetrics {
     };
   }
 
-  /** The exposition text. */
-  render(): string {
-    return this.registry.render();
+  /** Adds a gauge read at each scrape (see {@link scrapedGauge}), e.g. the settler's figures. */
+  gauge(name: string, help: string, read: () => readonly Sample[], labelNames: readonly string[] = []): void {
+    scrapedGauge(this.registry, name, help, read, labelNames);
+  }
+
+  /** Content-Type of {@link render}'s output. */
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The exposition text: this server's metrics, then the process's. */
+  render(): Promise<string> {
+    return Registry.merge([this.registry, processMetrics()]).metrics();
+  }
+
+  /** The fsync histogram's cumulative bucket counts (the benchmark reads them between runs). */
+  async fsyncCounts(): Promise<BucketCounts> {
+    const { values } = await this.fsync.get();
+    const buckets = values.filter(
+      (v) => v.metricName === "paychan_store_fsync_seconds_bucket" && v.labels.le !== "+Inf",
+    );
+    const count = values.find((v) => v.metricName === "paychan_store_fsync_seconds_count")?.value ?? 0;
+    return { bounds: buckets.map((v) => Number(v.labels.le)), counts: buckets.map((v) => v.value), count };
   }
 }
 

@@ -6,7 +6,7 @@ import { requestHash } from "../protocol/receipt";
 import type { ForwardBeforeDurable, UnmatchedPolicy } from "../shared/config";
 import type { PaidRequest, Payment, PaymentGate, Refusal } from "./gate";
 import { silentLogger, type Logger } from "../shared/log";
-import { PROMETHEUS_CONTENT_TYPE, type PaymentMetrics, type RequestOutcome } from "./metrics";
+import type { PaymentMetrics, RequestOutcome } from "./metrics";
 import type { RoutePrice, RouteTable } from "../shared/config";
 import { RouteMatcher, type ResolvedRoute } from "./routes";
 
@@ -446,8 +446,12 @@ export class PaymentProxy {
     }
     if (path === this.metricsPath) {
       if (!allowMethods(method, ["GET", "HEAD"], res)) return true;
-      const text = this.options.metrics?.render() ?? "";
-      res.writeHead(200, { "content-type": PROMETHEUS_CONTENT_TYPE, "cache-control": "no-store" });
+      const { metrics } = this.options;
+      const text = metrics ? await metrics.render() : "";
+      res.writeHead(200, {
+        "content-type": metrics?.contentType ?? "text/plain; version=0.0.4; charset=utf-8",
+        "cache-control": "no-store",
+      });
       res.end(method === "HEAD" ? undefined : text);
       return true;
     }

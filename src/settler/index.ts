@@ -6,16 +6,11 @@
  * middleware); `paychan settle` runs the same thing as a command, and `paychan server` runs it
  * beside the reverse proxy. {@link Settler} is the engine underneath, for custom wiring.
  */
-export {
-  loadSettleConfig,
-  parseSettleConfig,
-  reportJson,
-  SETTLER_DEFAULTS,
-  SETTLER_KEY_ENV,
-  startSettler,
-} from "./main";
-export type { RunningSettler, SettleConfig, SettlerSettings, StartSettlerOptions } from "./main";
+export { reportJson, startSettler } from "./main";
+export type { RunningSettler, StartSettlerOptions } from "./main";
+export { loadSettleConfig, parseSettleConfig, SETTLER_DEFAULTS, SETTLER_KEY_ENV } from "../shared/config";
+export type { SettleConfig, SettlerPolicy, SettlerSettings } from "../shared/config";
 export { GAS_PRICE_ORACLE, Settler } from "./settler";
 export type { BatchReport, SettlerMetrics, SettlerOptions } from "./settler";
 export { selectClaims, toBatches } from "./policy";
-export type { ClaimCandidate, ClaimSelection, SettlerPolicy } from "./policy";
+export type { ClaimCandidate, ClaimSelection } from "./policy";

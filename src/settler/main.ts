@@ -1,28 +1,25 @@
-import { readFileSync } from "node:fs";
-import path from "node:path";
-import { createWalletClient, http, parseGwei, type Address, type Chain, type Hex } from "viem";
+import { createWalletClient, formatGwei, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
-import { arbitrumSepolia, base, baseSepolia, hardhat, optimism, optimismSepolia } from "viem/chains";
 import { createChainClient } from "../chain/client";
-import type { NetworkName } from "../chain/networks";
+import { viemChain } from "../chain/viemChain";
 import { ChannelWatcher } from "../chain/watcher";
-import { toAtomic } from "../protocol/price";
-import { MAX_AMOUNT } from "../protocol/voucher";
+import { formatDollars } from "../protocol/price";
 import {
   CONFIG_ENV,
   ConfigError,
   DEFAULT_CONFIG_FILE,
+  loadSettleConfig,
   PAYEE_ADDRESS_ENV,
   PAYEE_KEY_ENV,
-  parseConfig,
-  RELAYER_KEY_ENV,
+  SETTLER_KEY_ENV,
   type ServerConfig,
+  type SettleConfig,
+  type SettlerPolicy,
 } from "../shared/config";
 import { createLogger, type Logger } from "../shared/log";
 import { openSqliteStore } from "../store/sqlite";
-import type { SettlerPolicy } from "./policy";
 import { TransactionSender } from "../chain/sender";
-import { Settler, type BatchReport } from "./settler";
+import { Settler, type BatchReport, type PassSummary } from "./settler";
 
 /**
  * Entry point of `paychan settle` and `npm run settler`: claims the vouchers the server accepted,
@@ -38,243 +35,10 @@ import { Settler, type BatchReport } from "./settler";
  * logs go to stderr. Exit codes: 0 done, 1 start-up failed or a batch could not be sent, 2 usage
  * or configuration errors.
  *
- * Configuration: the server's file, plus an optional "settler" section:
- *
- * ```json
- * "settler": {
- *   "minUnclaimed": "$1",    // claim a channel once this much is unclaimed ("$x" or atomic units)
- *   "maxAgeSec": 86400,      // ...or once its oldest unclaimed voucher is this old
- *   "maxBatchSize": 200,     // channels per claimBatch transaction
- *   "maxGasPriceGwei": 0.5,  // routine claims wait above this gas price (urgent ones never wait)
- *   "intervalSec": 300,      // between scheduled passes
- *   "replaceAfterMs": 60000, // a claim not mined after this long is re-sent with higher fees
- *   "feeBumpPercent": 20,    // fee increase per replacement (at least 10)
- *   "sendTimeoutMs": 600000, // a claim without a final receipt after this long is given up (and retried)
- *   "watch": true            // follow withdrawal requests with a watcher of its own
- * }
- * ```
- *
- * The server's loader (src/shared/config.ts) must list "settler" among its top-level keys for one
- * file to serve both; without the section, every setting takes its default.
- *
- * Environment: PAYCHAN_SETTLER_PRIVATE_KEY pays the claims' gas (fallback PAYCHAN_PAYEE_PRIVATE_KEY;
- * the payee's tokens go to the payee whoever sends the claim). The payee whose channels are
- * followed is PAYCHAN_PAYEE_ADDRESS, else the address of PAYCHAN_PAYEE_PRIVATE_KEY, else the
- * settler key's address.
+ * Configuration: the server's file and its optional "settler" section, read by loadSettleConfig
+ * (src/shared/config.ts; every field and default in docs/config.md). With --now, a pass that
+ * claims nothing says why on stderr.
  */
-
-/** Environment variable: the key that sends claims and pays their gas. */
-export const SETTLER_KEY_ENV = "PAYCHAN_SETTLER_PRIVATE_KEY";
-
-/** Defaults of the "settler" section. */
-export const SETTLER_DEFAULTS = {
-  minUnclaimed: "$1",
-  maxAgeSec: 24 * 3600,
-  maxBatchSize: 200,
-  intervalSec: 300,
-  replaceAfterMs: 60_000,
-  feeBumpPercent: 20,
-  sendTimeoutMs: 10 * 60_000,
-  watch: true,
-} as const;
-
-/** The validated "settler" section. */
-export interface SettlerSettings {
-  readonly policy: SettlerPolicy;
-  readonly intervalSec: number;
-  readonly replaceAfterMs: number;
-  readonly feeBumpPercent: number;
-  readonly sendTimeoutMs: number;
-  readonly watch: boolean;
-}
-
-/** Everything `paychan settle` needs. */
-export interface SettleConfig {
-  /** The server's configuration (network, RPC, contract, database, payee, confirmations). */
-  readonly server: ServerConfig;
-  readonly settler: SettlerSettings;
-  /** The claim sender's key; not enumerable, so logging the config does not print it. */
-  readonly senderKey: Hex;
-  readonly sender: Address;
-}
-
-const SETTLER_KEYS = [
-  "minUnclaimed",
-  "maxAgeSec",
-  "maxBatchSize",
-  "maxGasPriceGwei",
-  "intervalSec",
-  "replaceAfterMs",
-  "feeBumpPercent",
-  "sendTimeoutMs",
-  "watch",
-] as const;
-
-const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
-
-/** Reads and validates the configuration file for the settler; throws {@link ConfigError}. */
-export function loadSettleConfig(file: string, env: NodeJS.ProcessEnv = process.env): SettleConfig {
-  const absolute = path.resolve(file);
-  let text: string;
-  try {
-    text = readFileSync(absolute, "utf8");
-  } catch (error) {
-    const reason = (error as NodeJS.ErrnoException).code === "ENOENT" ? "file not found" : String(error);
-    throw new ConfigError([`cannot read ${absolute}: ${reason}`]);
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (error) {
-    throw new ConfigError([`not valid JSON: ${(error as Error).message}`], absolute);
-  }
-  return parseSettleConfig(raw, { env, baseDir: path.dirname(absolute), source: absolute });
-}
-
-/** Validates a parsed configuration object for the settler; throws {@link ConfigError} listing every problem. */
-export function parseSettleConfig(
-  raw: unknown,
-  options: { env?: NodeJS.ProcessEnv; baseDir?: string; source?: string } = {},
-): SettleConfig {
-  const env = options.env ?? process.env;
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
-    throw new ConfigError(["config: must be a JSON object"], options.source);
-  }
-  const issues: string[] = [];
-  const ownKey = Boolean(env[SETTLER_KEY_ENV]);
-  let senderKey = ownKey ? privateKey(issues, SETTLER_KEY_ENV, env[SETTLER_KEY_ENV]) : undefined;
-
-  // The server's part, through the server's own validation. The settler signs no receipts and
-  // runs no relay: without a payee key the payee defaults to the settler key's address, and the
-  // relay section (which would demand a relayer key) is not its business.
-  const { settler: section, relay: _relay, ...serverPart } = raw as Record<string, unknown>;
-  const serverEnv: NodeJS.ProcessEnv = { ...env };
-  delete serverEnv[RELAYER_KEY_ENV];
-  if (!serverEnv[PAYEE_KEY_ENV] && senderKey) serverEnv[PAYEE_KEY_ENV] = senderKey;
-  let server: ServerConfig | undefined;
-  try {
-    server = parseConfig(serverPart, { env: serverEnv, baseDir: options.baseDir, source: options.source });
-  } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    for (const issue of error.issues) {
-      // A missing payee key only matters as the claim sender's key, which is reported here.
-      if (!issue.startsWith(`environment ${PAYEE_KEY_ENV}: required`)) issues.push(issue);
-      else if (!ownKey)
-        issues.push(`environment ${SETTLER_KEY_ENV}: required (or ${PAYEE_KEY_ENV}); the key that sends claims`);
-    }
-  }
-  // Without a key of its own the settler sends with the payee key, validated by parseConfig.
-  if (!ownKey && server) senderKey = server.secrets.payeeKey;
-  const settler = parseSettlerSection(issues, section, server);
-
-  if (issues.length > 0 || !server || !settler || !senderKey) throw new ConfigError(issues, options.source);
-  const config = { server, settler, senderKey, sender: privateKeyToAccount(senderKey).address };
-  Object.defineProperty(config, "senderKey", { enumerable: false });
-  return config;
-}
-
-function parseSettlerSection(
-  issues: string[],
-  value: unknown,
-  server: ServerConfig | undefined,
-): SettlerSettings | undefined {
-  if (value !== undefined && (typeof value !== "object" || value === null || Array.isArray(value))) {
-    issues.push(`config.settler: must be an object, got ${JSON.stringify(value)}`);
-    return undefined;
-  }
-  const s = (value ?? {}) as Record<string, unknown>;
-  for (const key of Object.keys(s)) {
-    if (!(SETTLER_KEYS as readonly string[]).includes(key)) {
-      issues.push(`config.settler.${key}: unknown setting; known: ${SETTLER_KEYS.join(", ")}`);
-    }
-  }
-  const before = issues.length;
-  const integer = (key: (typeof SETTLER_KEYS)[number], min: number, max: number, fallback: number): number => {
-    const v = s[key];
-    if (v === undefined) return fallback;
-    if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
-      issues.push(`config.settler.${key}: must be a whole number in [${min}, ${max}], got ${JSON.stringify(v)}`);
-      return fallback;
-    }
-    return v;
-  };
-
-  const decimals = server?.token.decimals ?? 6;
-  let minUnclaimed = 0n;
-  const rawMin = s.minUnclaimed ?? SETTLER_DEFAULTS.minUnclaimed;
-  if (typeof rawMin === "number" && Number.isSafeInteger(rawMin) && rawMin >= 0) minUnclaimed = BigInt(rawMin);
-  else if (typeof rawMin === "string") {
-    try {
-      minUnclaimed = toAtomic(rawMin, decimals);
-    } catch (error) {
-      issues.push(`config.settler.minUnclaimed: ${(error as Error).message}`);
-    }
-  } else {
-    issues.push(`config.settler.minUnclaimed: must be "$<dollars>" or atomic units, got ${JSON.stringify(rawMin)}`);
-  }
-  if (minUnclaimed > MAX_AMOUNT) issues.push("config.settler.minUnclaimed: exceeds the largest channel amount");
-
-  const maxAgeSec = integer("maxAgeSec", 1, 365 * 24 * 3600, SETTLER_DEFAULTS.maxAgeSec);
-  // A claimBatch item costs about 12,000 gas: 1,000 items stay far below any block gas limit.
-  const maxBatchSize = integer("maxBatchSize", 1, 1_000, SETTLER_DEFAULTS.maxBatchSize);
-  let maxGasPriceWei: bigint | undefined;
-  if (s.maxGasPriceGwei !== undefined) {
-    const g = s.maxGasPriceGwei;
-    const text = typeof g === "number" && Number.isFinite(g) && g > 0 ? String(g) : g;
-    if (typeof text !== "string" || !/^\d+(\.\d{1,9})?$/.test(text) || /^0+(\.0+)?$/.test(text)) {
-      issues.push(`config.settler.maxGasPriceGwei: must be a positive number of gwei, got ${JSON.stringify(g)}`);
-    } else maxGasPriceWei = parseGwei(text);
-  }
-  const intervalSec = integer("intervalSec", 1, 24 * 3600, SETTLER_DEFAULTS.intervalSec);
-  const replaceAfterMs = integer("replaceAfterMs", 1_000, 3_600_000, SETTLER_DEFAULTS.replaceAfterMs);
-  const feeBumpPercent = integer("feeBumpPercent", 10, 1_000, SETTLER_DEFAULTS.feeBumpPercent);
-  const sendTimeoutMs = integer("sendTimeoutMs", 10_000, 24 * 3_600_000, SETTLER_DEFAULTS.sendTimeoutMs);
-  let watch: boolean = SETTLER_DEFAULTS.watch;
-  if (s.watch !== undefined) {
-    if (typeof s.watch !== "boolean") issues.push(`config.settler.watch: must be true or false`);
-    else watch = s.watch;
-  }
-  // Withdrawal requests of channels the settler's watcher does not follow (and every request when
-  // it does not watch) are noticed by the next scheduled pass: it must come well within the
-  // shortest withdraw delay the server accepts.
-  if (server && intervalSec * 3 > server.minWithdrawDelay) {
-    issues.push(
-      `config.settler.intervalSec: ${intervalSec} s leaves too little of the ${server.minWithdrawDelay} s ` +
-        `minimum withdraw delay (config.minWithdrawDelay) to claim an exiting channel; use at most a third of it`,
-    );
-  }
-  if (issues.length > before) return undefined;
-  return {
-    policy: { minUnclaimed, maxAgeSec, maxBatchSize, ...(maxGasPriceWei !== undefined ? { maxGasPriceWei } : {}) },
-    intervalSec,
-    replaceAfterMs,
-    feeBumpPercent,
-    sendTimeoutMs,
-    watch,
-  };
-}
-
-function privateKey(issues: string[], name: string, value: string | undefined): Hex | undefined {
-  if (value === undefined || value === "") return undefined;
-  // Never echo the value: it is a secret.
-  const text = value.trim();
-  const hex = /^0x[0-9a-fA-F]{64}$/.test(text) ? text : /^[0-9a-fA-F]{64}$/.test(text) ? `0x${text}` : undefined;
-  if (!hex || BigInt(hex) === 0n || BigInt(hex) >= SECP256K1_N) {
-    issues.push(`environment ${name}: must be a valid 32-byte hex secp256k1 private key`);
-    return undefined;
-  }
-  return hex.toLowerCase() as Hex;
-}
-
-const VIEM_CHAINS: Readonly<Record<NetworkName, Chain>> = {
-  base,
-  "base-sepolia": baseSepolia,
-  optimism,
-  "optimism-sepolia": optimismSepolia,
-  "arbitrum-sepolia": arbitrumSepolia,
-  localhost: hardhat,
-  hardhat,
-};
 
 /** A batch report as one JSON object: bigints as decimal strings. */
 export function reportJson(report: BatchReport): string {
@@ -362,7 +126,7 @@ async function openSettler(
   const logger = baseLogger.child({ component: "settler" });
   const { server, settler: settings } = config;
   const { network } = server;
-  const chain: Chain = { ...VIEM_CHAINS[network.name], rpcUrls: { default: { http: [server.rpcUrl] } } };
+  const chain = viemChain(network, server.rpcUrl);
   const publicClient = createChainClient({ url: server.rpcUrl, chain });
 
   const chainId = await publicClient.getChainId();
@@ -426,6 +190,37 @@ async function openSettler(
   return { settler, watcher, logger, close };
 }
 
+/**
+ * Why a pass claimed nothing, in one sentence: no channel owes anything, or how many channels wait
+ * for which threshold, the gas price, or a claim that failed (its warning is logged).
+ */
+export function idlePassReason(pass: PassSummary | undefined, policy: SettlerPolicy, decimals: number): string {
+  if (!pass || pass.candidates === 0) return "nothing claimed: no channel has an unclaimed voucher";
+  const one = (n: number, singular: string, plural: string) => (n === 1 ? singular : plural);
+  const dollars = (atomic: bigint) => formatDollars(atomic, decimals);
+  const reasons = [
+    `${pass.candidates} ${one(pass.candidates, "channel holds", "channels hold")} ${dollars(pass.unclaimed)} unclaimed`,
+  ];
+  const waiting = pass.candidates - pass.selected - pass.deferredForGas;
+  if (waiting > 0) {
+    reasons.push(
+      `${waiting} ${one(waiting, "is", "are")} below settler.minUnclaimed (${dollars(policy.minUnclaimed)}) and ` +
+        `younger than settler.maxAgeSec (${policy.maxAgeSec} s), and ${one(waiting, "is", "are")} claimed once ` +
+        `${one(waiting, "it reaches", "they reach")} either or ${one(waiting, "its payer asks", "their payers ask")} to withdraw`,
+    );
+  }
+  if (pass.deferredForGas > 0) {
+    const ceiling = policy.maxGasPriceWei === undefined ? "" : ` (${formatGwei(policy.maxGasPriceWei)} gwei)`;
+    reasons.push(
+      `${pass.deferredForGas} ${one(pass.deferredForGas, "waits", "wait")} for the gas price to fall to settler.maxGasPriceGwei${ceiling}`,
+    );
+  }
+  if (pass.selected > 0) {
+    reasons.push(`${pass.selected} could not be claimed this time (see the warnings above)`);
+  }
+  return `nothing claimed: ${reasons.join("; ")}`;
+}
+
 export interface SettleOptions {
   /** One pass, then exit. */
   readonly now?: boolean;
@@ -470,7 +265,13 @@ export async function settle(configPath: string, options: SettleOptions = {}): P
       // Fresh channel records first, so a pending withdrawal is seen as urgent.
       await parts.watcher?.syncNow();
       await parts.settler.reconcile();
-      await parts.settler.runOnce();
+      const reports = await parts.settler.runOnce();
+      if (reports.length === 0) {
+        const { policy } = config.settler;
+        stderr.write(
+          `paychan settle: ${idlePassReason(parts.settler.lastPass, policy, config.server.token.decimals)}\n`,
+        );
+      }
       const { failures } = parts.settler.metrics;
       return (failures.send ?? 0) + (failures.reverted ?? 0) > 0 ? 1 : 0;
     } catch (error) {
@@ -580,7 +381,9 @@ export const SETTLE_USAGE = `Usage: paychan settle [--config <file>] [--now]
 Claims the vouchers the server accepted, in batches (claimBatch), using the server's config file
 <file> (default: $${CONFIG_ENV} or ./${DEFAULT_CONFIG_FILE}) and its optional "settler" section.
 Runs on a schedule, and at once when a payer asks to withdraw; with --now, runs one pass and exits.
-Each batch sent is printed on stdout as a JSON line.
+Each batch sent is printed on stdout as a JSON line; a --now pass that claims nothing says why on
+stderr. By default a channel is claimed once it holds $1 unclaimed (settler.minUnclaimed) or its
+oldest unclaimed voucher is a day old (settler.maxAgeSec); every setting is in docs/config.md.
 
 Environment:
   ${SETTLER_KEY_ENV}  key that sends the claims and pays their gas (fallback ${PAYEE_KEY_ENV})

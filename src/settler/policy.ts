@@ -1,4 +1,5 @@
 import type { Hex } from "viem";
+import type { SettlerPolicy } from "../shared/config";
 
 /** A channel with an accepted voucher not yet claimed on-chain. */
 export interface ClaimCandidate {
@@ -12,18 +13,6 @@ export interface ClaimCandidate {
   readonly withdrawReadyAt: number;
   /** Unix seconds since when this channel has had an unclaimed voucher. */
   readonly unclaimedSince: number;
-}
-
-/** When to claim. */
-export interface SettlerPolicy {
-  /** Smallest unclaimed amount (atomic units) worth a claim on its own. */
-  readonly minUnclaimed: bigint;
-  /** An unclaimed voucher older than this (seconds) is claimed whatever its amount. */
-  readonly maxAgeSec: number;
-  /** Most channels in one claimBatch transaction. */
-  readonly maxBatchSize: number;
-  /** Above this gas price (wei) non-urgent claims wait; urgent ones go anyway. */
-  readonly maxGasPriceWei?: bigint;
 }
 
 /** The claims to send now, urgent ones first. */

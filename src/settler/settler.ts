@@ -13,7 +13,8 @@ import { withRetry, type RetryPolicy } from "../chain/client";
 import { claimsOfEvent } from "../chain/events";
 import { encodeClaimItem } from "../protocol/voucher";
 import type { PaymentStore } from "../store/types";
-import { selectClaims, toBatches, type ClaimCandidate, type SettlerPolicy } from "./policy";
+import type { SettlerPolicy } from "../shared/config";
+import { selectClaims, toBatches, type ClaimCandidate } from "./policy";
 import type { TransactionSender } from "../chain/sender";
 
 /** The OP-stack GasPriceOracle predeploy (the same address on every OP-stack chain). */
@@ -43,6 +44,18 @@ export interface SettlerMetrics {
   channelsClaimed: number;
   lastGasPerChannel: number;
   failures: Record<string, number>;
+}
+
+/** What one pass found and chose: says why a pass claimed nothing. */
+export interface PassSummary {
+  /** Channels with an unclaimed voucher. */
+  readonly candidates: number;
+  /** Their unclaimed total, atomic units. */
+  readonly unclaimed: bigint;
+  /** Channels chosen for a claim, urgent or routine. */
+  readonly selected: number;
+  /** Routine claims held back by the gas price ceiling. */
+  readonly deferredForGas: number;
 }
 
 export interface SettlerOptions {
@@ -86,6 +99,8 @@ export class Settler {
     lastGasPerChannel: 0,
     failures: {},
   };
+  /** The last pass's choice; undefined before the first pass. */
+  lastPass: PassSummary | undefined;
   private readonly unclaimedSince = new Map<bigint, number>();
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<BatchReport[]> | undefined;
@@ -244,7 +259,14 @@ export class Settler {
     } catch (error) {
       this.fail("gas_price", error);
     }
-    const selection = selectClaims(this.candidates(), policy, this.nowSec(), gasPrice);
+    const candidates = this.candidates();
+    const selection = selectClaims(candidates, policy, this.nowSec(), gasPrice);
+    this.lastPass = {
+      candidates: candidates.length,
+      unclaimed: this.metrics.unclaimedAmount,
+      selected: selection.urgent.length + selection.routine.length,
+      deferredForGas: selection.deferredForGas,
+    };
     const reports: BatchReport[] = [];
     for (const [items, urgent] of [
       [selection.urgent, true],

@@ -1,33 +1,35 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { getAddress, isAddress, type Address, type Hex } from "viem";
+import { getAddress, isAddress, parseGwei, type Address, type Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
+import { z } from "zod/v4";
 import { findNetwork, NETWORKS, type NetworkInfo } from "../chain/networks";
 import { MAX_PAYMENT_HEADER_BYTES, type Pricing } from "../protocol/headers";
 import { toAtomic, type Price } from "../protocol/price";
 import { MAX_AMOUNT } from "../protocol/voucher";
 
 /**
- * The paychan server's configuration: a JSON file for everything public, the environment for
- * every secret (so the file can be committed and shared). {@link loadConfig} validates the whole
- * file at start-up and reports every problem at once, each with the JSON path it concerns.
- *
- * The file (see paychan.config.example.json; `//` comments are not allowed, JSON is strict):
+ * The configuration of the paychan server and of its settler: one JSON file for everything public
+ * (paychan.config.json, described field by field in docs/config.md, with a JSON Schema in
+ * paychan.config.schema.json), the environment for every secret, so the file can be committed and
+ * shared. One zod schema validates both at start-up, applies the defaults, and reports every
+ * problem at once, each with the JSON path (or the environment variable) it concerns.
  *
  * ```json
  * {
+ *   "$schema": "./paychan.config.schema.json",
  *   "upstream": "http://127.0.0.1:3000",
- *   "listen": { "host": "0.0.0.0", "port": 8402 },
  *   "network": "base-sepolia",
  *   "contract": "0x…",
- *   "routes": { "GET /weather": "$0.001", "POST /llm": { "price": "$0.05", "pricing": "upto" }, "GET /": null }
+ *   "routes": { "GET /weather": "$0.001", "POST /llm": { "price": "$0.05", "pricing": "upto" }, "GET /": null },
+ *   "settler": { "minUnclaimed": "$1" }
  * }
  * ```
  *
- * Environment: PAYCHAN_PAYEE_PRIVATE_KEY (required; signs receipts, and its address is the payee
- * unless PAYCHAN_PAYEE_ADDRESS names another), PAYCHAN_RELAYER_PRIVATE_KEY (optional; enables the
- * gasless open/top-up relay), the network's RPC variable (e.g. BASE_SEPOLIA_RPC_URL) when the
- * file has no `rpcUrl`.
+ * Environment: PAYCHAN_PAYEE_PRIVATE_KEY (the server's receipt key; its address is the payee
+ * unless PAYCHAN_PAYEE_ADDRESS names another), PAYCHAN_RELAYER_PRIVATE_KEY (enables the gasless
+ * relay), PAYCHAN_SETTLER_PRIVATE_KEY (sends the settler's claims; default the payee key), and the
+ * network's RPC variable (e.g. BASE_SEPOLIA_RPC_URL) when the file has no `rpcUrl`.
  */
 
 /** How one route is paid: a price, or `null` for a free route. */
@@ -50,6 +52,8 @@ export const PAYEE_KEY_ENV = "PAYCHAN_PAYEE_PRIVATE_KEY";
 export const PAYEE_ADDRESS_ENV = "PAYCHAN_PAYEE_ADDRESS";
 /** Environment variable: key paying gas for gasless opens and top-ups. */
 export const RELAYER_KEY_ENV = "PAYCHAN_RELAYER_PRIVATE_KEY";
+/** Environment variable: the key that sends the settler's claims and pays their gas. */
+export const SETTLER_KEY_ENV = "PAYCHAN_SETTLER_PRIVATE_KEY";
 
 /** The contract's bounds on a channel's withdraw delay (PaymentChannels.MIN/MAX_WITHDRAW_DELAY). */
 export const CONTRACT_MIN_WITHDRAW_DELAY = 15 * 60;
@@ -57,7 +61,7 @@ export const CONTRACT_MAX_WITHDRAW_DELAY = 30 * 24 * 3600;
 
 const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
 
-/** Defaults of every optional setting. */
+/** Defaults of every optional setting that does not depend on the network or the environment. */
 export const CONFIG_DEFAULTS = {
   host: "127.0.0.1",
   port: 8402,
@@ -71,13 +75,25 @@ export const CONFIG_DEFAULTS = {
   retryWindowMs: 60_000,
   maxHeaderBytes: 16 * 1024,
   upstreamTimeoutMs: 30_000,
-  forwardBeforeDurable: "safe",
+  forwardBeforeDurable: "safe" as const,
   maxTimeoutSeconds: 60,
   healthPath: "/healthz",
   metricsPath: "/metrics",
   relayPath: "/paychan/relay",
-  unmatchedRoutes: "reject",
+  unmatchedRoutes: "reject" as const,
   pollIntervalMs: 2_000,
+} as const;
+
+/** Defaults of the "settler" section. */
+export const SETTLER_DEFAULTS = {
+  minUnclaimed: "$1",
+  maxAgeSec: 24 * 3600,
+  maxBatchSize: 200,
+  intervalSec: 300,
+  replaceAfterMs: 60_000,
+  feeBumpPercent: 20,
+  sendTimeoutMs: 10 * 60_000,
+  watch: true,
 } as const;
 
 /** What happens to a request no route matches. */
@@ -175,6 +191,38 @@ export interface ServerConfig {
   readonly secrets: ServerSecrets;
 }
 
+/** When the settler claims. */
+export interface SettlerPolicy {
+  /** Smallest unclaimed amount (atomic units) worth a claim on its own. */
+  readonly minUnclaimed: bigint;
+  /** An unclaimed voucher older than this (seconds) is claimed whatever its amount. */
+  readonly maxAgeSec: number;
+  /** Most channels in one claimBatch transaction. */
+  readonly maxBatchSize: number;
+  /** Above this gas price (wei) non-urgent claims wait; urgent ones go anyway. */
+  readonly maxGasPriceWei?: bigint;
+}
+
+/** The validated "settler" section. */
+export interface SettlerSettings {
+  readonly policy: SettlerPolicy;
+  readonly intervalSec: number;
+  readonly replaceAfterMs: number;
+  readonly feeBumpPercent: number;
+  readonly sendTimeoutMs: number;
+  readonly watch: boolean;
+}
+
+/** Everything `paychan settle` needs. */
+export interface SettleConfig {
+  /** The server's configuration (network, RPC, contract, database, payee, confirmations). */
+  readonly server: ServerConfig;
+  readonly settler: SettlerSettings;
+  /** The claim sender's key; not enumerable, so logging the config does not print it. */
+  readonly senderKey: Hex;
+  readonly sender: Address;
+}
+
 /** Every problem found in a configuration, one line each. */
 export class ConfigError extends Error {
   constructor(
@@ -186,25 +234,6 @@ export class ConfigError extends Error {
   }
 }
 
-/** Reads, parses and validates a configuration file; throws {@link ConfigError}. */
-export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): ServerConfig {
-  const absolute = path.resolve(file);
-  let text: string;
-  try {
-    text = readFileSync(absolute, "utf8");
-  } catch (error) {
-    const reason = (error as NodeJS.ErrnoException).code === "ENOENT" ? "file not found" : String(error);
-    throw new ConfigError([`cannot read ${absolute}: ${reason}`]);
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (error) {
-    throw new ConfigError([`not valid JSON: ${(error as Error).message}`], absolute);
-  }
-  return parseConfig(raw, { env, baseDir: path.dirname(absolute), source: absolute });
-}
-
 export interface ParseOptions {
   /** Environment holding the secrets and RPC URLs. Default process.env. */
   readonly env?: NodeJS.ProcessEnv;
@@ -214,349 +243,754 @@ export interface ParseOptions {
   readonly source?: string;
 }
 
-const TOP_LEVEL_KEYS = [
-  "$schema",
-  // Read by the settler (src/settler/main.ts), which runs in the server process by default.
-  "settler",
-  "upstream",
-  "listen",
-  "publicUrl",
-  "network",
-  "rpcUrl",
-  "contract",
-  "token",
-  "routes",
-  "unmatchedRoutes",
-  "minDeposit",
-  "minWithdrawDelay",
-  "withdrawSafetyMarginSec",
-  "confirmations",
-  "pollIntervalMs",
-  "fromBlock",
-  "database",
-  "retryWindowMs",
-  "maxHeaderBytes",
-  "upstreamTimeoutMs",
-  "forwardBeforeDurable",
-  "maxTimeoutSeconds",
-  "healthPath",
-  "metricsPath",
-  "relay",
-] as const;
+/** Reads, parses and validates a configuration file for the server; throws {@link ConfigError}. */
+export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): ServerConfig {
+  const { raw, options } = readConfigFile(file, env);
+  return parseConfig(raw, options);
+}
 
-/** Validates a parsed configuration object; throws {@link ConfigError} listing every problem. */
+/** Reads, parses and validates a configuration file for the settler; throws {@link ConfigError}. */
+export function loadSettleConfig(file: string, env: NodeJS.ProcessEnv = process.env): SettleConfig {
+  const { raw, options } = readConfigFile(file, env);
+  return parseSettleConfig(raw, options);
+}
+
+/** Validates a parsed configuration object for the server; throws {@link ConfigError} listing every problem. */
 export function parseConfig(raw: unknown, options: ParseOptions = {}): ServerConfig {
-  const env = options.env ?? process.env;
-  const c = new Checker();
+  return parse(raw, options, "server").server;
+}
+
+/**
+ * Validates a parsed configuration object for the settler; throws {@link ConfigError} listing
+ * every problem. The settler signs no receipts and runs no relay: the `relay` section and
+ * PAYCHAN_RELAYER_PRIVATE_KEY are not its business and are not read, and without a payee key the
+ * settler key's address is the payee.
+ */
+export function parseSettleConfig(raw: unknown, options: ParseOptions = {}): SettleConfig {
+  const { [RELAYER_KEY_ENV]: _relayerKey, ...env } = options.env ?? process.env;
+  const file = isRecord(raw) ? withoutKey(raw, "relay") : raw;
+  const { server, settler, senderKey } = parse(file, { ...options, env }, "settler");
+  const config = { server, settler, senderKey, sender: privateKeyToAccount(senderKey).address };
+  Object.defineProperty(config, "senderKey", { enumerable: false });
+  return config;
+}
+
+/** The JSON Schema (draft-07) of paychan.config.json, generated from the zod schema that validates it. */
+export function configJsonSchema(): Record<string, unknown> {
+  const schema = fileSchema({
+    role: "server",
+    network: undefined,
+    decimals: CONFIG_DEFAULTS.decimals,
+    env: {},
+    rpcEnv: undefined,
+    baseDir: ".",
+  });
+  return z.toJSONSchema(schema, { target: "draft-7", io: "input" }) as Record<string, unknown>;
+}
+
+function readConfigFile(file: string, env: NodeJS.ProcessEnv): { raw: unknown; options: ParseOptions } {
+  const absolute = path.resolve(file);
+  let text: string;
+  try {
+    text = readFileSync(absolute, "utf8");
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code === "ENOENT" ? "file not found" : String(error);
+    throw new ConfigError([`cannot read ${absolute}: ${reason}`]);
+  }
+  try {
+    return { raw: JSON.parse(text), options: { env, baseDir: path.dirname(absolute), source: absolute } };
+  } catch (error) {
+    throw new ConfigError([`not valid JSON: ${(error as Error).message}`], absolute);
+  }
+}
+
+/** Who reads the file: the settler needs no receipt key of its own, and reads no relay settings. */
+type Role = "server" | "settler";
+
+/** What the schema's checks depend on beyond the value they check. */
+interface Context {
+  readonly role: Role;
+  /** The file's network, when it names a known one: it decides the token, RPC and confirmation defaults. */
+  readonly network: NetworkInfo | undefined;
+  /** The token's decimals, under which prices are read. */
+  readonly decimals: number;
+  /** The environment, without empty variables (an empty variable counts as unset). */
+  readonly env: Readonly<Record<string, string>>;
+  /** The environment variable the RPC URL comes from, when the file has no `rpcUrl`. */
+  readonly rpcEnv: string | undefined;
+  readonly baseDir: string;
+}
+
+function parse(
+  raw: unknown,
+  options: ParseOptions,
+  role: Role,
+): { server: ServerConfig; settler: SettlerSettings; senderKey: Hex } {
   if (!isRecord(raw)) throw new ConfigError(["config: must be a JSON object"], options.source);
-  c.noUnknownKeys("config", raw, TOP_LEVEL_KEYS);
-
-  const upstream = c.url("config.upstream", raw.upstream, { required: true });
-  const listen = parseListen(c, raw.listen);
-  const publicUrl = c.url("config.publicUrl", raw.publicUrl, { required: false });
-
-  // The network decides defaults for the token, RPC variable and confirmations.
-  let network: NetworkInfo | undefined;
-  if (raw.network === undefined) c.issue("config.network: required; one of " + networkNames());
-  else if (typeof raw.network !== "string" || !(network = findNetwork(raw.network))) {
-    c.issue(`config.network: ${show(raw.network)} is not a known network; use one of ${networkNames()}`);
-  }
-
-  let rpcUrl: string | undefined;
-  if (raw.rpcUrl !== undefined) rpcUrl = c.url("config.rpcUrl", raw.rpcUrl, { required: true })?.toString();
-  else if (network) {
-    const fromEnv = env[network.rpcEnv];
-    if (fromEnv) rpcUrl = c.url(`environment ${network.rpcEnv}`, fromEnv, { required: true })?.toString();
-    else if (network.local) rpcUrl = "http://127.0.0.1:8545";
-    else c.issue(`config.rpcUrl: required (or set ${network.rpcEnv} in the environment) on network ${network.name}`);
-  }
-
-  const contract = c.address("config.contract", raw.contract, true);
-  const token = parseToken(c, raw.token, network);
-  const decimals = token?.decimals ?? CONFIG_DEFAULTS.decimals;
-  const routes = parseRoutes(c, raw.routes, decimals);
-
-  const unmatchedRoutes = c.oneOf("config.unmatchedRoutes", raw.unmatchedRoutes, ["reject", "free"] as const);
-  const minDeposit = c.amount("config.minDeposit", raw.minDeposit ?? CONFIG_DEFAULTS.minDeposit, decimals);
-  const minWithdrawDelay = c.integer("config.minWithdrawDelay", raw.minWithdrawDelay, {
-    min: CONTRACT_MIN_WITHDRAW_DELAY,
-    max: CONTRACT_MAX_WITHDRAW_DELAY,
-    fallback: CONFIG_DEFAULTS.minWithdrawDelay,
-    unit: "seconds",
-    why: "the contract's withdraw delay bounds",
-  });
-  const withdrawSafetyMarginSec = c.integer("config.withdrawSafetyMarginSec", raw.withdrawSafetyMarginSec, {
-    min: 0,
-    max: CONTRACT_MAX_WITHDRAW_DELAY,
-    fallback: CONFIG_DEFAULTS.withdrawSafetyMarginSec,
-    unit: "seconds",
-  });
-  const confirmations = c.integer("config.confirmations", raw.confirmations, {
-    min: 0,
-    max: 1000,
-    fallback: network?.confirmations ?? 0,
-  });
-  const pollIntervalMs = c.integer("config.pollIntervalMs", raw.pollIntervalMs, {
-    min: 50,
-    max: 600_000,
-    fallback: CONFIG_DEFAULTS.pollIntervalMs,
-    unit: "ms",
-  });
-  let fromBlock: bigint | "latest" = network && !network.local ? "latest" : 1n;
-  if (raw.fromBlock === "latest") fromBlock = "latest";
-  else if (raw.fromBlock !== undefined) {
-    const text =
-      typeof raw.fromBlock === "number" && Number.isSafeInteger(raw.fromBlock) ? String(raw.fromBlock) : raw.fromBlock;
-    if (typeof text !== "string" || !/^[0-9]{1,20}$/.test(text)) {
-      c.issue(`config.fromBlock: must be a block number or "latest", got ${show(raw.fromBlock)}`);
-    } else fromBlock = BigInt(text);
-  }
-  const database = parseDatabase(c, raw.database, options.baseDir ?? process.cwd());
-  const retryWindowMs = c.integer("config.retryWindowMs", raw.retryWindowMs, {
-    min: 0,
-    max: 24 * 3600 * 1000,
-    fallback: CONFIG_DEFAULTS.retryWindowMs,
-    unit: "ms",
-  });
-  const maxHeaderBytes = c.integer("config.maxHeaderBytes", raw.maxHeaderBytes, {
-    // Room for a full PAYMENT-SIGNATURE plus ordinary headers; above 1 MiB is a memory-DoS knob.
-    min: MAX_PAYMENT_HEADER_BYTES + 2048,
-    max: 1024 * 1024,
-    fallback: CONFIG_DEFAULTS.maxHeaderBytes,
-    unit: "bytes",
-  });
-  const upstreamTimeoutMs = c.integer("config.upstreamTimeoutMs", raw.upstreamTimeoutMs, {
-    min: 100,
-    max: 3600 * 1000,
-    fallback: CONFIG_DEFAULTS.upstreamTimeoutMs,
-    unit: "ms",
-  });
-  const forwardBeforeDurable = c.oneOf("config.forwardBeforeDurable", raw.forwardBeforeDurable, [
-    "safe",
-    "never",
-  ] as const);
-  const maxTimeoutSeconds = c.integer("config.maxTimeoutSeconds", raw.maxTimeoutSeconds, {
-    min: 1,
-    max: 3600,
-    fallback: CONFIG_DEFAULTS.maxTimeoutSeconds,
-    unit: "seconds",
-  });
-  const healthPath = c.endpointPath("config.healthPath", raw.healthPath, CONFIG_DEFAULTS.healthPath);
-  const metricsPath = c.endpointPath("config.metricsPath", raw.metricsPath, CONFIG_DEFAULTS.metricsPath);
-
-  // Secrets.
-  const payeeKey = c.privateKey(PAYEE_KEY_ENV, env[PAYEE_KEY_ENV], true);
-  const relayerKey = c.privateKey(RELAYER_KEY_ENV, env[RELAYER_KEY_ENV], false);
-  const receiptSigner = payeeKey ? privateKeyToAccount(payeeKey).address : undefined;
-  let payee = receiptSigner;
-  if (env[PAYEE_ADDRESS_ENV] !== undefined && env[PAYEE_ADDRESS_ENV] !== "") {
-    payee = c.address(`environment ${PAYEE_ADDRESS_ENV}`, env[PAYEE_ADDRESS_ENV], true);
-  }
-
-  let relay: { path: string } | null = null;
-  if (raw.relay === false || raw.relay === null) {
-    relay = null;
-  } else if (raw.relay === undefined) {
-    // Offered exactly when a relayer key is configured: the key is the operator's opt-in.
-    relay = relayerKey ? { path: CONFIG_DEFAULTS.relayPath } : null;
-  } else if (!isRecord(raw.relay)) {
-    c.issue(`config.relay: must be an object like { "path": "/paychan/relay" } or false, got ${show(raw.relay)}`);
-  } else {
-    c.noUnknownKeys("config.relay", raw.relay, ["path"]);
-    const relayPath = c.endpointPath("config.relay.path", raw.relay.path ?? CONFIG_DEFAULTS.relayPath, "");
-    if (!relayerKey) c.issue(`config.relay: the relay needs ${RELAYER_KEY_ENV} in the environment`);
-    if (relayPath) relay = { path: relayPath.replace(/\/+$/, "") };
-  }
-
-  const builtIns = [healthPath, metricsPath, relay && `${relay.path}/open`, relay && `${relay.path}/topup`];
-  const seen = new Set<string>();
-  for (const p of builtIns) {
-    if (p === null || p === "") continue;
-    if (seen.has(p)) c.issue(`config: the built-in endpoint path ${p} is used twice`);
-    seen.add(p);
-  }
-
-  if (c.issues.length > 0) throw new ConfigError(c.issues, options.source);
-  // Every value below was checked above; the casts only restate what the checker guarantees.
-  return {
-    ...(options.source ? { source: options.source } : {}),
-    upstream: upstream as URL,
-    listen,
-    ...(publicUrl ? { publicUrl: publicUrl.toString().replace(/\/+$/, "") } : {}),
-    network: network as NetworkInfo,
-    rpcUrl: rpcUrl as string,
-    contract: contract as Address,
-    token: token as ServerConfig["token"],
-    routes: routes as RouteTable,
-    unmatchedRoutes: unmatchedRoutes ?? CONFIG_DEFAULTS.unmatchedRoutes,
-    minDeposit: minDeposit as bigint,
-    minWithdrawDelay,
-    withdrawSafetyMarginSec,
-    confirmations,
-    pollIntervalMs,
-    fromBlock,
-    database: database as ServerConfig["database"],
-    retryWindowMs,
-    maxHeaderBytes,
-    upstreamTimeoutMs,
-    forwardBeforeDurable: forwardBeforeDurable ?? CONFIG_DEFAULTS.forwardBeforeDurable,
-    maxTimeoutSeconds,
-    healthPath,
-    metricsPath,
-    relay,
-    payee: payee as Address,
-    receiptSigner: receiptSigner as Address,
-    ...(relayerKey ? { relayer: privateKeyToAccount(relayerKey).address } : {}),
-    secrets: new ServerSecrets(payeeKey as Hex, relayerKey),
-  };
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(options.env ?? process.env)) if (value) env[name] = value;
+  const token = raw.token;
+  const decimals = isRecord(token) && isInteger(token.decimals, 0, 36) ? token.decimals : CONFIG_DEFAULTS.decimals;
+  const network = typeof raw.network === "string" ? findNetwork(raw.network) : undefined;
+  const rpcEnv = network && raw.rpcUrl === undefined ? network.rpcEnv : undefined;
+  const context: Context = { role, network, decimals, env, rpcEnv, baseDir: options.baseDir ?? process.cwd() };
+  const result = configSchema(context).safeParse({ file: raw, env });
+  if (!result.success) throw new ConfigError(result.error.issues.flatMap(describeIssue), options.source);
+  const { server, settler, senderKey } = result.data;
+  return { server: options.source ? { source: options.source, ...server } : server, settler, senderKey };
 }
 
-function parseListen(c: Checker, value: unknown): { host: string; port: number } {
-  if (value === undefined) return { host: CONFIG_DEFAULTS.host, port: CONFIG_DEFAULTS.port };
-  if (!isRecord(value)) {
-    c.issue(`config.listen: must be an object like { "host": "127.0.0.1", "port": 8402 }, got ${show(value)}`);
-    return { host: CONFIG_DEFAULTS.host, port: CONFIG_DEFAULTS.port };
-  }
-  c.noUnknownKeys("config.listen", value, ["host", "port"]);
-  let host: string = CONFIG_DEFAULTS.host;
-  if (value.host !== undefined) {
-    if (typeof value.host !== "string" || value.host.trim() === "") {
-      c.issue(`config.listen.host: must be a non-empty string, got ${show(value.host)}`);
-    } else host = value.host.trim();
-  }
-  const port = c.integer("config.listen.port", value.port, { min: 0, max: 65535, fallback: CONFIG_DEFAULTS.port });
-  return { host, port };
+/** The file and the environment together, assembled into the working configuration. */
+function configSchema(context: Context) {
+  return z.object({ file: fileSchema(context), env: environmentSchema(context) }).transform(({ file, env }, ctx) => {
+    // zod runs a transform after issues it can continue from (a failed refinement): assemble only valid input.
+    if (ctx.issues.length > 0) return z.NEVER;
+    const {
+      $schema: _schema,
+      network,
+      rpcUrl,
+      publicUrl,
+      token,
+      confirmations,
+      fromBlock,
+      relay,
+      settler,
+      ...rest
+    } = file;
+    const relayerKey = env[RELAYER_KEY_ENV];
+    // Validation guarantees one key in each role: the payee key for the server, either key for the settler.
+    const payeeKey = (env[PAYEE_KEY_ENV] ?? env[SETTLER_KEY_ENV]) as Hex;
+    const senderKey = env[SETTLER_KEY_ENV] ?? payeeKey;
+    const receiptSigner = privateKeyToAccount(payeeKey).address;
+    const rpcUrlFromEnv = (env as Readonly<Record<string, unknown>>)[network.rpcEnv] as URL | undefined;
+    const server: ServerConfig = {
+      ...rest,
+      ...(publicUrl ? { publicUrl: publicUrl.toString().replace(/\/+$/, "") } : {}),
+      network,
+      // Without `rpcUrl` or its environment variable only local networks pass validation.
+      rpcUrl: (rpcUrl ?? rpcUrlFromEnv)?.toString() ?? "http://127.0.0.1:8545",
+      token: {
+        // Validation requires an address on networks without a canonical USDC.
+        address: token.address ?? getAddress(network.usdc as Address),
+        decimals: token.decimals,
+        name: token.name ?? network.usdcName,
+        version: token.version ?? network.usdcVersion,
+      },
+      confirmations: confirmations ?? network.confirmations,
+      fromBlock: fromBlock ?? (network.local ? 1n : "latest"),
+      // Offered exactly when a relayer key is configured, unless the file turns it off: the key is the operator's opt-in.
+      relay: relay === undefined ? (relayerKey ? { path: CONFIG_DEFAULTS.relayPath } : null) : relay || null,
+      payee: env[PAYEE_ADDRESS_ENV] ?? receiptSigner,
+      receiptSigner,
+      ...(relayerKey ? { relayer: privateKeyToAccount(relayerKey).address } : {}),
+      secrets: new ServerSecrets(payeeKey, relayerKey),
+    };
+    const { minUnclaimed, maxAgeSec, maxBatchSize, maxGasPriceGwei, ...schedule } = settler;
+    const policy = {
+      minUnclaimed,
+      maxAgeSec,
+      maxBatchSize,
+      ...(maxGasPriceGwei ? { maxGasPriceWei: maxGasPriceGwei } : {}),
+    };
+    return { server, settler: { policy, ...schedule }, senderKey };
+  });
 }
 
-function parseToken(c: Checker, value: unknown, network: NetworkInfo | undefined): ServerConfig["token"] | undefined {
-  const spec = typeof value === "string" ? { address: value } : value;
-  if (spec !== undefined && !isRecord(spec)) {
-    c.issue(`config.token: must be an address or an object { "address", "decimals", "name", "version" }`);
-    return undefined;
-  }
-  const given = spec ?? {};
-  c.noUnknownKeys("config.token", given, ["address", "decimals", "name", "version"]);
-  let address: Address | undefined;
-  if (given.address !== undefined) address = c.address("config.token.address", given.address, true);
-  else if (network?.usdc) address = getAddress(network.usdc);
-  else if (network) c.issue(`config.token.address: required on network ${network.name} (it has no canonical USDC)`);
-  const decimals = c.integer("config.token.decimals", given.decimals, {
-    min: 0,
-    max: 36,
-    fallback: CONFIG_DEFAULTS.decimals,
-  });
-  const name = c.nonEmptyString("config.token.name", given.name) ?? network?.usdcName ?? "USD Coin";
-  const version = c.nonEmptyString("config.token.version", given.version) ?? network?.usdcVersion ?? "2";
-  return address ? { address, decimals, name, version } : undefined;
+/** paychan.config.json. */
+function fileSchema(context: Context) {
+  const { network, decimals, env } = context;
+  const rpcUrlMissing =
+    network && !network.local && !env[network.rpcEnv]
+      ? `required (or set ${network.rpcEnv} in the environment) on network ${network.name}`
+      : undefined;
+  const tokenAddressMissing =
+    network && !network.usdc ? `required on network ${network.name} (it has no canonical USDC)` : undefined;
+  return strictObject("a JSON object", {
+    $schema: z.string().optional().meta({ description: "The JSON Schema of this file, for editors." }),
+    upstream: url().meta({ description: "Base URL of the API the proxy forwards to." }),
+    listen: strictObject(`an object like { "host": "127.0.0.1", "port": 8402 }`, {
+      host: nonEmptyString()
+        .default(CONFIG_DEFAULTS.host)
+        .transform((host) => host.trim())
+        .meta({ description: "Interface the proxy listens on." }),
+      port: integer({ min: 0, max: 65535 })
+        .default(CONFIG_DEFAULTS.port)
+        .meta({ description: "TCP port the proxy listens on (0: any free port)." }),
+    })
+      .prefault({})
+      .meta({ description: "Where the proxy listens." }),
+    publicUrl: url()
+      .optional()
+      .meta({ description: "Public base URL of this server, for the resource URL in 402 answers." }),
+    network: z
+      .enum(NETWORK_IDS, {
+        error: (issue) =>
+          issue.input === undefined
+            ? `required; one of ${NETWORK_NAMES}`
+            : `${show(issue.input)} is not a known network; use one of ${NETWORK_NAMES}`,
+      })
+      .transform((id) => findNetwork(id) as NetworkInfo)
+      .meta({ description: "The chain the contract is on: a network name or its CAIP-2 id." }),
+    rpcUrl: (rpcUrlMissing ? url(rpcUrlMissing) : url().optional()).meta({
+      description:
+        "JSON-RPC endpoint; default the network's environment variable, or 127.0.0.1:8545 on local networks.",
+    }),
+    contract: address().meta({ description: "Address of the PaymentChannels contract." }),
+    token: z
+      .union(
+        [
+          address(),
+          strictObject(`an address or an object { "address", "decimals", "name", "version" }`, {
+            address: (tokenAddressMissing ? address(tokenAddressMissing) : address().optional()).meta({
+              description: "Token address; default the network's USDC.",
+            }),
+            decimals: integer({ min: 0, max: 36 })
+              .default(CONFIG_DEFAULTS.decimals)
+              .meta({ description: "Token decimals." }),
+            name: nonEmptyString()
+              .optional()
+              .meta({ description: "Name in the token's EIP-712 domain; default the network's USDC's." }),
+            version: nonEmptyString()
+              .optional()
+              .meta({ description: "Version in the token's EIP-712 domain; default the network's USDC's." }),
+          }),
+        ],
+        {
+          error: (issue) =>
+            `must be an address or an object { "address", "decimals", "name", "version" }, got ${show(issue.input)}`,
+        },
+      )
+      // A missing token still goes through the object, which requires an address where the network has no USDC.
+      .prefault({ address: undefined })
+      .transform((token) =>
+        typeof token === "string" ? { address: token, decimals: CONFIG_DEFAULTS.decimals } : token,
+      )
+      .meta({ description: "The token channels hold: an address, or an object; default the network's USDC." }),
+    routes: routesSchema(decimals),
+    unmatchedRoutes: oneOf(["reject", "free"])
+      .default(CONFIG_DEFAULTS.unmatchedRoutes)
+      .meta({ description: "What a request no route matches gets: a 404 (reject) or the upstream (free)." }),
+    minDeposit: amount(decimals, "amount")
+      .prefault(CONFIG_DEFAULTS.minDeposit)
+      .meta({ description: "Smallest channel deposit accepted." }),
+    minWithdrawDelay: integer({
+      min: CONTRACT_MIN_WITHDRAW_DELAY,
+      max: CONTRACT_MAX_WITHDRAW_DELAY,
+      unit: "seconds",
+      why: "the contract's withdraw delay bounds",
+    })
+      .default(CONFIG_DEFAULTS.minWithdrawDelay)
+      .meta({ description: "Shortest withdraw delay (seconds) a channel must have to be accepted." }),
+    withdrawSafetyMarginSec: integer({ min: 0, max: CONTRACT_MAX_WITHDRAW_DELAY, unit: "seconds" })
+      .default(CONFIG_DEFAULTS.withdrawSafetyMarginSec)
+      .meta({ description: "Vouchers are refused this long (seconds) before a pending withdrawal completes." }),
+    confirmations: integer({ min: 0, max: 1000 })
+      .optional()
+      .meta({ description: "Blocks before the watcher acts on an event; default the network's." }),
+    pollIntervalMs: integer({ min: 50, max: 600_000, unit: "ms" })
+      .default(CONFIG_DEFAULTS.pollIntervalMs)
+      .meta({ description: "How often the watcher polls for new blocks (ms)." }),
+    fromBlock: fromBlockSchema(),
+    database: databaseSchema(context.baseDir),
+    retryWindowMs: integer({ min: 0, max: 24 * 3600 * 1000, unit: "ms" })
+      .default(CONFIG_DEFAULTS.retryWindowMs)
+      .meta({
+        description: "How long (ms) a retry of an accepted voucher gets its receipt again; later it is refused.",
+      }),
+    maxHeaderBytes: integer({
+      // Room for a full PAYMENT-SIGNATURE plus ordinary headers; above 1 MiB is a memory-DoS knob.
+      min: MAX_PAYMENT_HEADER_BYTES + 2048,
+      max: 1024 * 1024,
+      unit: "bytes",
+    })
+      .default(CONFIG_DEFAULTS.maxHeaderBytes)
+      .meta({ description: "Largest request header section (bytes)." }),
+    upstreamTimeoutMs: integer({ min: 100, max: 3600 * 1000, unit: "ms" })
+      .default(CONFIG_DEFAULTS.upstreamTimeoutMs)
+      .meta({ description: "Upstream idle timeout (ms): no bytes from the upstream for this long fails the request." }),
+    forwardBeforeDurable: oneOf(["safe", "never"]).default(CONFIG_DEFAULTS.forwardBeforeDurable).meta({
+      description: "Whether paid GET, HEAD and OPTIONS requests reach the upstream while their voucher's fsync runs.",
+    }),
+    maxTimeoutSeconds: integer({ min: 1, max: 3600, unit: "seconds" })
+      .default(CONFIG_DEFAULTS.maxTimeoutSeconds)
+      .meta({ description: "maxTimeoutSeconds announced in 402 answers." }),
+    healthPath: endpointPath()
+      .default(CONFIG_DEFAULTS.healthPath)
+      .meta({ description: "Path of the health endpoint, or null to disable it." }),
+    metricsPath: endpointPath()
+      .default(CONFIG_DEFAULTS.metricsPath)
+      .meta({ description: "Path of the Prometheus metrics endpoint, or null to disable it." }),
+    relay: relaySchema(env),
+    settler: settlerSchema(decimals),
+  })
+    .refine((file) => duplicateEndpoint(file, env) === undefined, {
+      error: (issue) => `the built-in endpoint path ${duplicateEndpoint(issue.input as FileLike, env)} is used twice`,
+      when: unlessFailed(["healthPath"], ["metricsPath"], ["relay"]),
+      abort: true,
+    })
+    .refine((file) => file.settler.intervalSec * 3 <= file.minWithdrawDelay, {
+      // Withdrawal requests of channels the settler's watcher does not follow (and every request
+      // when it does not watch) are noticed by the next scheduled pass: it must come well within
+      // the shortest withdraw delay the server accepts.
+      path: ["settler", "intervalSec"],
+      error: (issue) => {
+        const { settler, minWithdrawDelay } = issue.input as {
+          settler: { intervalSec: number };
+          minWithdrawDelay: number;
+        };
+        return (
+          `${settler.intervalSec} s leaves too little of the ${minWithdrawDelay} s minimum withdraw delay ` +
+          `(config.minWithdrawDelay) to claim an exiting channel; use at most a third of it`
+        );
+      },
+      when: unlessFailed(["settler"], ["minWithdrawDelay"]),
+      abort: true,
+    })
+    .meta({
+      title: "paychan configuration",
+      description: "paychan.config.json: the paychan server's and settler's settings (docs/config.md).",
+    });
+}
+
+/** The secrets and RPC endpoint the file leaves to the environment. */
+function environmentSchema(context: Context) {
+  const { role, rpcEnv } = context;
+  const payeeKey =
+    role === "server" ? privateKey("required; a 0x-prefixed 32-byte hex private key") : privateKey().optional();
+  return z
+    .object({
+      [PAYEE_KEY_ENV]: payeeKey,
+      [PAYEE_ADDRESS_ENV]: address().optional(),
+      [RELAYER_KEY_ENV]: privateKey().optional(),
+      [SETTLER_KEY_ENV]: privateKey().optional(),
+      // Read only when the file has no rpcUrl of its own.
+      ...(rpcEnv ? { [rpcEnv]: url().optional() } : {}),
+    })
+    .refine((secrets) => role === "server" || secrets[SETTLER_KEY_ENV] || secrets[PAYEE_KEY_ENV], {
+      path: [SETTLER_KEY_ENV],
+      error: `required (or ${PAYEE_KEY_ENV}); the key that sends claims`,
+      abort: true,
+    });
 }
 
 const ROUTE_KEY = /^(?:([A-Z]+)\s+)?(\/\S*)$/;
-const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
+const METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
-function parseRoutes(c: Checker, value: unknown, decimals: number): RouteTable | undefined {
-  if (value === undefined) {
-    c.issue(`config.routes: required; e.g. { "GET /weather": "$0.001" }`);
-    return undefined;
-  }
-  if (!isRecord(value)) {
-    c.issue(`config.routes: must be an object mapping "METHOD /path" to a price, got ${show(value)}`);
-    return undefined;
-  }
-  const table: Record<string, RoutePrice> = {};
-  const entries = Object.entries(value);
-  if (entries.length === 0) c.issue(`config.routes: is empty; list at least one route`);
-  for (const [key, price] of entries) {
-    const where = `config.routes['${key}']`;
-    const match = ROUTE_KEY.exec(key.trim());
-    if (!match) {
-      c.issue(`${where}: the key must look like "GET /path", "/path" or "/path/*"`);
-      continue;
-    }
-    if (match[1] !== undefined && !METHODS.has(match[1])) {
-      c.issue(`${where}: unknown method ${match[1]}; use one of ${[...METHODS].join(", ")}`);
-      continue;
-    }
-    if (match[2].includes("*") && !/^\/(?:[^*]*\/)?\*$/.test(match[2])) {
-      c.issue(`${where}: "*" is only allowed as the last segment ("/path/*")`);
-      continue;
-    }
-    if (price === null) {
-      table[key] = null;
-      continue;
-    }
-    if (typeof price === "string" || typeof price === "number") {
-      const atomic = routePrice(c, where, price, decimals);
-      if (atomic !== undefined) table[key] = atomic.toString();
-      continue;
-    }
-    if (!isRecord(price)) {
-      c.issue(
-        `${where}: must be a price ("$0.001"), an object { "price", "pricing" } or null (free), got ${show(price)}`,
-      );
-      continue;
-    }
-    c.noUnknownKeys(where, price, ["price", "pricing", "description"]);
-    const atomic = routePrice(c, `${where}.price`, price.price, decimals);
-    const pricing = c.oneOf<Pricing>(`${where}.pricing`, price.pricing, ["fixed", "upto"]);
-    const description = c.nonEmptyString(`${where}.description`, price.description);
-    if (atomic !== undefined) {
-      table[key] = {
-        price: atomic.toString(),
-        pricing: pricing ?? "fixed",
-        ...(description ? { description } : {}),
-      };
-    }
-  }
-  return table;
+function routesSchema(decimals: number) {
+  const key = z.string().superRefine((text, ctx) => {
+    const match = ROUTE_KEY.exec(text.trim());
+    const problem = !match
+      ? `the key must look like "GET /path", "/path" or "/path/*"`
+      : match[1] !== undefined && !METHODS.includes(match[1])
+        ? `unknown method ${match[1]}; use one of ${METHODS.join(", ")}`
+        : match[2].includes("*") && !/^\/(?:[^*]*\/)?\*$/.test(match[2])
+          ? `"*" is only allowed as the last segment ("/path/*")`
+          : undefined;
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  });
+  const price = amount(decimals, "price").refine((atomic) => atomic > 0n, {
+    error: "price must be above zero; use null for a free route",
+    abort: true,
+  });
+  const paid = strictObject(`an object { "price", "pricing", "description" }`, {
+    price: price.meta({ description: "The route's price, or for upto pricing its maximum." }),
+    pricing: oneOf(["fixed", "upto"])
+      .default("fixed")
+      .meta({ description: "fixed: the price is charged; upto: the handler charges up to it." }),
+    description: nonEmptyString().optional().meta({ description: "Shown to buyers in the 402 answer." }),
+  });
+  const value = z
+    .union([price, z.null(), paid], {
+      error: (issue) =>
+        `must be a price ("$0.001"), an object { "price", "pricing" } or null (free), got ${show(issue.input)}`,
+    })
+    .transform((route): RoutePrice => {
+      if (route === null) return null;
+      if (typeof route === "bigint") return route.toString();
+      return { ...route, price: route.price.toString() };
+    });
+  return z
+    .record(key, value, {
+      error: (issue) =>
+        issue.input === undefined
+          ? `required; e.g. { "GET /weather": "$0.001" }`
+          : `must be an object mapping "METHOD /path" to a price, got ${show(issue.input)}`,
+    })
+    .refine((table) => Object.keys(table).length > 0, { error: "is empty; list at least one route", abort: true })
+    .meta({
+      description: `Prices by route: "METHOD /path", "/path" or "/path/*" to a price, { "price", "pricing", "description" }, or null (free).`,
+      minProperties: 1,
+    });
 }
 
-function routePrice(c: Checker, where: string, price: unknown, decimals: number): bigint | undefined {
-  if (price === undefined) {
-    c.issue(`${where}: a price is required`);
-    return undefined;
-  }
-  const atomic = c.amount(where, price, decimals, "price");
-  if (atomic === 0n) c.issue(`${where}: price must be above zero; use null for a free route`);
-  return atomic;
+function fromBlockSchema() {
+  const problem = (issue: { input?: unknown }) => `must be a block number or "latest", got ${show(issue.input)}`;
+  return z
+    .union(
+      [
+        z.literal("latest"),
+        z.number().int({ error: problem }).min(0, { error: problem }),
+        z.string().regex(/^[0-9]{1,20}$/, { error: problem }),
+      ],
+      { error: problem },
+    )
+    .transform((block) => (block === "latest" ? block : BigInt(block)))
+    .optional()
+    .meta({
+      description: `Block of the watcher's first sync: the contract's deploy block, or "latest"; default 1 on local networks, "latest" elsewhere.`,
+    });
 }
 
-function parseDatabase(c: Checker, value: unknown, baseDir: string): ServerConfig["database"] | undefined {
-  const spec = typeof value === "string" ? { path: value } : (value ?? {});
-  if (!isRecord(spec)) {
-    c.issue(`config.database: must be a path or an object { "path", "durable", "fsync" }, got ${show(value)}`);
-    return undefined;
-  }
-  c.noUnknownKeys("config.database", spec, ["path", "durable", "fsync"]);
-  let file: string = CONFIG_DEFAULTS.databasePath;
-  if (spec.path !== undefined) {
-    if (typeof spec.path !== "string" || spec.path.trim() === "") {
-      c.issue(`config.database.path: must be a non-empty file path, got ${show(spec.path)}`);
-      return undefined;
-    }
-    file = spec.path;
-  }
-  let durable: boolean = CONFIG_DEFAULTS.durable;
-  if (spec.durable !== undefined) {
-    if (typeof spec.durable !== "boolean") c.issue(`config.database.durable: must be true or false`);
-    else durable = spec.durable;
-  }
-  let fsync: "background" | "commit" = CONFIG_DEFAULTS.fsync;
-  if (spec.fsync !== undefined) {
-    if (spec.fsync !== "background" && spec.fsync !== "commit") {
-      c.issue(`config.database.fsync: must be "background" or "commit", got ${show(spec.fsync)}`);
-    } else fsync = spec.fsync;
-  }
-  // ":memory:" stays as is (tests); anything else is relative to the config file, not the cwd,
-  // so `paychan server --config /etc/paychan/config.json` finds its database wherever it is run from.
-  return { path: file === ":memory:" ? file : path.resolve(baseDir, file), durable, fsync };
+function databaseSchema(baseDir: string) {
+  const file = z
+    .string({ error: (issue) => `must be a non-empty file path, got ${show(issue.input)}` })
+    .regex(/\S/, { error: (issue) => `must be a non-empty file path, got ${show(issue.input)}` });
+  return z
+    .union(
+      [
+        file,
+        strictObject(`a path or an object { "path", "durable", "fsync" }`, {
+          path: file
+            .default(CONFIG_DEFAULTS.databasePath)
+            .meta({ description: "The SQLite file, relative to the config file." }),
+          durable: boolean()
+            .default(CONFIG_DEFAULTS.durable)
+            .meta({ description: "false drops every fsync: for benchmarks and tests only." }),
+          fsync: oneOf(["background", "commit"]).default(CONFIG_DEFAULTS.fsync).meta({
+            description:
+              "Where a durable commit is fsynced: background (off the event loop) or commit (inside COMMIT).",
+          }),
+        }),
+      ],
+      { error: (issue) => `must be a path or an object { "path", "durable", "fsync" }, got ${show(issue.input)}` },
+    )
+    .prefault({})
+    .transform((spec) => {
+      const {
+        path: file,
+        durable,
+        fsync,
+      } = typeof spec === "string"
+        ? { path: spec, durable: CONFIG_DEFAULTS.durable, fsync: CONFIG_DEFAULTS.fsync }
+        : spec;
+      // ":memory:" stays as is (tests); anything else is relative to the config file, not the cwd,
+      // so `paychan server --config /etc/paychan/config.json` finds its database wherever it is run from.
+      return { path: file === ":memory:" ? file : path.resolve(baseDir, file), durable, fsync };
+    })
+    .meta({ description: "The SQLite store: a file path, or an object." });
 }
 
-function networkNames(): string {
-  return Object.keys(NETWORKS).join(", ");
+function relaySchema(env: Context["env"]) {
+  const settings = strictObject(`an object like { "path": "/paychan/relay" } or false`, {
+    path: z
+      .string({ error: (issue) => `must be an absolute path like "/paychan/relay", got ${show(issue.input)}` })
+      .regex(ENDPOINT_PATH, {
+        error: (issue) => `must be an absolute path like "/paychan/relay", got ${show(issue.input)}`,
+      })
+      .default(CONFIG_DEFAULTS.relayPath)
+      .transform((base) => base.replace(/\/+$/, ""))
+      .meta({ description: "Base path of the relay's endpoints (<path>/open, <path>/topup)." }),
+  }).refine(() => env[RELAYER_KEY_ENV] !== undefined, {
+    error: `the relay needs ${RELAYER_KEY_ENV} in the environment`,
+    abort: true,
+  });
+  return z
+    .union([z.literal(false), z.null(), settings], {
+      error: (issue) => `must be an object like { "path": "/paychan/relay" } or false, got ${show(issue.input)}`,
+    })
+    .optional()
+    .meta({
+      description: `The gasless open and top-up relay; default on exactly when ${RELAYER_KEY_ENV} is set; false turns it off.`,
+    });
+}
+
+function settlerSchema(decimals: number) {
+  const gweiProblem = (issue: { input?: unknown }) => `must be a positive number of gwei, got ${show(issue.input)}`;
+  return strictObject("an object", {
+    minUnclaimed: amount(decimals, "amount")
+      .prefault(SETTLER_DEFAULTS.minUnclaimed)
+      .meta({ description: "A channel is claimed once this much is unclaimed." }),
+    maxAgeSec: integer({ min: 1, max: 365 * 24 * 3600, unit: "seconds" })
+      .default(SETTLER_DEFAULTS.maxAgeSec)
+      .meta({ description: "A channel is also claimed once its oldest unclaimed voucher is this old (seconds)." }),
+    // A claimBatch item costs about 12,000 gas: 1,000 items stay far below any block gas limit.
+    maxBatchSize: integer({ min: 1, max: 1_000 })
+      .default(SETTLER_DEFAULTS.maxBatchSize)
+      .meta({ description: "Most channels in one claimBatch transaction." }),
+    maxGasPriceGwei: z
+      .union([z.number().positive({ error: gweiProblem }), z.string().regex(GWEI, { error: gweiProblem })], {
+        error: gweiProblem,
+      })
+      .transform((gwei, ctx) => {
+        const text = String(gwei);
+        if (GWEI.test(text) && !/^0+(\.0+)?$/.test(text)) return parseGwei(text);
+        ctx.issues.push({ code: "custom", input: gwei, message: gweiProblem({ input: gwei }) });
+        return z.NEVER;
+      })
+      .optional()
+      .meta({ description: "Routine claims wait while the gas price is above this (gwei); urgent ones never wait." }),
+    intervalSec: integer({ min: 1, max: 24 * 3600, unit: "seconds" })
+      .default(SETTLER_DEFAULTS.intervalSec)
+      .meta({ description: "Seconds between scheduled passes; at most a third of minWithdrawDelay." }),
+    replaceAfterMs: integer({ min: 1_000, max: 3_600_000, unit: "ms" })
+      .default(SETTLER_DEFAULTS.replaceAfterMs)
+      .meta({ description: "A claim not mined after this long (ms) is sent again with higher fees." }),
+    feeBumpPercent: integer({ min: 10, max: 1_000 })
+      .default(SETTLER_DEFAULTS.feeBumpPercent)
+      .meta({ description: "Fee increase of each replacement (percent)." }),
+    sendTimeoutMs: integer({ min: 10_000, max: 24 * 3_600_000, unit: "ms" })
+      .default(SETTLER_DEFAULTS.sendTimeoutMs)
+      .meta({ description: "A claim without a final receipt after this long (ms) is given up, and claimed again." }),
+    watch: boolean()
+      .default(SETTLER_DEFAULTS.watch)
+      .meta({ description: "Follow withdrawal requests with a chain watcher of the settler's own." }),
+  })
+    .prefault({})
+    .meta({ description: "When and how the batch settler claims (paychan settle, and paychan server)." });
+}
+
+const GWEI = /^\d+(\.\d{1,9})?$/;
+const ENDPOINT_PATH = /^\/(?!.*\/\/)[A-Za-z0-9._~\-/]*$/;
+const NETWORK_IDS = [...new Set(Object.values(NETWORKS).flatMap((n) => [n.name, n.caip2]))] as [string, ...string[]];
+const NETWORK_NAMES = Object.keys(NETWORKS).join(", ");
+
+/** An object that names each unknown key and lists the known ones. */
+function strictObject<Shape extends z.ZodRawShape>(expected: string, shape: Shape) {
+  const known = Object.keys(shape).join(", ");
+  return z.strictObject(shape, {
+    error: (issue) => {
+      if (issue.code === "unrecognized_keys") {
+        const keys = issue.keys.map((key) => JSON.stringify(key)).join(", ");
+        return `unknown key${issue.keys.length > 1 ? "s" : ""} ${keys} (known: ${known})`;
+      }
+      return `must be ${expected}, got ${show(issue.input)}`;
+    },
+  });
+}
+
+function integer(o: { min: number; max: number; unit?: string; why?: string }) {
+  const notWhole = (issue: { input?: unknown }) =>
+    `must be a whole number${o.unit ? ` of ${o.unit}` : ""}, got ${show(issue.input)}`;
+  const outside = (issue: { input?: unknown }) =>
+    `${String(issue.input)} is outside [${o.min}, ${o.max}]${o.why ? ` (${o.why})` : ""}`;
+  return z
+    .number({ error: notWhole })
+    .int({ error: notWhole, abort: true })
+    .min(o.min, { error: outside })
+    .max(o.max, { error: outside });
+}
+
+function nonEmptyString() {
+  const problem = (issue: { input?: unknown }) => `must be a non-empty string, got ${show(issue.input)}`;
+  return z.string({ error: problem }).regex(/\S/, { error: problem });
+}
+
+function boolean() {
+  return z.boolean({ error: "must be true or false" });
+}
+
+function oneOf<const T extends readonly [string, ...string[]]>(values: T) {
+  return z.enum(values, {
+    error: (issue) => `must be one of ${values.map((v) => `"${v}"`).join(", ")}, got ${show(issue.input)}`,
+  });
+}
+
+/** A built-in endpoint's absolute path, or null to disable it. */
+function endpointPath() {
+  const problem = (issue: { input?: unknown }) =>
+    `must be an absolute path like "/healthz" (or null to disable), got ${show(issue.input)}`;
+  return z.string({ error: problem }).regex(ENDPOINT_PATH, { error: problem }).nullable();
+}
+
+function url(missing = "required; an http:// or https:// URL") {
+  return z
+    .string({
+      error: (issue) =>
+        issue.input === undefined ? missing : `must be an http:// or https:// URL string, got ${show(issue.input)}`,
+    })
+    .transform((text, ctx) => {
+      let parsed: URL | undefined;
+      try {
+        parsed = new URL(text);
+      } catch {
+        parsed = undefined;
+      }
+      const problem = !parsed
+        ? "is not a valid URL"
+        : parsed.protocol !== "http:" && parsed.protocol !== "https:"
+          ? "must use http:// or https://"
+          : parsed.search || parsed.hash
+            ? "must not have a query or fragment"
+            : undefined;
+      if (!parsed || problem) {
+        ctx.issues.push({ code: "custom", input: text, message: `${show(text)} ${problem}` });
+        return z.NEVER;
+      }
+      return parsed;
+    });
+}
+
+function address(missing = "required; a 0x-prefixed 20-byte address") {
+  const malformed = (issue: { input?: unknown }) =>
+    issue.input === undefined ? missing : `${show(issue.input)} is not a 0x-prefixed 20-byte hex address`;
+  return z
+    .string({ error: malformed })
+    .regex(/^0x[0-9a-fA-F]{40}$/, { error: malformed, abort: true })
+    .transform((text, ctx) => {
+      // Mixed case means EIP-55: a wrong checksum is almost always a typo, so refuse it.
+      const problem = !isAddress(text, { strict: true })
+        ? `${text} has an invalid EIP-55 checksum (write it all lowercase to skip the check)`
+        : /^0x0{40}$/.test(text)
+          ? "must not be the zero address"
+          : undefined;
+      if (!problem) return getAddress(text);
+      ctx.issues.push({ code: "custom", input: text, message: problem });
+      return z.NEVER;
+    });
+}
+
+/** A price or amount in the token: "$1.50", "1500000" (atomic units) or a safe integer of atomic units. */
+function amount(decimals: number, what: "amount" | "price") {
+  return z
+    .union(
+      [
+        z.string().regex(/^\s*(?:\$\d+(?:\.\d+)?|\d+)\s*$/, {
+          error: (issue) =>
+            `${what} ${show(issue.input)} must be "$<dollars>" (e.g. "$0.001") or a string of atomic units (e.g. "1000")`,
+        }),
+        z
+          .number()
+          .int({
+            error: (issue) =>
+              `${what} ${String(issue.input)} must be a whole number of atomic units, or a string like "$0.001"`,
+          })
+          .min(0, {
+            error: (issue) =>
+              `${what} ${String(issue.input)} must be a whole number of atomic units, or a string like "$0.001"`,
+          }),
+      ],
+      {
+        error: (issue) =>
+          issue.input === undefined
+            ? `a ${what} is required`
+            : `${what} must be a string like "$0.001" or "1000" (atomic units), got ${show(issue.input)}`,
+      },
+    )
+    .transform((value, ctx) => {
+      let atomic: bigint;
+      try {
+        atomic = typeof value === "number" ? BigInt(value) : toAtomic(value, decimals);
+      } catch {
+        // The format is checked above: only too many decimals remain.
+        ctx.issues.push({
+          code: "custom",
+          input: value,
+          message: `${what} ${show(value)} has more than the token's ${decimals} decimals`,
+        });
+        return z.NEVER;
+      }
+      if (atomic <= MAX_AMOUNT) return atomic;
+      ctx.issues.push({
+        code: "custom",
+        input: value,
+        message: `${what} ${show(value)} exceeds the largest channel amount (2^96 - 1 atomic units)`,
+      });
+      return z.NEVER;
+    });
+}
+
+/** A private key from the environment, never echoed in a message: it is a secret, and a near-miss is still most of one. */
+function privateKey(missing?: string) {
+  return z.string({ error: missing }).transform((value, ctx) => {
+    const text = value.trim();
+    const hex = /^0x[0-9a-fA-F]{64}$/.test(text) ? text : /^[0-9a-fA-F]{64}$/.test(text) ? `0x${text}` : undefined;
+    const problem = !hex
+      ? "must be a 32-byte hex private key (64 hex digits, optionally 0x-prefixed)"
+      : BigInt(hex) === 0n || BigInt(hex) >= SECP256K1_N
+        ? "is not a valid secp256k1 private key (must be in [1, n-1])"
+        : undefined;
+    if (hex && !problem) return hex.toLowerCase() as Hex;
+    ctx.issues.push({ code: "custom", input: "[redacted]", message: problem as string });
+    return z.NEVER;
+  });
+}
+
+/** The fields {@link duplicateEndpoint} reads, as they stand after their own validation. */
+interface FileLike {
+  readonly healthPath?: unknown;
+  readonly metricsPath?: unknown;
+  readonly relay?: unknown;
+}
+
+/** A built-in endpoint path used twice, if any. */
+function duplicateEndpoint(file: FileLike, env: Context["env"]): string | undefined {
+  const relay =
+    file.relay === undefined ? (env[RELAYER_KEY_ENV] ? { path: CONFIG_DEFAULTS.relayPath } : null) : file.relay;
+  const relayPath = isRecord(relay) && typeof relay.path === "string" ? relay.path : undefined;
+  const paths = [
+    file.healthPath,
+    file.metricsPath,
+    relayPath && `${relayPath}/open`,
+    relayPath && `${relayPath}/topup`,
+  ];
+  const seen = new Set<unknown>();
+  for (const p of paths) {
+    if (typeof p !== "string") continue;
+    if (seen.has(p)) return p;
+    seen.add(p);
+  }
+  return undefined;
+}
+
+/** A cross-field check runs even when other fields failed, unless one of the fields it reads did. */
+function unlessFailed(...fields: readonly (readonly PropertyKey[])[]) {
+  return (payload: { issues: readonly { path?: readonly PropertyKey[] }[] }) =>
+    !payload.issues.some((issue) => fields.some((field) => field.every((key, i) => issue.path?.[i] === key)));
+}
+
+/** One issue as lines "config.path: problem" or "environment NAME: problem"; unions report the branch the value was meant for. */
+function describeIssue(issue: z.core.$ZodIssue): string[] {
+  if (issue.code === "invalid_union") {
+    const meant = issue.errors.filter((branch) => !branch.every(isTypeMismatch));
+    if (meant.length === 1)
+      return meant[0].flatMap((inner) => describeIssue({ ...inner, path: [...issue.path, ...inner.path] }));
+  }
+  if (issue.code === "invalid_key") {
+    return issue.issues.flatMap((inner) => describeIssue({ ...inner, path: [...issue.path, ...inner.path] }));
+  }
+  return [`${where(issue.path)}: ${issue.message}`];
+}
+
+/** Whether a union branch failed only because the value has another type (so it was not meant for that branch). */
+function isTypeMismatch(issue: z.core.$ZodIssue): boolean {
+  if (issue.path.length !== 0) return false;
+  if (issue.code === "invalid_union") return issue.errors.every((branch) => branch.every(isTypeMismatch));
+  // zod reports a fraction given for an integer as invalid_type too, but that number was meant for the branch.
+  return (issue.code === "invalid_type" && issue.expected !== "int") || issue.code === "invalid_value";
+}
+
+/** "config.routes['GET /x'].price" for ["file", "routes", "GET /x", "price"]; "environment NAME" for ["env", NAME]. */
+function where(issuePath: readonly PropertyKey[]): string {
+  const [part, ...keys] = issuePath;
+  if (part === "env") return `environment ${String(keys[0])}`;
+  let text = "config";
+  for (const key of keys) {
+    text += typeof key === "string" && /^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `['${String(key)}']`;
+  }
+  return text;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function isInteger(value: unknown, min: number, max: number): value is number {
+  return typeof value === "number" && Number.isInteger(value) && value >= min && value <= max;
+}
+
+function withoutKey(record: Record<string, unknown>, key: string): Record<string, unknown> {
+  const { [key]: _removed, ...rest } = record;
+  return rest;
 }
 
 /** A value as it would appear in the JSON file. */
@@ -567,164 +1001,5 @@ function show(value: unknown): string {
     return text.length > 60 ? `${text.slice(0, 57)}...` : text;
   } catch {
     return String(value);
-  }
-}
-
-/** Accumulates issues so one start-up attempt reports every problem. */
-class Checker {
-  readonly issues: string[] = [];
-
-  issue(message: string): void {
-    this.issues.push(message);
-  }
-
-  noUnknownKeys(where: string, value: Record<string, unknown>, known: readonly string[]): void {
-    for (const key of Object.keys(value)) {
-      if (!known.includes(key)) this.issue(`${where}: unknown key "${key}" (known: ${known.join(", ")})`);
-    }
-  }
-
-  url(where: string, value: unknown, { required }: { required: boolean }): URL | undefined {
-    if (value === undefined) {
-      if (required) this.issue(`${where}: required; an http:// or https:// URL`);
-      return undefined;
-    }
-    if (typeof value !== "string") {
-      this.issue(`${where}: must be an http:// or https:// URL string, got ${show(value)}`);
-      return undefined;
-    }
-    let url: URL;
-    try {
-      url = new URL(value);
-    } catch {
-      this.issue(`${where}: ${show(value)} is not a valid URL`);
-      return undefined;
-    }
-    if (url.protocol !== "http:" && url.protocol !== "https:") {
-      this.issue(`${where}: ${show(value)} must use http:// or https://`);
-      return undefined;
-    }
-    if (url.search || url.hash) {
-      this.issue(`${where}: ${show(value)} must not have a query or fragment`);
-      return undefined;
-    }
-    return url;
-  }
-
-  address(where: string, value: unknown, required: boolean): Address | undefined {
-    if (value === undefined) {
-      if (required) this.issue(`${where}: required; a 0x-prefixed 20-byte address`);
-      return undefined;
-    }
-    if (typeof value !== "string" || !/^0x[0-9a-fA-F]{40}$/.test(value)) {
-      this.issue(`${where}: ${show(value)} is not a 0x-prefixed 20-byte hex address`);
-      return undefined;
-    }
-    // Mixed case means EIP-55: a wrong checksum is almost always a typo, so refuse it.
-    if (!isAddress(value, { strict: true })) {
-      this.issue(`${where}: ${value} has an invalid EIP-55 checksum (write it all lowercase to skip the check)`);
-      return undefined;
-    }
-    if (/^0x0{40}$/.test(value)) {
-      this.issue(`${where}: must not be the zero address`);
-      return undefined;
-    }
-    return getAddress(value);
-  }
-
-  /** A price or amount in the token: "$1.50", "1500000" (atomic units) or a safe integer of atomic units. */
-  amount(where: string, value: unknown, decimals: number, what = "amount"): bigint | undefined {
-    let atomic: bigint;
-    if (typeof value === "number") {
-      if (!Number.isSafeInteger(value) || value < 0) {
-        this.issue(`${where}: ${what} ${value} must be a whole number of atomic units, or a string like "$0.001"`);
-        return undefined;
-      }
-      atomic = BigInt(value);
-    } else if (typeof value === "string") {
-      try {
-        atomic = toAtomic(value, decimals);
-      } catch (error) {
-        const detail = /more than \d+ decimals/.test((error as Error).message)
-          ? `has more than the token's ${decimals} decimals`
-          : `must be "$<dollars>" (e.g. "$0.001") or a string of atomic units (e.g. "1000")`;
-        this.issue(`${where}: ${what} ${show(value)} ${detail}`);
-        return undefined;
-      }
-    } else {
-      this.issue(`${where}: ${what} must be a string like "$0.001" or "1000" (atomic units), got ${show(value)}`);
-      return undefined;
-    }
-    if (atomic > MAX_AMOUNT) {
-      this.issue(`${where}: ${what} ${show(value)} exceeds the largest channel amount (2^96 - 1 atomic units)`);
-      return undefined;
-    }
-    return atomic;
-  }
-
-  integer(
-    where: string,
-    value: unknown,
-    o: { min: number; max: number; fallback: number; unit?: string; why?: string },
-  ): number {
-    if (value === undefined) return o.fallback;
-    if (typeof value !== "number" || !Number.isInteger(value)) {
-      this.issue(`${where}: must be a whole number${o.unit ? ` of ${o.unit}` : ""}, got ${show(value)}`);
-      return o.fallback;
-    }
-    if (value < o.min || value > o.max) {
-      this.issue(`${where}: ${value} is outside [${o.min}, ${o.max}]${o.why ? ` (${o.why})` : ""}`);
-      return o.fallback;
-    }
-    return value;
-  }
-
-  oneOf<T extends string>(where: string, value: unknown, allowed: readonly T[]): T | undefined {
-    if (value === undefined) return undefined;
-    if (typeof value !== "string" || !(allowed as readonly string[]).includes(value)) {
-      this.issue(`${where}: must be one of ${allowed.map((a) => `"${a}"`).join(", ")}, got ${show(value)}`);
-      return undefined;
-    }
-    return value as T;
-  }
-
-  nonEmptyString(where: string, value: unknown): string | undefined {
-    if (value === undefined) return undefined;
-    if (typeof value !== "string" || value.trim() === "") {
-      this.issue(`${where}: must be a non-empty string, got ${show(value)}`);
-      return undefined;
-    }
-    return value;
-  }
-
-  /** An absolute path for a built-in endpoint, or null to disable it. */
-  endpointPath(where: string, value: unknown, fallback: string): string | null {
-    if (value === undefined) return fallback;
-    if (value === null) return null;
-    if (typeof value !== "string" || !/^\/[A-Za-z0-9._~\-/]*$/.test(value) || value.includes("//")) {
-      this.issue(`${where}: must be an absolute path like "/healthz" (or null to disable), got ${show(value)}`);
-      return fallback;
-    }
-    return value;
-  }
-
-  privateKey(name: string, value: string | undefined, required: boolean): Hex | undefined {
-    if (value === undefined || value === "") {
-      if (required) this.issue(`environment ${name}: required; a 0x-prefixed 32-byte hex private key`);
-      return undefined;
-    }
-    // Never echo the value: it is a secret, and a near-miss is still most of one.
-    const text = value.trim();
-    const hex = /^0x[0-9a-fA-F]{64}$/.test(text) ? text : /^[0-9a-fA-F]{64}$/.test(text) ? `0x${text}` : undefined;
-    if (!hex) {
-      this.issue(`environment ${name}: must be a 32-byte hex private key (64 hex digits, optionally 0x-prefixed)`);
-      return undefined;
-    }
-    const k = BigInt(hex);
-    if (k === 0n || k >= SECP256K1_N) {
-      this.issue(`environment ${name}: is not a valid secp256k1 private key (must be in [1, n-1])`);
-      return undefined;
-    }
-    return hex.toLowerCase() as Hex;
   }
 }

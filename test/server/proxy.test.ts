@@ -457,7 +457,7 @@ describe("paying reverse proxy", () => {
       expect(failed.headers[PAYMENT_RESPONSE_HEADER]).to.equal(undefined);
       expect(failed.headers["x-upstream"]).to.equal(undefined);
       expect(h.store.getLedger(payerChannel())?.chargedTotal ?? 0n).to.equal(0n);
-      expect(metrics.render()).to.include('paychan_vouchers_rejected_total{reason="store_unavailable"} 1');
+      expect(await metrics.render()).to.include('paychan_vouchers_rejected_total{reason="store_unavailable"} 1');
 
       // Nothing was charged: the same voucher, sent again, is accepted once.
       h.store.failRecordVoucher = false;
@@ -496,7 +496,7 @@ describe("paying reverse proxy", () => {
       expect(again.status).to.equal(200);
       expect(paymentResponse(again).chargedTotal).to.equal("1000");
       expect(h.engine.channelView(payerChannel())?.chargedTotal).to.equal("1000");
-      expect(metrics.render()).to.include('paychan_upstream_errors_total{kind="unreachable"} 1');
+      expect(await metrics.render()).to.include('paychan_upstream_errors_total{kind="unreachable"} 1');
     });
 
     it("answers 502 upstream_timeout when the upstream stalls", async () => {

@@ -1,5 +1,6 @@
 import { expect } from "chai";
-import { selectClaims, toBatches, type ClaimCandidate, type SettlerPolicy } from "../../src/settler/policy";
+import type { SettlerPolicy } from "../../src/shared/config";
+import { selectClaims, toBatches, type ClaimCandidate } from "../../src/settler/policy";
 
 /** Pure unit tests of the settler's claim policy: what is claimed now, in which order, and in what batches. */
 

@@ -24,9 +24,8 @@ import { readChannel } from "../../src/chain/readChannel";
 import { ChannelWatcher } from "../../src/chain/watcher";
 import { voucherDomain, voucherTypedData } from "../../src/protocol/voucher";
 import { claimsOfEvent } from "../../src/chain/events";
-import type { SettlerPolicy } from "../../src/settler/policy";
+import { SETTLER_KEY_ENV, type SettlerPolicy } from "../../src/shared/config";
 import { TransactionSender } from "../../src/chain/sender";
-import { SETTLER_KEY_ENV } from "../../src/settler/main";
 import { GAS_PRICE_ORACLE, Settler, type BatchReport } from "../../src/settler/settler";
 import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite";
 import { startHardhatNode, startRpcProxy, type HardhatNode, type RpcProxy } from "../helpers/hardhatNode";
@@ -785,6 +784,13 @@ describe("Settler (against a hardhat node over JSON-RPC, SQLite store)", functio
     const exiting = channels[0];
     await recordVouchers(reopened, d, exiting, [exiting.highest + 5_000n]);
     await reopened.close();
+    // --now with nothing above the threshold: no batch on stdout, and a line on stderr saying why.
+    const idle = run("--config", configFile, "--now");
+    expect(await idle.exited, idle.out.stderr).to.equal(0);
+    expect(idle.lines()).to.deep.equal([]);
+    expect(idle.out.stderr).to.include(
+      "paychan settle: nothing claimed: 1 channel holds $0.005 unclaimed; 1 is below settler.minUnclaimed ($0.01)",
+    );
 
     // ...until its payer asks to withdraw: the running settler's watcher sees it and claims at once.
     const daemon = run("--config", configFile);

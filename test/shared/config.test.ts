@@ -8,16 +8,21 @@ import {
   ConfigError,
   CONFIG_DEFAULTS,
   loadConfig,
+  loadSettleConfig,
   parseConfig,
+  parseSettleConfig,
   PAYEE_ADDRESS_ENV,
   PAYEE_KEY_ENV,
   RELAYER_KEY_ENV,
+  SETTLER_DEFAULTS,
+  SETTLER_KEY_ENV,
   type ServerConfig,
 } from "../../src/shared/config";
 import { HARDHAT_KEYS } from "../helpers/hardhatKeys";
 
 const PAYEE_KEY = HARDHAT_KEYS[1];
 const RELAYER_KEY = HARDHAT_KEYS[2];
+const SETTLER_KEY = HARDHAT_KEYS[5];
 const CONTRACT = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
 const TOKEN = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512";
 
@@ -47,6 +52,17 @@ function issuesOf(raw: unknown, env: NodeJS.ProcessEnv = ENV): readonly string[]
 
 function parse(raw: unknown, env: NodeJS.ProcessEnv = ENV): ServerConfig {
   return parseConfig(raw, { env, baseDir: "/srv/paychan" });
+}
+
+/** The issues a call throws; fails the test if it does not throw ConfigError. */
+function issuesThrownBy(fn: () => unknown): readonly string[] {
+  try {
+    fn();
+  } catch (error) {
+    expect(error).to.be.instanceOf(ConfigError);
+    return (error as ConfigError).issues;
+  }
+  expect.fail("expected a ConfigError");
 }
 
 describe("server config", () => {
@@ -190,8 +206,8 @@ describe("server config", () => {
         `config.routes['get /x']: the key must look like "GET /path", "/path" or "/path/*"`,
         "config.routes['FETCH /y']: unknown method FETCH; use one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
         `config.routes['GET /a/*/b']: "*" is only allowed as the last segment ("/path/*")`,
-        `config.routes['GET /z']: unknown key "cost" (known: price, pricing, description)`,
         `config.routes['GET /z'].pricing: must be one of "fixed", "upto", got "maybe"`,
+        `config.routes['GET /z']: unknown key "cost" (known: price, pricing, description)`,
         "config.routes['GET /w'].price: a price is required",
         `config.routes['GET /v']: must be a price ("$0.001"), an object { "price", "pricing" } or null (free), got true`,
       ]);
@@ -227,9 +243,23 @@ describe("server config", () => {
         {},
       );
       expect(issues).to.deep.equal([
+        `config.upstream: "ftp://x" must use http:// or https://`,
+        "config.listen.port: 70000 is outside [0, 65535]",
+        `config.listen: unknown key "hots" (known: host, port)`,
+        `config.network: "mainnet" is not a known network; use one of base, base-sepolia, optimism, optimism-sepolia, arbitrum-sepolia, localhost, hardhat`,
+        "config.contract: 0x5fbdb2315678afecb367f032d93F642f64180aa3 has an invalid EIP-55 checksum (write it all lowercase to skip the check)",
+        `config.unmatchedRoutes: must be one of "reject", "free", got "allow"`,
+        `config.minDeposit: amount "one dollar" must be "$<dollars>" (e.g. "$0.001") or a string of atomic units (e.g. "1000")`,
+        "config.minWithdrawDelay: 60 is outside [900, 2592000] (the contract's withdraw delay bounds)",
+        "config.withdrawSafetyMarginSec: -1 is outside [0, 2592000]",
+        `config.fromBlock: must be a block number or "latest", got "genesis"`,
+        `config.database.path: must be a non-empty file path, got ""`,
+        "config.database.durable: must be true or false",
+        "config.retryWindowMs: must be a whole number of ms, got 1.5",
+        "config.maxHeaderBytes: 1024 is outside [4096, 1048576]",
+        `config.healthPath: must be an absolute path like "/healthz" (or null to disable), got "healthz"`,
         `config: unknown key "rotues" (known: ${[
           "$schema",
-          "settler",
           "upstream",
           "listen",
           "publicUrl",
@@ -254,21 +284,8 @@ describe("server config", () => {
           "healthPath",
           "metricsPath",
           "relay",
+          "settler",
         ].join(", ")})`,
-        `config.upstream: "ftp://x" must use http:// or https://`,
-        `config.listen: unknown key "hots" (known: host, port)`,
-        "config.listen.port: 70000 is outside [0, 65535]",
-        `config.network: "mainnet" is not a known network; use one of base, base-sepolia, optimism, optimism-sepolia, arbitrum-sepolia, localhost, hardhat`,
-        "config.contract: 0x5fbdb2315678afecb367f032d93F642f64180aa3 has an invalid EIP-55 checksum (write it all lowercase to skip the check)",
-        `config.unmatchedRoutes: must be one of "reject", "free", got "allow"`,
-        `config.minDeposit: amount "one dollar" must be "$<dollars>" (e.g. "$0.001") or a string of atomic units (e.g. "1000")`,
-        "config.minWithdrawDelay: 60 is outside [900, 2592000] (the contract's withdraw delay bounds)",
-        "config.withdrawSafetyMarginSec: -1 is outside [0, 2592000]",
-        `config.fromBlock: must be a block number or "latest", got "genesis"`,
-        `config.database.path: must be a non-empty file path, got ""`,
-        "config.retryWindowMs: must be a whole number of ms, got 1.5",
-        "config.maxHeaderBytes: 1024 is outside [4096, 1048576]",
-        `config.healthPath: must be an absolute path like "/healthz" (or null to disable), got "healthz"`,
         "environment PAYCHAN_PAYEE_PRIVATE_KEY: required; a 0x-prefixed 32-byte hex private key",
       ]);
     });
@@ -303,7 +320,7 @@ describe("server config", () => {
       expect(parse(base({ database: { path: "x.db", fsync: "commit" } })).database).to.include({ fsync: "commit" });
       expect(issuesOf(base({ database: { path: "x.db", durable: "yes", fsync: "always" } }))).to.deep.equal([
         "config.database.durable: must be true or false",
-        'config.database.fsync: must be "background" or "commit", got "always"',
+        'config.database.fsync: must be one of "background", "commit", got "always"',
       ]);
     });
   });
@@ -349,6 +366,242 @@ describe("server config", () => {
       const config = loadConfig(example, { ...ENV, BASE_SEPOLIA_RPC_URL: "https://rpc.example" });
       expect(config.routes["POST /llm/complete"]).to.deep.include({ pricing: "upto", price: "50000" });
       expect(config.network.name).to.equal("base-sepolia");
+    });
+  });
+  describe("values of the wrong kind", () => {
+    it("names what each field takes, and reports the branch a value was meant for", () => {
+      const issues = issuesOf(
+        base({
+          listen: "0.0.0.0:8402",
+          token: "0x123",
+          routes: {
+            "GET /a": { price: "$0.0000001" },
+            "GET /b": -1,
+            "GET /c": 1.5,
+            "GET /d": { price: 5, x: 1, y: 2 },
+          },
+          minDeposit: "79228162514264337593543950336",
+          fromBlock: 1.5,
+          database: 5,
+          relay: "yes",
+          settler: 3,
+        }),
+      );
+      expect(issues).to.deep.equal([
+        `config.listen: must be an object like { "host": "127.0.0.1", "port": 8402 }, got "0.0.0.0:8402"`,
+        `config.token: "0x123" is not a 0x-prefixed 20-byte hex address`,
+        `config.routes['GET /a'].price: price "$0.0000001" has more than the token's 6 decimals`,
+        `config.routes['GET /b']: price -1 must be a whole number of atomic units, or a string like "$0.001"`,
+        `config.routes['GET /c']: price 1.5 must be a whole number of atomic units, or a string like "$0.001"`,
+        `config.routes['GET /d']: unknown keys "x", "y" (known: price, pricing, description)`,
+        `config.minDeposit: amount "79228162514264337593543950336" exceeds the largest channel amount (2^96 - 1 atomic units)`,
+        `config.fromBlock: must be a block number or "latest", got 1.5`,
+        `config.database: must be a path or an object { "path", "durable", "fsync" }, got 5`,
+        `config.relay: must be an object like { "path": "/paychan/relay" } or false, got "yes"`,
+        "config.settler: must be an object, got 3",
+      ]);
+    });
+
+    it("checks the RPC URL from the environment only when the file has none", () => {
+      const raw = base({ network: "base-sepolia" });
+      delete raw.token;
+      expect(issuesOf(raw, { ...ENV, BASE_SEPOLIA_RPC_URL: "nope" })).to.deep.equal([
+        `environment BASE_SEPOLIA_RPC_URL: "nope" is not a valid URL`,
+      ]);
+      const config = parse({ ...raw, rpcUrl: "https://rpc.example" }, { ...ENV, BASE_SEPOLIA_RPC_URL: "nope" });
+      expect(config.rpcUrl).to.equal("https://rpc.example/");
+    });
+
+    it("accepts a network by its CAIP-2 id", () => {
+      expect(parse(base({ network: "eip155:31337" })).network.name).to.equal("localhost");
+    });
+  });
+
+  describe("the settler section", () => {
+    const SETTLE_BASE = base({ minWithdrawDelay: 3600, database: { path: "settler.db" } });
+    const SETTLER_KEYS = [
+      "minUnclaimed",
+      "maxAgeSec",
+      "maxBatchSize",
+      "maxGasPriceGwei",
+      "intervalSec",
+      "replaceAfterMs",
+      "feeBumpPercent",
+      "sendTimeoutMs",
+      "watch",
+    ];
+
+    it("is validated by the server too, so a typo is found whichever command reads the file", () => {
+      expect(issuesOf(base({ settler: { maxBatchSize: 0, batchSize: 10 } }))).to.deep.equal([
+        "config.settler.maxBatchSize: 0 is outside [1, 1000]",
+        `config.settler: unknown key "batchSize" (known: ${SETTLER_KEYS.join(", ")})`,
+      ]);
+    });
+
+    it("reads the server's file; without a settler section every setting takes its default", () => {
+      const config = parseSettleConfig(SETTLE_BASE, {
+        env: { [SETTLER_KEY_ENV]: SETTLER_KEY },
+        baseDir: "/srv/paychan",
+      });
+      const settlerAddress = privateKeyToAccount(SETTLER_KEY).address;
+      expect(config.sender).to.equal(settlerAddress);
+      expect(config.senderKey).to.equal(SETTLER_KEY);
+      // No payee key: the settler's own address is the payee.
+      expect(config.server.payee).to.equal(settlerAddress);
+      expect(config.server.database.path).to.equal("/srv/paychan/settler.db");
+      expect(config.server.contract).to.equal(CONTRACT);
+      expect(config.settler).to.deep.equal({
+        policy: { minUnclaimed: 1_000_000n, maxAgeSec: SETTLER_DEFAULTS.maxAgeSec, maxBatchSize: 200 },
+        intervalSec: 300,
+        replaceAfterMs: 60_000,
+        feeBumpPercent: 20,
+        sendTimeoutMs: 600_000,
+        watch: true,
+      });
+      // The key never shows in logs or JSON.
+      expect(Object.keys(config)).to.not.include("senderKey");
+      expect(JSON.stringify(config, (_k, v: unknown) => (typeof v === "bigint" ? String(v) : v))).to.not.include(
+        SETTLER_KEY.slice(2),
+      );
+    });
+
+    it("parses every settler setting", () => {
+      const config = parseSettleConfig(
+        {
+          ...SETTLE_BASE,
+          settler: {
+            minUnclaimed: "$0.25",
+            maxAgeSec: 7200,
+            maxBatchSize: 50,
+            maxGasPriceGwei: 0.5,
+            intervalSec: 60,
+            replaceAfterMs: 30_000,
+            feeBumpPercent: 15,
+            sendTimeoutMs: 120_000,
+            watch: false,
+          },
+        },
+        { env: { [SETTLER_KEY_ENV]: SETTLER_KEY } },
+      );
+      expect(config.settler).to.deep.equal({
+        policy: { minUnclaimed: 250_000n, maxAgeSec: 7200, maxBatchSize: 50, maxGasPriceWei: 500_000_000n },
+        intervalSec: 60,
+        replaceAfterMs: 30_000,
+        feeBumpPercent: 15,
+        sendTimeoutMs: 120_000,
+        watch: false,
+      });
+      const atomic = parseSettleConfig(
+        { ...SETTLE_BASE, settler: { minUnclaimed: "1234", maxGasPriceGwei: "2" } },
+        { env: { [SETTLER_KEY_ENV]: SETTLER_KEY } },
+      ).settler.policy;
+      expect(atomic).to.deep.include({ minUnclaimed: 1234n, maxGasPriceWei: 2_000_000_000n });
+    });
+
+    it("falls back to the payee key, and follows PAYCHAN_PAYEE_ADDRESS when set", () => {
+      const payee = privateKeyToAccount(PAYEE_KEY).address;
+      const fallback = parseSettleConfig(SETTLE_BASE, { env: { [PAYEE_KEY_ENV]: PAYEE_KEY } });
+      expect(fallback.sender).to.equal(payee);
+      expect(fallback.server.payee).to.equal(payee);
+      const both = parseSettleConfig(SETTLE_BASE, {
+        env: { [PAYEE_KEY_ENV]: PAYEE_KEY, [SETTLER_KEY_ENV]: SETTLER_KEY },
+      });
+      expect(both.sender).to.equal(privateKeyToAccount(SETTLER_KEY).address);
+      expect(both.server.payee).to.equal(payee);
+      const payeeAddress = "0x90F79bf6EB2c4f870365E785982E1f101E93b906";
+      const other = parseSettleConfig(SETTLE_BASE, {
+        env: { [SETTLER_KEY_ENV]: SETTLER_KEY, [PAYEE_ADDRESS_ENV]: payeeAddress },
+      });
+      expect(other.server.payee).to.equal(payeeAddress);
+    });
+
+    it("ignores the relay section and its key, which only the server uses", () => {
+      const config = parseSettleConfig(
+        { ...SETTLE_BASE, relay: { path: "/relay" } },
+        { env: { [SETTLER_KEY_ENV]: SETTLER_KEY, [RELAYER_KEY_ENV]: "not a key" } },
+      );
+      expect(config.server.relay).to.equal(null);
+    });
+
+    it("lists every problem at once: keys, settler settings and the server's own", () => {
+      expect(issuesThrownBy(() => parseSettleConfig(SETTLE_BASE, { env: {} }))).to.deep.equal([
+        `environment ${SETTLER_KEY_ENV}: required (or ${PAYEE_KEY_ENV}); the key that sends claims`,
+      ]);
+      expect(
+        issuesThrownBy(() => parseSettleConfig(SETTLE_BASE, { env: { [SETTLER_KEY_ENV]: "0x1234" } })),
+      ).to.deep.equal([
+        `environment ${SETTLER_KEY_ENV}: must be a 32-byte hex private key (64 hex digits, optionally 0x-prefixed)`,
+      ]);
+      const issues = issuesThrownBy(() =>
+        parseSettleConfig(
+          {
+            ...SETTLE_BASE,
+            contract: "0x123",
+            settler: {
+              minUnclaimed: "$0.0000001",
+              maxAgeSec: 0,
+              maxBatchSize: 5_000,
+              maxGasPriceGwei: 0,
+              intervalSec: 1.5,
+              feeBumpPercent: 5,
+              watch: "yes",
+              batchSize: 10,
+            },
+          },
+          { env: { [SETTLER_KEY_ENV]: SETTLER_KEY } },
+        ),
+      );
+      expect(issues).to.deep.equal([
+        `config.contract: "0x123" is not a 0x-prefixed 20-byte hex address`,
+        `config.settler.minUnclaimed: amount "$0.0000001" has more than the token's 6 decimals`,
+        "config.settler.maxAgeSec: 0 is outside [1, 31536000]",
+        "config.settler.maxBatchSize: 5000 is outside [1, 1000]",
+        "config.settler.maxGasPriceGwei: must be a positive number of gwei, got 0",
+        "config.settler.intervalSec: must be a whole number of seconds, got 1.5",
+        "config.settler.feeBumpPercent: 5 is outside [10, 1000]",
+        "config.settler.watch: must be true or false",
+        `config.settler: unknown key "batchSize" (known: ${SETTLER_KEYS.join(", ")})`,
+      ]);
+      expect(issues.join("\n")).to.not.include(SETTLER_KEY.slice(2));
+    });
+
+    it("refuses a schedule too slow for the shortest withdraw delay, alongside other problems", () => {
+      const issues = issuesThrownBy(() =>
+        parseSettleConfig(
+          { ...SETTLE_BASE, minWithdrawDelay: 900, listen: { port: -1 }, settler: { intervalSec: 301 } },
+          { env: { [SETTLER_KEY_ENV]: SETTLER_KEY } },
+        ),
+      );
+      expect(issues).to.deep.equal([
+        "config.listen.port: -1 is outside [0, 65535]",
+        "config.settler.intervalSec: 301 s leaves too little of the 900 s minimum withdraw delay " +
+          "(config.minWithdrawDelay) to claim an exiting channel; use at most a third of it",
+      ]);
+      const ok = parseSettleConfig(
+        { ...SETTLE_BASE, minWithdrawDelay: 900, settler: { intervalSec: 300 } },
+        { env: { [SETTLER_KEY_ENV]: SETTLER_KEY } },
+      );
+      expect(ok.settler.intervalSec).to.equal(300);
+    });
+
+    it("loads a file, resolving the database next to it, and reports unreadable files", () => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), "paychan-settle-config-"));
+      try {
+        const file = path.join(dir, "paychan.config.json");
+        writeFileSync(file, JSON.stringify(SETTLE_BASE));
+        const config = loadSettleConfig(file, { [SETTLER_KEY_ENV]: SETTLER_KEY });
+        expect(config.server.database.path).to.equal(path.join(dir, "settler.db"));
+        expect(config.server.source).to.equal(file);
+        writeFileSync(file, "{ not json");
+        expect(issuesThrownBy(() => loadSettleConfig(file, { [SETTLER_KEY_ENV]: SETTLER_KEY }))[0]).to.match(
+          /^not valid JSON/,
+        );
+        expect(issuesThrownBy(() => loadSettleConfig(path.join(dir, "missing.json"), {}))[0]).to.match(
+          /file not found$/,
+        );
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
   });
 });
