@@ -31,7 +31,7 @@ describe("startSettler", () => {
       expect(error).to.be.instanceOf(ConfigError);
       expect((error as ConfigError).issues).to.include.members([
         `environment ${SETTLER_KEY_ENV}: required (or ${PAYEE_KEY_ENV}); the key that sends claims`,
-        "config.settler.intervalSec: must be a whole number in [1, 86400], got 0",
+        "config.settler.intervalSec: 0 is outside [1, 86400]",
       ]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
