@@ -27,7 +27,7 @@ export const COMMANDS: Readonly<Record<string, { readonly summary: string; load(
   status: { summary: "show the client's channels", load: async () => (await import("./status")).command },
   topup: { summary: "add to a channel's deposit", load: async () => (await import("./topup")).command },
   withdraw: {
-    summary: "request (or --finalize) the payer's withdrawal",
+    summary: "request (or --finalize, or --cancel) the payer's withdrawal",
     load: async () => (await import("./withdraw")).command,
   },
   deploy: { summary: "deploy the PaymentChannels contract", load: async () => (await import("./deploy")).command },

@@ -1,6 +1,7 @@
 import path from "node:path";
 import { createPublicClient, createWalletClient, http, type Chain, type PublicClient } from "viem";
 import {
+  channelKey,
   fileStateStore,
   loadOrCreateSessionKey,
   offerKey,
@@ -121,8 +122,17 @@ export const command: Command = {
       return reportError("open", error);
     }
     const store = fileStateStore(path.join(dir, "state.json"));
-    store.load().offers[offerKey(offer.network, offer.extra.contract, offer.payTo, offer.asset)] =
-      `0x${opened.channelId.toString(16)}`;
+    const state = store.load();
+    const id = `0x${opened.channelId.toString(16)}`;
+    state.offers[offerKey(offer.network, offer.extra.contract, offer.payTo, offer.asset)] = id;
+    // The deposit bounds every voucher "paychan pay" signs on the channel.
+    state.channels[channelKey(offer.network, offer.extra.contract, opened.channelId)] = {
+      channelId: id,
+      signedMax: "0",
+      chargedKnown: "0",
+      receipts: 0,
+      deposit: opened.deposit.toString(),
+    };
     store.save();
     process.stdout.write(
       `${JSON.stringify({

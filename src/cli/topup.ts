@@ -1,5 +1,13 @@
 import path from "node:path";
-import { getChannelStatus, termsFromOffer, topUp, type ChannelTerms, type FundingMethod } from "../client";
+import {
+  channelKey,
+  fileStateStore,
+  getChannelStatus,
+  termsFromOffer,
+  topUp,
+  type ChannelTerms,
+  type FundingMethod,
+} from "../client";
 import { decodeHeader, PAYMENT_REQUIRED_HEADER, SCHEME, type PaymentRequired } from "../protocol/headers";
 import {
   clientsFor,
@@ -133,7 +141,8 @@ export const command: Command = {
       if (status.withdrawReadyAt !== 0) {
         throw new CliError(
           `channel ${values.channel} has a pending withdrawal; a top-up is refused until it is cancelled`,
-          "finalize it with paychan withdraw --finalize, or cancel it on-chain (cancelWithdrawal)",
+          `cancel it with paychan withdraw --cancel --channel ${values.channel}${values.network ? ` --network ${values.network}` : ""}, ` +
+            "or finalize it with paychan withdraw --finalize once its delay has passed",
           1,
         );
       }
@@ -151,6 +160,13 @@ export const command: Command = {
         `topping up channel ${values.channel} by ${values.amount} (${funding}, ${network.name})`,
         topUp({ terms, funding: method, channelId, amount }),
       );
+      // "paychan pay" signs no voucher above the deposit it knows: tell it about this one.
+      const store = fileStateStore(stateFile);
+      const known = store.load().channels[channelKey(network.caip2, terms.contract, channelId)];
+      if (known && (known.deposit === undefined || BigInt(known.deposit) < result.deposit)) {
+        known.deposit = result.deposit.toString();
+        store.save();
+      }
       process.stdout.write(
         `${JSON.stringify({
           channelId: `0x${channelId.toString(16)}`,

@@ -1,5 +1,5 @@
 import path from "node:path";
-import { finalizeWithdrawal, getChannelStatus, requestWithdrawal } from "../client";
+import { cancelWithdrawal, finalizeWithdrawal, getChannelStatus, requestWithdrawal } from "../client";
 import {
   clientsFor,
   CliError,
@@ -13,21 +13,24 @@ import {
   PAYER_KEY_ENV,
   reportError,
   rpcUrlOf,
+  usageError,
   stateDir,
   withProgress,
   CHANNEL_TRANSACTION_OPTIONS,
 } from "./common";
 import type { Command } from "./index";
 
-const USAGE = `Usage: paychan withdraw --channel <id> [--finalize] [options]
+const USAGE = `Usage: paychan withdraw --channel <id> [--finalize | --cancel] [options]
 
 The payer's exit. Without --finalize: requests the withdrawal (the server stops accepting
 vouchers shortly before the channel's withdraw delay ends, and claims what it holds). With
 --finalize, once the delay has passed: closes the channel and returns the unclaimed deposit.
+With --cancel: cancels a pending withdrawal, so the channel pays (and can be topped up) again.
 
 Options:
   --channel <id>               the channel (0x-hex id) (required)
   --finalize                   complete a requested withdrawal
+  --cancel                     cancel a requested withdrawal
   --network <name>             base-sepolia, optimism-sepolia, base, optimism, arbitrum-sepolia or
                                localhost (default localhost)
   --rpc <url>                  JSON-RPC endpoint (default: the network's RPC variable)
@@ -47,15 +50,18 @@ function when(unixSec: number): string {
 
 /** `paychan withdraw`. */
 export const command: Command = {
-  summary: "request (or --finalize) the payer's withdrawal of a channel's unspent deposit",
+  summary: "request (or --finalize, or --cancel) the payer's withdrawal of a channel's unspent deposit",
   usage: USAGE,
   async run(args) {
     const parsed = parseCommandArgs("withdraw", USAGE, args, {
       ...CHANNEL_TRANSACTION_OPTIONS,
       finalize: { type: "boolean" },
+      cancel: { type: "boolean" },
     });
     if (typeof parsed === "number") return parsed;
     const { values } = parsed;
+    if (values.finalize && values.cancel)
+      return usageError("withdraw", "--finalize and --cancel exclude each other", USAGE);
     try {
       const network = parseNetwork(values.network, "localhost");
       const channelId = parseChannelId(values.channel);
@@ -85,6 +91,19 @@ export const command: Command = {
       }
       const id = `0x${channelId.toString(16)}`;
       const params = { publicClient, wallet: wallet!, contract, channelId };
+      if (values.cancel) {
+        if (status.withdrawReadyAt === 0) {
+          throw new CliError("no withdrawal is pending on this channel: nothing to cancel", undefined, 1);
+        }
+        const result = await withProgress(
+          `cancelling the withdrawal of channel ${id} (${network.name})`,
+          cancelWithdrawal(params),
+        );
+        process.stdout.write(
+          `${JSON.stringify({ channelId: id, txHash: result.txHash, status: "open", withdrawReadyAt: 0 })}\n`,
+        );
+        return 0;
+      }
       if (!values.finalize) {
         if (status.withdrawReadyAt !== 0) {
           throw new CliError(

@@ -263,7 +263,7 @@ export class GaslessRelay implements RelayEndpoint {
     }
     if (channel.status !== "open") throw new RelayError(422, "channel_closed", "the channel is closed");
     if (channel.withdrawReadyAt !== 0) {
-      throw new RelayError(422, "channel_withdrawing", "cancel the pending withdrawal before topping up");
+      throw new RelayError(422, "channel_withdrawing", "a withdrawal is pending; cancel it (paychan withdraw --cancel) before topping up");
     }
     if (channel.deposit + amount > MAX_AMOUNT) {
       throw new RelayError(422, "deposit_too_large", "the deposit would exceed 2^96 - 1");
