@@ -1,5 +1,5 @@
 import type { AddressInfo } from "node:net";
-import { createWalletClient, http, type Chain, type PublicClient } from "viem";
+import { createWalletClient, http, isAddressEqual, type Chain, type PublicClient } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { arbitrumSepolia, base, baseSepolia, hardhat, optimism, optimismSepolia } from "viem/chains";
 import { createChainClient } from "../chain/client";
@@ -174,7 +174,9 @@ export async function createPaymentServer(
       lookups++;
       try {
         const record = await watcher.ensureChannel(channelId);
-        if (record) applyRecord(record);
+        // A channel of another payee comes back too, for the gate to answer wrong_payee; it never
+        // enters the engine.
+        if (record && isAddressEqual(record.payee, config.payee)) applyRecord(record);
         return record;
       } finally {
         lookups--;
