@@ -2,6 +2,7 @@ import type { AddressInfo } from "node:net";
 import { createWalletClient, http, isAddressEqual, type Chain, type PublicClient } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { arbitrumSepolia, base, baseSepolia, hardhat, optimism, optimismSepolia } from "viem/chains";
+import { checkDeployment } from "../chain/checkDeployment";
 import { createChainClient } from "../chain/client";
 import type { NetworkName } from "../chain/networks";
 import { ChannelWatcher } from "../chain/watcher";
@@ -58,8 +59,9 @@ export interface PaymentServer {
   /** Health as served on the health endpoint. */
   health(): HealthReport;
   /**
-   * Checks the RPC endpoint and the contract, then starts the chain watcher. Enough when only the
-   * gate is used (the Express `paywall` middleware); {@link start} does it too.
+   * Checks the RPC endpoint and that `config.contract` is a compatible PaymentChannels contract
+   * (rejecting with a `ChainSetupError` that says what to fix), then starts the chain watcher.
+   * Enough when only the gate is used (the Express `paywall` middleware); {@link start} does it too.
    */
   startChain(): Promise<void>;
   /** {@link startChain}, then the reverse proxy listens; resolves with the bound address. */
@@ -309,6 +311,7 @@ export async function createPaymentServer(
       return removed.reduce((a, b) => a + b, 0);
     };
     let pruneTimer: NodeJS.Timeout | undefined;
+    let chainStarted = false;
 
     let stopping: Promise<void> | undefined;
     const server: PaymentServer = {
@@ -325,17 +328,9 @@ export async function createPaymentServer(
       health,
       pruneVouchers,
       async startChain() {
-        const chainId = await client.getChainId();
-        if (chainId !== network.chainId) {
-          throw new Error(
-            `the RPC endpoint serves chain ${chainId}, but network ${network.name} is ${network.chainId}`,
-          );
-        }
-        const code = await client.getCode({ address: config.contract });
-        if (code === undefined || code === "0x") {
-          throw new Error(`no contract at ${config.contract} on ${network.name}: check config.contract`);
-        }
+        await checkDeployment(client, { network, rpcUrl: config.rpcUrl, contract: config.contract });
         watcher.start();
+        chainStarted = true;
         pruneTimer ??= setInterval(() => {
           try {
             const removed = pruneVouchers();
@@ -362,7 +357,8 @@ export async function createPaymentServer(
       },
       stop() {
         stopping ??= (async () => {
-          logger.info("paychan server stopping");
+          // A server that never started (its start-up check failed) has nothing to report.
+          if (chainStarted) logger.info("paychan server stopping");
           try {
             await proxy.close(options.shutdownGraceMs ?? 10_000);
           } catch (error) {
@@ -372,7 +368,7 @@ export async function createPaymentServer(
           clearInterval(pruneTimer);
           // Last: requests drained above may still have had writes in the group-commit queue.
           await store.close();
-          logger.info("paychan server stopped");
+          if (chainStarted) logger.info("paychan server stopped");
         })();
         return stopping;
       },

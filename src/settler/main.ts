@@ -3,6 +3,7 @@ import path from "node:path";
 import { createWalletClient, http, parseGwei, type Address, type Chain, type Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { arbitrumSepolia, base, baseSepolia, hardhat, optimism, optimismSepolia } from "viem/chains";
+import { checkDeployment } from "../chain/checkDeployment";
 import { createChainClient } from "../chain/client";
 import type { NetworkName } from "../chain/networks";
 import { ChannelWatcher } from "../chain/watcher";
@@ -18,6 +19,7 @@ import {
   RELAYER_KEY_ENV,
   type ServerConfig,
 } from "../shared/config";
+import { formatFailure } from "../shared/failure";
 import { createLogger, type Logger } from "../shared/log";
 import { openSqliteStore } from "../store/sqlite";
 import type { SettlerPolicy } from "./policy";
@@ -35,8 +37,10 @@ import { Settler, type BatchReport } from "./settler";
  * - `paychan settle --config <file> --now`: one watcher sync, one reconcile, one pass, then exits.
  *
  * Every batch sent is printed on stdout as one JSON line (amounts and costs as decimal strings);
- * logs go to stderr. Exit codes: 0 done, 1 start-up failed or a batch could not be sent, 2 usage
- * or configuration errors.
+ * logs go to stderr. Like the server, it needs the chain at start: an unreachable RPC endpoint, a
+ * wrong chain or an address that is not a PaymentChannels contract is said on stderr in one line
+ * with a fix (`paychan settle: …` / `  fix: …`, no stack unless PAYCHAN_DEBUG=1). Exit codes: 0
+ * done, 1 start-up failed or a batch could not be sent, 2 usage or configuration errors.
  *
  * Configuration: the server's file, plus an optional "settler" section:
  *
@@ -302,9 +306,10 @@ export interface SettleOptions {
 export async function settle(configPath: string, options: SettleOptions = {}): Promise<number> {
   const stdout = options.stdout ?? process.stdout;
   const stderr = options.stderr ?? process.stderr;
+  const env = options.env ?? process.env;
   let config: SettleConfig;
   try {
-    config = loadSettleConfig(configPath, options.env ?? process.env);
+    config = loadSettleConfig(configPath, env);
   } catch (error) {
     stderr.write(`paychan: ${error instanceof ConfigError ? error.message : String(error)}\n`);
     return 2;
@@ -315,16 +320,15 @@ export async function settle(configPath: string, options: SettleOptions = {}): P
   const chain: Chain = { ...VIEM_CHAINS[network.name], rpcUrls: { default: { http: [server.rpcUrl] } } };
   const publicClient = createChainClient({ url: server.rpcUrl, chain });
 
-  try {
-    const chainId = await publicClient.getChainId();
-    if (chainId !== network.chainId) {
-      throw new Error(`the RPC endpoint serves chain ${chainId}, but network ${network.name} is ${network.chainId}`);
-    }
-    const code = await publicClient.getCode({ address: server.contract });
-    if (code === undefined || code === "0x") throw new Error(`no contract at ${server.contract} on ${network.name}`);
-  } catch (error) {
-    logger.error("paychan settler cannot start", { err: error });
+  // What failed and how to fix it, for the human who started it: no stack (PAYCHAN_DEBUG=1 adds it).
+  const fail = (error: unknown): number => {
+    stderr.write(formatFailure("paychan settle", error, { rpc: { network, rpcUrl: server.rpcUrl } }, env));
     return 1;
+  };
+  try {
+    await checkDeployment(publicClient, { network, rpcUrl: server.rpcUrl, contract: server.contract });
+  } catch (error) {
+    return fail(error);
   }
 
   const store = openSqliteStore({ path: server.database.path, durable: server.database.durable });
@@ -407,8 +411,7 @@ export async function settle(configPath: string, options: SettleOptions = {}): P
     });
     return 0;
   } catch (error) {
-    logger.error("paychan settler failed", { err: error });
-    return 1;
+    return fail(error);
   } finally {
     await watcher?.stop().catch(() => undefined);
     await settler?.stop().catch(() => undefined);
@@ -494,7 +497,13 @@ Environment:
   ${SETTLER_KEY_ENV}  key that sends the claims and pays their gas (fallback ${PAYEE_KEY_ENV})
   ${PAYEE_ADDRESS_ENV}        payee whose channels are claimed (default: the payee key's, else the settler key's address)
   PAYCHAN_LOG_LEVEL            debug | info | warn | error | silent (default info)
+  PAYCHAN_DEBUG                1: a start-up failure also prints its stack trace
   <NETWORK>_RPC_URL            RPC endpoint when the config has no rpcUrl (e.g. BASE_SEPOLIA_RPC_URL)
+
+The RPC endpoint must answer and the contract must be a PaymentChannels contract at start;
+otherwise it prints what failed and how to fix it, and exits.
+Exit codes: 0 done (or stopped by a signal), 1 start-up failed or a claim could not be sent,
+2 usage or configuration error.
 `;
 
 /** `node -r ./bin/register.js src/settler/main.ts [--config <file>] [--now]`; also `paychan settle`. */
