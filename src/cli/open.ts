@@ -9,6 +9,7 @@ import {
   termsFromOffer,
   type FundingMethod,
 } from "../client";
+import { findNetwork } from "../chain/networks";
 import { decodeHeader, PAYMENT_REQUIRED_HEADER, SCHEME, type PaymentRequired } from "../protocol/headers";
 import { toAtomic } from "../protocol/price";
 import type { Command } from "./index";
@@ -18,6 +19,7 @@ import {
   parseCommandArgs,
   PAYER_KEY_ENV,
   reportError,
+  rpcContext,
   stateDir,
   withProgress,
 } from "./common";
@@ -81,8 +83,13 @@ export const command: Command = {
       return reportError("open", error);
     }
     const url = positionals[0];
-    const answer = await fetch(url);
-    await answer.arrayBuffer();
+    let answer: Response;
+    try {
+      answer = await fetch(url);
+      await answer.arrayBuffer();
+    } catch (error) {
+      return reportError("open", error, { url });
+    }
     const header = answer.headers.get(PAYMENT_REQUIRED_HEADER);
     const offer = header ? decodeHeader<PaymentRequired>(header).accepts.find((o) => o.scheme === SCHEME) : undefined;
     if (answer.status !== 402 || !offer) {
@@ -119,7 +126,13 @@ export const command: Command = {
         }),
       );
     } catch (error) {
-      return reportError("open", error);
+      // Relayed: the server's relay failed; otherwise the payer's own RPC endpoint did.
+      const network = findNetwork(offer.network);
+      return reportError(
+        "open",
+        error,
+        funding === "relay" || !network ? { url } : rpcContext(network, values.rpc as string),
+      );
     }
     const store = fileStateStore(path.join(dir, "state.json"));
     const state = store.load();

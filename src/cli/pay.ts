@@ -178,7 +178,7 @@ export const command: Command = {
         process.stderr.write(`paychan pay: ${error.message}\n`);
         return 3;
       }
-      return reportError("pay", error);
+      return reportError("pay", error, { url });
     }
   },
 };

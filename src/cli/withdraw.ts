@@ -1,10 +1,11 @@
 import path from "node:path";
-import { cancelWithdrawal, finalizeWithdrawal, getChannelStatus, requestWithdrawal } from "../client";
+import { cancelWithdrawal, finalizeWithdrawal, requestWithdrawal } from "../client";
+import type { FailureContext } from "../shared/failure";
 import {
+  channelOnChain,
   clientsFor,
   CliError,
   contractOf,
-  errorText,
   KEYSTORE_PASSWORD_ENV,
   loadAccount,
   parseChannelId,
@@ -12,6 +13,7 @@ import {
   parseNetwork,
   PAYER_KEY_ENV,
   reportError,
+  rpcContext,
   rpcUrlOf,
   usageError,
   stateDir,
@@ -62,26 +64,16 @@ export const command: Command = {
     const { values } = parsed;
     if (values.finalize && values.cancel)
       return usageError("withdraw", "--finalize and --cancel exclude each other", USAGE);
+    let context: FailureContext = {};
     try {
       const network = parseNetwork(values.network, "localhost");
       const channelId = parseChannelId(values.channel);
       const rpcUrl = rpcUrlOf(network, values.rpc);
+      context = rpcContext(network, rpcUrl);
       const payer = await loadAccount({ keystore: values.keystore });
       const { publicClient, wallet } = clientsFor(network, rpcUrl, payer);
       const contract = contractOf(network, values.contract, channelId, path.join(stateDir(values.state), "state.json"));
-      const status = await getChannelStatus({ publicClient, contract, channelId }).catch((error: unknown) => {
-        throw new CliError(
-          `cannot read channel ${values.channel} from ${rpcUrl}: ${errorText(error)}`,
-          `check that ${network.rpcEnv} (or --rpc) points at ${network.name}`,
-          1,
-        );
-      });
-      if (!status)
-        throw new CliError(
-          `no channel ${values.channel} on ${contract} (${network.name})`,
-          "check --channel and --network",
-          1,
-        );
+      const status = await channelOnChain(publicClient, contract, channelId, network);
       if (status.status === "closed") throw new CliError(`channel ${values.channel} is already closed`, undefined, 1);
       if (status.payer.toLowerCase() !== payer.address.toLowerCase()) {
         throw new CliError(
@@ -150,7 +142,7 @@ export const command: Command = {
       );
       return 0;
     } catch (error) {
-      return reportError("withdraw", error);
+      return reportError("withdraw", error, context);
     }
   },
 };
