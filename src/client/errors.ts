@@ -71,10 +71,12 @@ export class ReceiptError extends Error {
 export class ChannelOperationError extends Error {
   constructor(
     message: string,
-    /** Machine-readable code, e.g. the relay's `error` field, or "no_event". */
+    /** Machine-readable code, e.g. the relay's `error` field (docs/errors.md, "Relay errors"), or "no_event". */
     readonly code: string,
     /** HTTP status of a relay answer, when the failure came from the relay. */
     readonly status?: number,
+    /** What to do about it, as the relay said. */
+    readonly fix?: string,
   ) {
     super(message);
     this.name = "ChannelOperationError";

@@ -34,6 +34,9 @@ export function errorText(error: unknown): string {
 /** What failed and how to fix it. */
 export function describeFailure(error: unknown, context: FailureContext = {}): Failure {
   if (error instanceof ChainSetupError) return { message: error.message, fix: error.fix };
+  // Errors that carry their own fix (a relay's answer, say).
+  const { fix } = error as { fix?: unknown };
+  if (error instanceof Error && typeof fix === "string") return { message: errorText(error), fix };
   const transport = transportFailure(error);
   if (transport !== undefined) {
     // viem's transport errors name the RPC URL; a bare fetch failure is the HTTP URL requested.
