@@ -4,7 +4,8 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { createPublicClient, createWalletClient, http, type Chain, type Hex, type PublicClient } from "viem";
 import { privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
 import { NETWORKS, type NetworkInfo, type NetworkName } from "../chain/networks";
-import { getChannelStatus, type ChannelStatus, type SendingWallet } from "../client";
+import type { SendingWallet } from "../client";
+import { getChannelStatus, type ChannelStatus } from "../client/getChannelStatus";
 import { transportFailure } from "../chain/rpcFailure";
 import { errorText, formatFailure, type FailureContext } from "../shared/failure";
 

@@ -1,10 +1,10 @@
 import { expect } from "chai";
-import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { freePort } from "../helpers/hardhatNode";
 import { HARDHAT_KEYS } from "../helpers/hardhatKeys";
+import { runPaychan as cli } from "../helpers/cli";
 
 /**
  * Every command whose RPC endpoint or server is unreachable says so in one line (what failed,
@@ -12,22 +12,7 @@ import { HARDHAT_KEYS } from "../helpers/hardhatKeys";
  * failed`, no stack trace, unless PAYCHAN_DEBUG=1 asks for it.
  */
 
-const REPO_ROOT = path.resolve(__dirname, "..", "..");
 const CONTRACT = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
-
-function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  const base: NodeJS.ProcessEnv = { ...process.env };
-  for (const name of ["PAYCHAN_PAYER_PRIVATE_KEY", "PAYCHAN_DEBUG", "LOCALHOST_RPC_URL"]) delete base[name];
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [path.join(REPO_ROOT, "bin", "paychan.js"), ...args],
-      { env: { ...base, ...env }, timeout: 60_000 },
-      (error, stdout, stderr) =>
-        resolve({ code: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout, stderr }),
-    );
-  });
-}
 
 describe("CLI: unreachable RPC endpoints and servers (no chain)", function () {
   this.timeout(120_000);

@@ -1,9 +1,5 @@
 import { expect } from "chai";
-import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
-import os from "node:os";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import {
   createPublicClient,
@@ -38,11 +34,11 @@ import {
   type PaymentRequired,
 } from "../../src/protocol/headers";
 import { MAX_AMOUNT } from "../../src/protocol/voucher";
-import { createPaymentServer, type PaymentServer } from "../../src/server/app";
-import { loadConfig, PAYEE_KEY_ENV, RELAYER_KEY_ENV } from "../../src/shared/config";
-import { createLogger } from "../../src/shared/log";
+import type { PaymentServer } from "../../src/server/app";
 import { startHardhatNode, type HardhatNode } from "../helpers/hardhatNode";
 import { HARDHAT_KEYS } from "../helpers/hardhatKeys";
+import { runPaychan as cli } from "../helpers/cli";
+import { startLocalServer, type LocalServer } from "../helpers/localServer";
 
 /**
  * The paying client never signs above what the channel can cover, and a refused voucher does not
@@ -55,25 +51,9 @@ const PAYEE_KEY: Hex = HARDHAT_KEYS[2];
 const RELAYER_KEY: Hex = HARDHAT_KEYS[3];
 /** Hardhat account #5: holds ETH, so it can send its own withdrawal transactions. */
 const BUYER_KEY: Hex = HARDHAT_KEYS[5];
-const REPO_ROOT = path.resolve(__dirname, "..", "..");
 const DOLLAR = 1_000_000n;
 const PRICE = 1_000n;
 const HUGE = 2n * DOLLAR;
-
-function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  const base: NodeJS.ProcessEnv = { ...process.env };
-  delete base.PAYCHAN_PAYER_PRIVATE_KEY;
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [path.join(REPO_ROOT, "bin", "paychan.js"), ...args],
-      { env: { ...base, ...env }, timeout: 60_000 },
-      (error, stdout, stderr) => {
-        resolve({ code: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout, stderr });
-      },
-    );
-  });
-}
 
 /** A fetch that records every voucher sent (amount and signature). */
 function recordingFetch() {
@@ -104,7 +84,7 @@ describe("client: deposit bounds, recovery from refused vouchers, pay refusals a
 
   let node: HardhatNode;
   let publicClient: PublicClient;
-  let upstream: http.Server;
+  let localServer: LocalServer;
   let server: PaymentServer;
   let dir: string;
   let baseUrl: string;
@@ -150,51 +130,26 @@ describe("client: deposit bounds, recovery from refused vouchers, pay refusals a
     usdc = node.deployments!.MockUSDC;
     contract = node.deployments!.PaymentChannels;
     publicClient = createPublicClient({ chain: hardhat, transport: httpTransport(node.url) }) as PublicClient;
-    upstream = http.createServer((req, res) => {
-      req.resume();
-      req.on("end", () => {
-        res.writeHead(200, { "content-type": "application/json" });
-        res.end(JSON.stringify({ ok: true, path: req.url }));
-      });
-    });
-    await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
-    dir = mkdtempSync(path.join(os.tmpdir(), "paychan-deposit-"));
-    const configFile = path.join(dir, "paychan.config.json");
-    writeFileSync(
-      configFile,
-      JSON.stringify({
-        upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`,
-        listen: { host: "127.0.0.1", port: 0 },
-        network: "localhost",
-        rpcUrl: node.url,
-        contract,
-        token: { address: usdc, decimals: 6, name: "USD Coin", version: "2" },
+    localServer = await startLocalServer(
+      { rpcUrl: node.url, contract, token: usdc },
+      { payee: PAYEE_KEY, relayer: RELAYER_KEY },
+      {
         routes: { "GET /paid": "$0.001", "GET /huge": "$2" },
-        minDeposit: "$1",
-        minWithdrawDelay: 3600,
         // Larger than the withdraw delay: a requested withdrawal is at once inside the margin.
         withdrawSafetyMarginSec: 7200,
         pollIntervalMs: 100,
-        database: { path: "paychan.db", durable: true },
-      }),
+      },
+      "/paid",
     );
-    const env = { ...process.env, [PAYEE_KEY_ENV]: PAYEE_KEY, [RELAYER_KEY_ENV]: RELAYER_KEY };
-    server = await createPaymentServer(loadConfig(configFile, env), { logger: createLogger({ level: "warn" }) });
-    baseUrl = `http://127.0.0.1:${(await server.start()).port}`;
-    const { accepts } = refusalOf(await fetch(`${baseUrl}/paid`));
-    terms = termsFromOffer(accepts[0], `${baseUrl}/paid`);
+    ({ server, baseUrl, dir } = localServer);
+    terms = termsFromOffer(localServer.offer, `${baseUrl}/paid`);
     await mint(funder.address, 20n * DOLLAR);
     await mint(buyer.address, 5n * DOLLAR);
   });
 
   after(async () => {
-    await server?.stop().catch(() => undefined);
-    if (upstream) {
-      upstream.closeAllConnections();
-      await new Promise<void>((resolve) => upstream.close(() => resolve()));
-    }
+    await localServer?.stop();
     await node?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it("never signs above the known deposit: a price above what remains is refused before signing, naming the fix", async () => {
@@ -321,7 +276,16 @@ describe("client: deposit bounds, recovery from refused vouchers, pay refusals a
     const channelId = BigInt(id);
 
     // Above the deposit: refused before signing, with the top-up and open commands.
-    const huge = await cli(["pay", `${baseUrl}/huge`, "--state", state, "--max-per-request", "$5", "--max-total", "$5"]);
+    const huge = await cli([
+      "pay",
+      `${baseUrl}/huge`,
+      "--state",
+      state,
+      "--max-per-request",
+      "$5",
+      "--max-total",
+      "$5",
+    ]);
     expect(huge.code).to.equal(4);
     expect(huge.stdout).to.equal("");
     expect(huge.stderr).to.include(

@@ -1,34 +1,16 @@
 import { expect } from "chai";
-import { execFile } from "node:child_process";
-import path from "node:path";
 import { createPublicClient, http as httpTransport, type Address, type PublicClient } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { hardhat } from "viem/chains";
 import { usdcAbi } from "../../src/chain/abi";
 import { startHardhatNode, type HardhatNode } from "../helpers/hardhatNode";
+import { runPaychan as cli } from "../helpers/cli";
 
 /**
  * `paychan faucet` against a real `hardhat node`: mints the mock USDC (and sends ETH) to an
  * address, so a newcomer needs no script of their own; refused on real networks and for a token
  * that is not the mock.
  */
-
-const REPO_ROOT = path.resolve(__dirname, "..", "..");
-
-function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  const base: NodeJS.ProcessEnv = { ...process.env };
-  delete base.PAYCHAN_PAYER_PRIVATE_KEY;
-  delete base.LOCALHOST_RPC_URL;
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [path.join(REPO_ROOT, "bin", "paychan.js"), ...args],
-      { env: { ...base, ...env }, timeout: 60_000 },
-      (error, stdout, stderr) =>
-        resolve({ code: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout, stderr }),
-    );
-  });
-}
 
 describe("CLI: paychan faucet (hardhat node)", function () {
   this.timeout(120_000);

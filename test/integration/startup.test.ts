@@ -1,6 +1,5 @@
 import { expect } from "chai";
-import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import {
@@ -31,6 +30,8 @@ import { createLogger } from "../../src/shared/log";
 import { settle } from "../../src/settler/main";
 import { freePort, startHardhatNode, type HardhatNode } from "../helpers/hardhatNode";
 import { HARDHAT_KEYS } from "../helpers/hardhatKeys";
+import { runPaychan as paychan } from "../helpers/cli";
+import { writeLocalConfig } from "../helpers/localServer";
 
 /**
  * Start-up against a chain that is not there or a contract that is not PaymentChannels: `paychan
@@ -42,41 +43,17 @@ import { HARDHAT_KEYS } from "../helpers/hardhatKeys";
 const PAYER_KEY: Hex = HARDHAT_KEYS[1];
 const PAYEE_KEY: Hex = HARDHAT_KEYS[2];
 const OTHER_PAYEE: Address = privateKeyToAccount(HARDHAT_KEYS[4]).address;
-const REPO_ROOT = path.resolve(__dirname, "..", "..");
 
-function paychan(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [path.join(REPO_ROOT, "bin", "paychan.js"), ...args],
-      { env: { ...process.env, PAYCHAN_DEBUG: "", ...env }, timeout: 60_000 },
-      (error, stdout, stderr) =>
-        resolve({ code: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout, stderr }),
-    );
-  });
-}
-
-/** A server configuration file in `dir` for `rpcUrl` and `contract`. */
+/** A server configuration file in `dir` for `rpcUrl` and `contract` (the settler's schedule fits its minimum delay). */
 function writeConfig(dir: string, name: string, rpcUrl: string, contract: Address, token: Address): string {
-  const file = path.join(dir, `${name}.json`);
-  writeFileSync(
-    file,
-    JSON.stringify({
-      upstream: "http://127.0.0.1:9",
-      listen: { host: "127.0.0.1", port: 0 },
-      network: "localhost",
-      rpcUrl,
-      contract,
-      token: { address: token, decimals: 6, name: "USD Coin", version: "2" },
+  return writeLocalConfig(
+    path.join(dir, `${name}.json`),
+    { rpcUrl, contract, token },
+    {
       routes: { "GET /paid": "$0.001" },
-      minDeposit: "$1",
-      minWithdrawDelay: 3600,
-      pollIntervalMs: 200,
-      database: { path: `${name}.db`, durable: true },
       settler: { intervalSec: 60 },
-    }),
+    },
   );
-  return file;
 }
 
 describe("start-up checks: chain down, wrong contract; wrong_payee for another payee's channel", function () {
