@@ -70,4 +70,3 @@ export const RELAY_ERRORS = {
 
 /** A relay error code. */
 export type RelayErrorCode = keyof typeof RELAY_ERRORS;
-
