@@ -62,7 +62,7 @@ export interface ChannelWatcherOptions {
   readonly retry?: Partial<RetryPolicy>;
   /** Cap of the delay between failed polls (they back off from `pollIntervalMs`). Default 30,000 ms. */
   readonly maxFailureBackoffMs?: number;
-  /** How long an id that is not ours (or does not exist) is remembered by {@link ChannelWatcher.ensureChannel}. Default 10,000 ms. */
+  /** How long an id of another payee (or that does not exist) is remembered by {@link ChannelWatcher.ensureChannel}. Default 10,000 ms. */
   readonly negativeCacheTtlMs?: number;
   /** {@link ChannelWatcher.healthy} turns false when no poll succeeded for this long. Default max(30 s, 5 polls). */
   readonly staleAfterMs?: number;
@@ -253,7 +253,7 @@ export class ChannelWatcher extends EventEmitter<ChannelWatcherEvents> {
 
   private readonly inflight = new Map<bigint, Promise<ChannelRecord | undefined>>();
   /** id → unix ms until which {@link ensureChannel} answers undefined without RPC. */
-  private readonly negative = new Map<bigint, number>();
+  private readonly negative = new Map<bigint, { readonly until: number; readonly foreign?: ChannelRecord }>();
   /** Unconfirmed WithdrawalRequested logs already notified ("blockHash:logIndex" → block). */
   private readonly tipNotified = new Map<string, bigint>();
 
@@ -364,9 +364,10 @@ export class ChannelWatcher extends EventEmitter<ChannelWatcherEvents> {
   /**
    * The record of a channel a voucher names, fetching it once with `getChannel` when it is not
    * known yet (for example a channel opened before `fromBlock`, or not yet reached by the
-   * catch-up). Concurrent calls for one id share a single fetch; ids that do not exist or belong
-   * to another payee resolve undefined and are remembered for `negativeCacheTtlMs`. A found
-   * channel is stored and followed from then on.
+   * catch-up). Concurrent calls for one id share a single fetch. A channel of this payee is
+   * stored and followed from then on. A channel of another payee resolves with its record, so
+   * the caller can say so (`wrong_payee`), but is neither stored nor followed; ids that do not
+   * exist resolve undefined. Both answers are remembered for `negativeCacheTtlMs`.
    *
    * The state is read at the safe head (or at the cursor when that is higher), so it is exactly
    * as confirmed as the event stream. Rejects when RPC keeps failing; failures are not cached.
@@ -376,9 +377,9 @@ export class ChannelWatcher extends EventEmitter<ChannelWatcherEvents> {
       const record = this.store.getChannel(channelId);
       if (record) return Promise.resolve(record);
     }
-    const until = this.negative.get(channelId);
-    if (until !== undefined) {
-      if (until > Date.now()) return Promise.resolve(undefined);
+    const remembered = this.negative.get(channelId);
+    if (remembered !== undefined) {
+      if (remembered.until > Date.now()) return Promise.resolve(remembered.foreign);
       this.negative.delete(channelId);
     }
     let pending = this.inflight.get(channelId);
@@ -682,8 +683,9 @@ export class ChannelWatcher extends EventEmitter<ChannelWatcherEvents> {
       }
       if (this.cursor > readAt) continue;
       if (!record || !sameAddress(record.payee, this.payee)) {
-        this.negative.set(channelId, Date.now() + this.negativeCacheTtlMs);
-        return undefined;
+        const until = Date.now() + this.negativeCacheTtlMs;
+        this.negative.set(channelId, record ? { until, foreign: record } : { until });
+        return record;
       }
       this.store.upsertChannel(record);
       this.known.add(channelId);

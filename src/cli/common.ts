@@ -5,6 +5,9 @@ import { createPublicClient, createWalletClient, http, type Hex, type PublicClie
 import { privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
 import { NETWORKS, type NetworkInfo, type NetworkName } from "../chain/networks";
 import type { SendingWallet } from "../client";
+import { getChannelStatus, type ChannelStatus } from "../client/getChannelStatus";
+import { transportFailure } from "../chain/rpcFailure";
+import { errorText, formatFailure, type FailureContext } from "../shared/failure";
 
 /**
  * Helpers shared by the `paychan` commands: `--network` parsing and RPC URLs, the payer key (from
@@ -44,20 +47,25 @@ export class CliError extends Error {
   }
 }
 
-/** An error's one-line text (viem's short message rather than its multi-line details). */
-export function errorText(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  return (error as { shortMessage?: string }).shortMessage ?? error.message;
-}
+export { errorText };
 
-/** Prints an error (with its fix, when it has one) and returns the exit code to use. */
-export function reportError(commandName: string, error: unknown): number {
+/**
+ * Prints an error (with its fix, when it has one) and returns the exit code to use. An RPC or
+ * HTTP failure becomes one line naming the URL (and, with `context.rpc`, the network and the
+ * setting to change) plus its fix, never a stack trace; `PAYCHAN_DEBUG=1` adds the stack.
+ */
+export function reportError(commandName: string, error: unknown, context: FailureContext = {}): number {
   if (error instanceof CliError) {
     process.stderr.write(`paychan ${commandName}: ${error.message}\n${error.fix ? `  fix: ${error.fix}\n` : ""}`);
     return error.exitCode;
   }
-  process.stderr.write(`paychan ${commandName}: ${errorText(error)}\n`);
+  process.stderr.write(formatFailure(`paychan ${commandName}`, error, context));
   return 1;
+}
+
+/** The failure context of a command that talks to `network` through `rpcUrl` (from --rpc or the environment). */
+export function rpcContext(network: NetworkInfo, rpcUrl: string): FailureContext {
+  return { rpc: { network, rpcUrl, rpcSetting: "--rpc" } };
 }
 
 /** The state directory from --state, the environment, or ./.paychan. */
@@ -349,6 +357,34 @@ export function contractOf(
     `no PaymentChannels contract known on ${network.name}`,
     `pass --contract <address> (the server's 402 offer names it in extra.contract)`,
   );
+}
+
+/**
+ * The channel `--channel` names, read on-chain. An unreachable endpoint propagates (reportError
+ * names it, with the fix); a failed read is said with the contract and network to check; a
+ * channel that does not exist is a {@link CliError}.
+ */
+export async function channelOnChain(
+  publicClient: PublicClient,
+  contract: Hex,
+  channelId: bigint,
+  network: NetworkInfo,
+): Promise<ChannelStatus> {
+  const id = `0x${channelId.toString(16)}`;
+  let status: ChannelStatus | undefined;
+  try {
+    status = await getChannelStatus({ publicClient, contract, channelId });
+  } catch (error) {
+    if (transportFailure(error) !== undefined) throw error;
+    throw new CliError(
+      `cannot read channel ${id} from ${contract} on ${network.name}: ${errorText(error)}`,
+      `check --contract and --network: ${contract} must be the PaymentChannels contract on ${network.name}`,
+      1,
+    );
+  }
+  if (!status)
+    throw new CliError(`no channel ${id} on ${contract} (${network.name})`, "check --channel and --network", 1);
+  return status;
 }
 
 /** Lists `--name` flags the way `util.parseArgs` errors do not: "unknown option" with the usage. */

@@ -27,11 +27,15 @@ export const COMMANDS: Readonly<Record<string, { readonly summary: string; load(
   status: { summary: "show the client's channels", load: async () => (await import("./status")).command },
   topup: { summary: "add to a channel's deposit", load: async () => (await import("./topup")).command },
   withdraw: {
-    summary: "request (or --finalize) the payer's withdrawal",
+    summary: "request (or --finalize, or --cancel) the payer's withdrawal",
     load: async () => (await import("./withdraw")).command,
   },
   deploy: { summary: "deploy the PaymentChannels contract", load: async () => (await import("./deploy")).command },
   settle: { summary: "claim accepted vouchers in batches", load: async () => (await import("./settle")).command },
+  faucet: {
+    summary: "local only: mint mock USDC (and send ETH) on a Hardhat node",
+    load: async () => (await import("./faucet")).command,
+  },
 };
 
 /** Where command output goes (injectable for tests). */
@@ -74,8 +78,11 @@ export async function run(argv: readonly string[], io: CliIo = process): Promise
 export function main(argv: readonly string[]): void {
   run(argv).then(
     (code) => exit(code),
-    (error: unknown) => {
-      process.stderr.write(`paychan: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    async (error: unknown) => {
+      // A command that let an error through still gets one line, not a stack (PAYCHAN_DEBUG=1
+      // shows it). Loaded here only, so that --help loads no chain code.
+      const { formatFailure } = await import("../shared/failure");
+      process.stderr.write(formatFailure(`paychan${argv[0] ? ` ${argv[0]}` : ""}`, error));
       exit(1);
     },
   );

@@ -1,6 +1,7 @@
 import path from "node:path";
 import { createPublicClient, createWalletClient, http, type Chain, type PublicClient } from "viem";
 import {
+  channelKey,
   fileStateStore,
   loadOrCreateSessionKey,
   offerKey,
@@ -8,6 +9,7 @@ import {
   termsFromOffer,
   type FundingMethod,
 } from "../client";
+import { findNetwork } from "../chain/networks";
 import { decodeHeader, PAYMENT_REQUIRED_HEADER, SCHEME, type PaymentRequired } from "../protocol/headers";
 import { toAtomic } from "../protocol/price";
 import type { Command } from "./index";
@@ -17,6 +19,7 @@ import {
   parseCommandArgs,
   PAYER_KEY_ENV,
   reportError,
+  rpcContext,
   stateDir,
   withProgress,
 } from "./common";
@@ -80,8 +83,13 @@ export const command: Command = {
       return reportError("open", error);
     }
     const url = positionals[0];
-    const answer = await fetch(url);
-    await answer.arrayBuffer();
+    let answer: Response;
+    try {
+      answer = await fetch(url);
+      await answer.arrayBuffer();
+    } catch (error) {
+      return reportError("open", error, { url });
+    }
     const header = answer.headers.get(PAYMENT_REQUIRED_HEADER);
     const offer = header ? decodeHeader<PaymentRequired>(header).accepts.find((o) => o.scheme === SCHEME) : undefined;
     if (answer.status !== 402 || !offer) {
@@ -118,11 +126,26 @@ export const command: Command = {
         }),
       );
     } catch (error) {
-      return reportError("open", error);
+      // Relayed: the server's relay failed; otherwise the payer's own RPC endpoint did.
+      const network = findNetwork(offer.network);
+      return reportError(
+        "open",
+        error,
+        funding === "relay" || !network ? { url } : rpcContext(network, values.rpc as string),
+      );
     }
     const store = fileStateStore(path.join(dir, "state.json"));
-    store.load().offers[offerKey(offer.network, offer.extra.contract, offer.payTo, offer.asset)] =
-      `0x${opened.channelId.toString(16)}`;
+    const state = store.load();
+    const id = `0x${opened.channelId.toString(16)}`;
+    state.offers[offerKey(offer.network, offer.extra.contract, offer.payTo, offer.asset)] = id;
+    // The deposit bounds every voucher "paychan pay" signs on the channel.
+    state.channels[channelKey(offer.network, offer.extra.contract, opened.channelId)] = {
+      channelId: id,
+      signedMax: "0",
+      chargedKnown: "0",
+      receipts: 0,
+      deposit: opened.deposit.toString(),
+    };
     store.save();
     process.stdout.write(
       `${JSON.stringify({

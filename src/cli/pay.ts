@@ -2,21 +2,28 @@ import path from "node:path";
 import {
   createPayingFetch,
   fileStateStore,
+  InsufficientDepositError,
   loadOrCreateSessionKey,
+  offerKey,
   openChannel,
   PaymentLimitError,
   termsFromOffer,
+  type ClientStateStore,
 } from "../client";
+import { decodeHeader, PAYMENT_REQUIRED_HEADER, SCHEME, type PaymentRequired } from "../protocol/headers";
 import { toAtomic } from "../protocol/price";
+import { isReasonCode } from "../protocol/reasons";
 import {
   CLIENT_DIR_ENV,
   KEYSTORE_PASSWORD_ENV,
   loadAccount,
   parseCommandArgs,
   PAYER_KEY_ENV,
+  reportError,
   stateDir,
 } from "./common";
 import type { Command } from "./index";
+import { adviseRefusal, type RefusalContext } from "./refusal";
 
 export { CLIENT_DIR_ENV, PAYER_KEY_ENV, stateDir } from "./common";
 
@@ -42,8 +49,15 @@ Options:
   -h, --help
 
 Amounts are "$<dollars>" (e.g. "$0.001") or atomic units ("1000").
-Exit codes: 0 paid or free 2xx answer, 1 other answers or errors, 2 usage, 3 refused by a spend limit.
+A refused payment prints its reason code, what it means and the command that fixes it (top up,
+open a new channel, cancel a withdrawal) on stderr; the server's JSON answer still goes to stdout.
+Exit codes: 0 paid or free 2xx answer, 1 other answers or errors, 2 usage, 3 refused by a spend
+limit (nothing signed), 4 payment refused: by the server (a reason code), or before signing because
+the channel's deposit cannot cover the price.
 `;
+
+/** Exit code of a refused payment. */
+export const EXIT_REFUSED = 4;
 
 /** `paychan pay <url>`. */
 export const command: Command = {
@@ -96,11 +110,14 @@ export const command: Command = {
 
     const dir = stateDir(values.state);
     const session = loadOrCreateSessionKey(path.join(dir, "session.key"));
+    const store = fileStateStore(path.join(dir, "state.json"));
+    const url = positionals[0];
+    const stateFlag = values.state !== undefined ? ` --state ${values.state}` : "";
     const pay = createPayingFetch(fetch, {
       sessionAccount: session,
       maxPerRequest,
       maxTotal,
-      store: fileStateStore(path.join(dir, "state.json")),
+      store,
       channel: async (offer, url) => {
         if (deposit === undefined || (!process.env[PAYER_KEY_ENV] && values.keystore === undefined)) {
           throw new Error(
@@ -116,11 +133,11 @@ export const command: Command = {
           ...(values["withdraw-delay"] ? { withdrawDelay: Number(values["withdraw-delay"]) } : {}),
         });
         process.stderr.write(`opened channel 0x${opened.channelId.toString(16)} (tx ${opened.txHash})\n`);
-        return opened.channelId;
+        return opened;
       },
     });
     try {
-      const response = await pay(positionals[0], {
+      const response = await pay(url, {
         method: values.method ?? (values.data !== undefined ? "POST" : "GET"),
         headers,
         ...(values.data !== undefined ? { body: values.data } : {}),
@@ -132,13 +149,72 @@ export const command: Command = {
           `paid ${p.charge} (voucher ${p.amount} on channel 0x${p.channelId.toString(16)}, charged total ` +
             `${p.chargedTotal}), receipt ${p.receiptValid ? "verified" : "INVALID"}\n`,
         );
-      } else {
-        process.stderr.write(`HTTP ${response.status}, nothing paid\n`);
+        return response.ok ? 0 : 1;
       }
+      const refused = refusalOf(response, url, store, stateFlag);
+      if (refused) {
+        process.stderr.write(
+          `paychan pay: payment refused (HTTP ${response.status} ${refused.reason}): ${refused.meaning}\n` +
+            `  fix: ${refused.fix}\n`,
+        );
+        return EXIT_REFUSED;
+      }
+      process.stderr.write(`HTTP ${response.status}, nothing paid\n`);
       return response.ok ? 0 : 1;
     } catch (error) {
-      process.stderr.write(`paychan pay: ${(error as Error).message}\n`);
-      return error instanceof PaymentLimitError ? 3 : 1;
+      if (error instanceof InsufficientDepositError) {
+        const advice = adviseRefusal("amount_exceeds_deposit", {
+          url,
+          offer: error.offer,
+          channelId: error.channelId,
+          price: error.price,
+          available: error.available,
+          stateFlag,
+        });
+        process.stderr.write(`paychan pay: ${error.message}\n  fix: ${advice.fix}\n`);
+        return EXIT_REFUSED;
+      }
+      if (error instanceof PaymentLimitError) {
+        process.stderr.write(`paychan pay: ${error.message}\n`);
+        return 3;
+      }
+      return reportError("pay", error, { url });
     }
   },
 };
+
+/**
+ * The reason, meaning and fix of a refused payment: an answer carrying PAYMENT-REQUIRED with a
+ * reason code (or a bare 402 after paying). Undefined for any other answer.
+ */
+function refusalOf(
+  response: Response,
+  url: string,
+  store: ClientStateStore,
+  stateFlag: string,
+): ({ reason: string } & ReturnType<typeof adviseRefusal>) | undefined {
+  const header = response.headers.get(PAYMENT_REQUIRED_HEADER);
+  if (!header) return undefined;
+  let required: PaymentRequired;
+  try {
+    required = decodeHeader<PaymentRequired>(header);
+  } catch {
+    return undefined;
+  }
+  const reason = required.error ?? "payment_required";
+  if (!isReasonCode(reason)) return undefined;
+  const offer = required.accepts?.find((o) => o.scheme === SCHEME);
+  if (!offer) return undefined;
+  const known = store.load().offers[offerKey(offer.network, offer.extra.contract, offer.payTo, offer.asset)];
+  const view = required.channel;
+  const channelId = view ? BigInt(view.channelId) : known !== undefined ? BigInt(known) : undefined;
+  const ctx: RefusalContext = {
+    url,
+    offer,
+    price: BigInt(offer.amount),
+    ...(channelId !== undefined ? { channelId } : {}),
+    ...(view ? { view } : {}),
+    stateFlag,
+  };
+  return { reason, ...adviseRefusal(reason, ctx) };
+}

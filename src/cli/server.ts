@@ -7,8 +7,9 @@ import type { Settler } from "../settler/settler";
 const NO_SETTLER = "--no-settler";
 
 const USAGE = `${SERVE_USAGE}
-The batch settler runs in the same process (see \`paychan settle --help\`); ${NO_SETTLER} runs the
-proxy alone, for when \`paychan settle\` runs elsewhere.
+The batch settler runs in the same process (see \`paychan settle --help\`), started once the
+proxy runs; ${NO_SETTLER} runs the proxy alone, for when \`paychan settle\` runs elsewhere. Both
+ways, and \`paychan settle\`, refuse to start without the chain, with the same message and exit code.
 `;
 
 /**
@@ -31,35 +32,26 @@ export const command: Command = {
       return 2;
     }
     if (!withSettler) return serve(parsed.configPath);
-    // Each part stops on SIGINT/SIGTERM; whichever ends first (a start-up failure included)
-    // stops the other, so the process never runs half of the service.
+    // The settler starts once the server runs, so a start-up failure (the chain unreachable, say)
+    // is reported once, by the server, and the process never runs half of the service. Each part
+    // stops on SIGINT/SIGTERM; a settler that fails stops the server.
     const stopSettler = new AbortController();
     // The settler's figures join the server's /metrics once both parts run.
-    let metrics: PaymentMetrics | undefined;
-    let settler: Settler | undefined;
-    const expose = () => {
-      if (metrics && settler) exposeSettlerMetrics(metrics, settler);
-    };
-    const settled = settle(parsed.configPath, {
-      abort: stopSettler.signal,
-      onStarted: (running) => {
-        settler = running;
-        expose();
-      },
-    });
+    let settled: Promise<number> | undefined;
     const served = serve(parsed.configPath, {
       onStarted: (server) => {
-        metrics = server.metrics;
-        expose();
+        settled = settle(parsed.configPath, {
+          abort: stopSettler.signal,
+          onStarted: (settler) => exposeSettlerMetrics(server.metrics, settler),
+        });
+        void settled.then((code) => {
+          if (code !== 0 && !stopSettler.signal.aborted) process.kill(process.pid, "SIGTERM");
+        });
       },
     });
-    const first = await Promise.race([
-      served.then((code) => ({ code, part: "server" })),
-      settled.then((code) => ({ code, part: "settler" })),
-    ]);
-    if (first.part === "server") stopSettler.abort();
-    else if (first.code !== 0) process.kill(process.pid, "SIGTERM");
-    const [serverCode, settlerCode] = await Promise.all([served, settled]);
+    const serverCode = await served;
+    stopSettler.abort();
+    const settlerCode = settled ? await settled : 0;
     return Math.max(serverCode, settlerCode);
   },
 };

@@ -2,7 +2,8 @@ import path from "node:path";
 import { createPublicClient, http, type Address, type PublicClient } from "viem";
 import { fileStateStore, getChannelStatus } from "../client";
 import type { Command } from "./index";
-import { parseCommandArgs, parseNetwork, reportError, rpcUrlOf, stateDir } from "./common";
+import type { FailureContext } from "../shared/failure";
+import { parseCommandArgs, parseNetwork, reportError, rpcContext, rpcUrlOf, stateDir } from "./common";
 
 const USAGE = `Usage: paychan status [--network <name>] [--rpc <url>] [--state <dir>]
 
@@ -34,11 +35,13 @@ export const command: Command = {
     const store = fileStateStore(path.join(stateDir(values.state), "state.json"));
     let rpc = values.rpc;
     let caip2: string | undefined;
+    let context: FailureContext = {};
     if (values.network !== undefined) {
       try {
         const network = parseNetwork(values.network);
         caip2 = network.caip2;
         rpc = rpcUrlOf(network, values.rpc);
+        context = rpcContext(network, rpc);
       } catch (error) {
         return reportError("status", error);
       }
@@ -59,7 +62,12 @@ export const command: Command = {
         receipts: state.receipts,
       };
       if (publicClient) {
-        const chain = await getChannelStatus({ publicClient, contract, channelId: BigInt(state.channelId) });
+        let chain;
+        try {
+          chain = await getChannelStatus({ publicClient, contract, channelId: BigInt(state.channelId) });
+        } catch (error) {
+          return reportError("status", error, context);
+        }
         if (!chain) line.onChain = null;
         else {
           line.onChain = {

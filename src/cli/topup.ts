@@ -1,7 +1,10 @@
 import path from "node:path";
-import { getChannelStatus, termsFromOffer, topUp, type ChannelTerms, type FundingMethod } from "../client";
+import { channelKey, fileStateStore, termsFromOffer, topUp, type ChannelTerms, type FundingMethod } from "../client";
 import { decodeHeader, PAYMENT_REQUIRED_HEADER, SCHEME, type PaymentRequired } from "../protocol/headers";
+import { transportFailure } from "../chain/rpcFailure";
+import type { FailureContext } from "../shared/failure";
 import {
+  channelOnChain,
   clientsFor,
   CliError,
   contractOf,
@@ -14,6 +17,7 @@ import {
   parseTokenAmount,
   PAYER_KEY_ENV,
   reportError,
+  rpcContext,
   rpcUrlOf,
   stateDir,
   withProgress,
@@ -54,7 +58,11 @@ async function termsFromUrl(url: string, caip2: string): Promise<ChannelTerms> {
     answer = await fetch(url);
     await answer.arrayBuffer();
   } catch (error) {
-    throw new CliError(`cannot reach ${url}: ${errorText(error)}`, "check --url and that the server runs", 1);
+    throw new CliError(
+      `cannot reach ${url}: ${transportFailure(error) ?? errorText(error)}`,
+      "check --url, and that the server runs and is reachable from here",
+      1,
+    );
   }
   const header = answer.headers.get(PAYMENT_REQUIRED_HEADER);
   const offer = header ? decodeHeader<PaymentRequired>(header).accepts.find((o) => o.scheme === SCHEME) : undefined;
@@ -84,6 +92,7 @@ export const command: Command = {
     });
     if (typeof parsed === "number") return parsed;
     const { values } = parsed;
+    let context: FailureContext = {};
     try {
       const network = parseNetwork(values.network, "localhost");
       const channelId = parseChannelId(values.channel);
@@ -96,6 +105,7 @@ export const command: Command = {
         throw new CliError("--funding relay needs the server's URL", "pass --url <a paid URL of the server>");
       }
       const rpcUrl = rpcUrlOf(network, values.rpc);
+      context = rpcContext(network, rpcUrl);
       const payer = await loadAccount({ keystore: values.keystore });
       const { publicClient, wallet } = await clientsFor(network, rpcUrl, payer);
       const stateFile = path.join(stateDir(values.state), "state.json");
@@ -113,27 +123,13 @@ export const command: Command = {
           tokenVersion: network.usdcVersion,
         };
       }
-      const status = await getChannelStatus({ publicClient, contract: terms.contract, channelId }).catch(
-        (error: unknown) => {
-          throw new CliError(
-            `cannot read channel ${values.channel} from ${rpcUrl}: ${errorText(error)}`,
-            `check that ${network.rpcEnv} (or --rpc) points at ${network.name}`,
-            1,
-          );
-        },
-      );
-      if (!status) {
-        throw new CliError(
-          `no channel ${values.channel} on ${terms.contract} (${network.name})`,
-          "check --channel and --network",
-          1,
-        );
-      }
+      const status = await channelOnChain(publicClient, terms.contract, channelId, network);
       if (status.status !== "open") throw new CliError(`channel ${values.channel} is closed`, "open a new channel", 1);
       if (status.withdrawReadyAt !== 0) {
         throw new CliError(
           `channel ${values.channel} has a pending withdrawal; a top-up is refused until it is cancelled`,
-          "finalize it with paychan withdraw --finalize, or cancel it on-chain (cancelWithdrawal)",
+          `cancel it with paychan withdraw --cancel --channel ${values.channel}${values.network ? ` --network ${values.network}` : ""}, ` +
+            "or finalize it with paychan withdraw --finalize once its delay has passed",
           1,
         );
       }
@@ -151,6 +147,13 @@ export const command: Command = {
         `topping up channel ${values.channel} by ${values.amount} (${funding}, ${network.name})`,
         topUp({ terms, funding: method, channelId, amount }),
       );
+      // "paychan pay" signs no voucher above the deposit it knows: tell it about this one.
+      const store = fileStateStore(stateFile);
+      const known = store.load().channels[channelKey(network.caip2, terms.contract, channelId)];
+      if (known && (known.deposit === undefined || BigInt(known.deposit) < result.deposit)) {
+        known.deposit = result.deposit.toString();
+        store.save();
+      }
       process.stdout.write(
         `${JSON.stringify({
           channelId: `0x${channelId.toString(16)}`,
@@ -162,7 +165,7 @@ export const command: Command = {
       );
       return 0;
     } catch (error) {
-      return reportError("topup", error);
+      return reportError("topup", error, context);
     }
   },
 };

@@ -1,10 +1,11 @@
 import path from "node:path";
-import { finalizeWithdrawal, getChannelStatus, requestWithdrawal } from "../client";
+import { cancelWithdrawal, finalizeWithdrawal, requestWithdrawal } from "../client";
+import type { FailureContext } from "../shared/failure";
 import {
+  channelOnChain,
   clientsFor,
   CliError,
   contractOf,
-  errorText,
   KEYSTORE_PASSWORD_ENV,
   loadAccount,
   parseChannelId,
@@ -12,22 +13,26 @@ import {
   parseNetwork,
   PAYER_KEY_ENV,
   reportError,
+  rpcContext,
   rpcUrlOf,
+  usageError,
   stateDir,
   withProgress,
   CHANNEL_TRANSACTION_OPTIONS,
 } from "./common";
 import type { Command } from "./index";
 
-const USAGE = `Usage: paychan withdraw --channel <id> [--finalize] [options]
+const USAGE = `Usage: paychan withdraw --channel <id> [--finalize | --cancel] [options]
 
 The payer's exit. Without --finalize: requests the withdrawal (the server stops accepting
 vouchers shortly before the channel's withdraw delay ends, and claims what it holds). With
 --finalize, once the delay has passed: closes the channel and returns the unclaimed deposit.
+With --cancel: cancels a pending withdrawal, so the channel pays (and can be topped up) again.
 
 Options:
   --channel <id>               the channel (0x-hex id) (required)
   --finalize                   complete a requested withdrawal
+  --cancel                     cancel a requested withdrawal
   --network <name>             base-sepolia, optimism-sepolia, base, optimism, arbitrum-sepolia or
                                localhost (default localhost)
   --rpc <url>                  JSON-RPC endpoint (default: the network's RPC variable)
@@ -47,35 +52,28 @@ function when(unixSec: number): string {
 
 /** `paychan withdraw`. */
 export const command: Command = {
-  summary: "request (or --finalize) the payer's withdrawal of a channel's unspent deposit",
+  summary: "request (or --finalize, or --cancel) the payer's withdrawal of a channel's unspent deposit",
   usage: USAGE,
   async run(args) {
     const parsed = parseCommandArgs("withdraw", USAGE, args, {
       ...CHANNEL_TRANSACTION_OPTIONS,
       finalize: { type: "boolean" },
+      cancel: { type: "boolean" },
     });
     if (typeof parsed === "number") return parsed;
     const { values } = parsed;
+    if (values.finalize && values.cancel)
+      return usageError("withdraw", "--finalize and --cancel exclude each other", USAGE);
+    let context: FailureContext = {};
     try {
       const network = parseNetwork(values.network, "localhost");
       const channelId = parseChannelId(values.channel);
       const rpcUrl = rpcUrlOf(network, values.rpc);
+      context = rpcContext(network, rpcUrl);
       const payer = await loadAccount({ keystore: values.keystore });
       const { publicClient, wallet } = await clientsFor(network, rpcUrl, payer);
       const contract = contractOf(network, values.contract, channelId, path.join(stateDir(values.state), "state.json"));
-      const status = await getChannelStatus({ publicClient, contract, channelId }).catch((error: unknown) => {
-        throw new CliError(
-          `cannot read channel ${values.channel} from ${rpcUrl}: ${errorText(error)}`,
-          `check that ${network.rpcEnv} (or --rpc) points at ${network.name}`,
-          1,
-        );
-      });
-      if (!status)
-        throw new CliError(
-          `no channel ${values.channel} on ${contract} (${network.name})`,
-          "check --channel and --network",
-          1,
-        );
+      const status = await channelOnChain(publicClient, contract, channelId, network);
       if (status.status === "closed") throw new CliError(`channel ${values.channel} is already closed`, undefined, 1);
       if (status.payer.toLowerCase() !== payer.address.toLowerCase()) {
         throw new CliError(
@@ -85,6 +83,19 @@ export const command: Command = {
       }
       const id = `0x${channelId.toString(16)}`;
       const params = { publicClient, wallet: wallet!, contract, channelId };
+      if (values.cancel) {
+        if (status.withdrawReadyAt === 0) {
+          throw new CliError("no withdrawal is pending on this channel: nothing to cancel", undefined, 1);
+        }
+        const result = await withProgress(
+          `cancelling the withdrawal of channel ${id} (${network.name})`,
+          cancelWithdrawal(params),
+        );
+        process.stdout.write(
+          `${JSON.stringify({ channelId: id, txHash: result.txHash, status: "open", withdrawReadyAt: 0 })}\n`,
+        );
+        return 0;
+      }
       if (!values.finalize) {
         if (status.withdrawReadyAt !== 0) {
           throw new CliError(
@@ -131,7 +142,7 @@ export const command: Command = {
       );
       return 0;
     } catch (error) {
-      return reportError("withdraw", error);
+      return reportError("withdraw", error, context);
     }
   },
 };

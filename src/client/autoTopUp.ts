@@ -6,9 +6,9 @@ import { topUp } from "./topUp";
 
 /**
  * Automatic top-up for {@link createPayingFetch}'s `autoTopUp` option: when a paid answer leaves
- * less than `below` on a channel, or the server refuses a voucher with `amount_exceeds_deposit`,
- * the channel is topped up by `amount` through `funding` (e.g. gaslessly through the server's
- * relay), at most one top-up per channel at a time, and within `maxTopUpTotal`.
+ * less than `below` on a channel, or a request's voucher would exceed the channel's deposit, the
+ * channel is topped up by `amount` through `funding` (e.g. gaslessly through the server's relay),
+ * at most one top-up per channel at a time, and within `maxTopUpTotal`.
  */
 
 /** The `autoTopUp` option of createPayingFetch. */
@@ -39,7 +39,7 @@ export interface TopUpEvent {
   readonly txHash: FundingResult["txHash"];
   /** The channel's deposit afterwards. */
   readonly deposit: bigint;
-  /** What triggered it. */
+  /** What triggered it: the threshold, or a request whose voucher would exceed the deposit. */
   readonly reason: "below" | "amount_exceeds_deposit";
 }
 

@@ -1,4 +1,4 @@
-import { isAddressEqual, type Address } from "viem";
+import { isAddressEqual, type Address, type Hex } from "viem";
 import {
   channelIdHex,
   decodeHeader,
@@ -13,9 +13,9 @@ import {
   type PaymentResponse,
 } from "../protocol/headers";
 import { requestHash, verifyReceipt, type SignedReceipt } from "../protocol/receipt";
-import { signerOfChannel, voucherDomain, voucherTypedData } from "../protocol/voucher";
+import { MAX_AMOUNT, signerOfChannel, voucherDomain, voucherTypedData } from "../protocol/voucher";
 import { AUTO_TOP_UP_DEFAULTS, AutoTopUp, type AutoTopUpOptions, type TopUpTarget } from "./autoTopUp";
-import { PaymentLimitError, ReceiptError } from "./errors";
+import { InsufficientDepositError, PaymentLimitError, ReceiptError } from "./errors";
 import type { FundingResult } from "./openChannel";
 import { channelKey, memoryStateStore, offerKey, type ChannelState, type ClientStateStore } from "./stateStore";
 import { chainIdOf, type TypedDataSigner } from "./terms";
@@ -27,21 +27,32 @@ import { chainIdOf, type TypedDataSigner } from "./terms";
  * 1. the request is sent; a 402 carries PAYMENT-REQUIRED with the `channel` offer;
  * 2. spend limits are checked **before** anything is signed ({@link PaymentLimitError});
  * 3. the next voucher amount follows the concurrency rule
- *    `next = max(signedMax + 1, chargedKnown + inFlight + price)`, is recorded durably, signed by
- *    the session key and sent in PAYMENT-SIGNATURE;
+ *    `next = max(signedMax + 1, chargedKnown + inFlight + price)`; it is never above the channel's
+ *    deposit as last known ({@link InsufficientDepositError}, nothing signed); it is recorded
+ *    durably, signed by the session key and sent in PAYMENT-SIGNATURE;
  * 4. the PAYMENT-RESPONSE receipt is verified offline against `extra.receiptSigner`;
- * 5. a corrective 402 carrying the server's `channel` view (`insufficient_amount`,
- *    `voucher_reused`) resynchronizes the state and the request is retried once; a 503
- *    `store_unavailable` (nothing charged) is answered by resending the same voucher, twice at most.
+ * 5. a 402 carrying the server's `channel` view resynchronizes the state: a refused voucher is not
+ *    used, so `signedMax` comes back to what the server holds (plus what is still in flight), and
+ *    a corrective refusal (`insufficient_amount`, `voucher_reused`, or `amount_exceeds_deposit`
+ *    caused by amounts signed earlier) is retried once; a 503 `store_unavailable` (nothing
+ *    charged) is answered by resending the same voucher, twice at most.
+ *
+ * The deposit is learned from the channel's opening (a resolver returning `openChannel`'s result),
+ * every paid answer (`remaining + chargedTotal`), every 402 view and every top-up, and kept in the
+ * state. When it looks too small for a request, the server is asked for its view first with an
+ * unsigned probe (amount 2^96 − 1 and a placeholder signature no key made: the server answers
+ * `amount_exceeds_deposit` with its view before it looks at the signature), so a top-up made
+ * elsewhere is seen; only then is the request refused, or topped up with `autoTopUp`.
  *
  * After the first 402 of a route (method + origin + path) its offer is remembered, and later
  * requests to it are paid directly, without the unpaid round trip.
  *
  * With `autoTopUp` (and `maxTopUpTotal`), a channel running low is topped up automatically: when a
  * paid answer leaves less than `autoTopUp.below` of headroom, the answer is returned once the
- * top-up is done; when a voucher is refused with `amount_exceeds_deposit`, the request is topped
- * up and retried. One top-up per channel at a time (concurrent requests share it); top-ups are
- * not spending (`maxTotal`), they are capped by `maxTopUpTotal`.
+ * top-up is done; when a request would exceed the deposit, the channel is topped up before its
+ * voucher is signed, and a voucher the server refuses because it has not seen the new deposit
+ * yet is resent unchanged. One top-up per channel at a time (concurrent requests share it);
+ * top-ups are not spending (`maxTotal`), they are capped by `maxTopUpTotal`.
  */
 
 /** What one paid request cost, attached to its response as `response.payment`. */
@@ -73,9 +84,13 @@ export type PaidResponse = Response & { readonly payment?: PaymentInfo };
 /**
  * Chooses (or opens) the channel that pays an offer. Called at most once per offer terms
  * (network, contract, payee, token) and instance; the answer is stored, so a restarted client
- * with the same store reuses it without calling again.
+ * with the same store reuses it without calling again. It may answer the channel id, or an object
+ * with the id and the deposit (`openChannel`'s result fits), which then bounds the first voucher.
  */
-export type ChannelResolver = (offer: ChannelOffer, resourceUrl: string) => Promise<bigint>;
+export type ChannelResolver = (
+  offer: ChannelOffer,
+  resourceUrl: string,
+) => Promise<bigint | { readonly channelId: bigint; readonly deposit?: bigint }>;
 
 /** Options of {@link createPayingFetch}. */
 export interface PayingFetchOptions {
@@ -147,9 +162,15 @@ class ChannelSlot implements TopUpTarget {
   signedMax: bigint;
   chargedKnown: bigint;
   inFlight = 0n;
-  deposit: bigint | undefined = undefined;
+  deposit: bigint | undefined;
   topUp: Promise<FundingResult> | undefined = undefined;
   failedAt: number | undefined = undefined;
+  /** The deposit probe in flight, shared by every request that needs it. */
+  probe: Promise<void> | undefined = undefined;
+  /** Amounts sent and not answered yet: the server may still accept them. */
+  private readonly sent = new Set<bigint>();
+  /** Highest amount whose request failed in transit: the server may have accepted it. */
+  private lost = 0n;
 
   constructor(
     readonly channelId: bigint,
@@ -158,39 +179,83 @@ class ChannelSlot implements TopUpTarget {
   ) {
     this.signedMax = BigInt(state.signedMax);
     this.chargedKnown = BigInt(state.chargedKnown);
+    this.deposit = state.deposit === undefined ? undefined : BigInt(state.deposit);
+  }
+
+  /** The next amount for a request priced `price` (docs/protocol.md, Concurrency). */
+  private next(price: bigint): bigint {
+    const byCharge = this.chargedKnown + this.inFlight + price;
+    return byCharge > this.signedMax ? byCharge : this.signedMax + 1n;
+  }
+
+  /** Whether the known deposit covers the next amount for `price` (true while the deposit is unknown). */
+  fits(price: bigint): boolean {
+    return this.deposit === undefined || this.next(price) <= this.deposit;
+  }
+
+  /** What the known deposit can still cover: deposit minus what is charged, signed or in flight. */
+  available(): bigint {
+    const committed =
+      this.chargedKnown + this.inFlight > this.signedMax ? this.chargedKnown + this.inFlight : this.signedMax;
+    return this.deposit !== undefined && this.deposit > committed ? this.deposit - committed : 0n;
   }
 
   /**
-   * Picks the next amount (docs/protocol.md, Concurrency) and reserves `price`. The caller must
-   * await {@link persist} before sending the voucher, so a restart never signs the amount again.
+   * Picks the next amount and reserves `price`, or answers undefined when that amount would
+   * exceed the known deposit. The caller must await {@link persist} before sending the voucher,
+   * so a restart never signs the amount again.
    */
-  reserve(price: bigint): bigint {
-    const byCharge = this.chargedKnown + this.inFlight + price;
-    const next = byCharge > this.signedMax ? byCharge : this.signedMax + 1n;
+  reserve(price: bigint): bigint | undefined {
+    // NOTE: never sign above the deposit: a server holding such a voucher could claim it after a
+    // later top-up, for requests it never served.
+    if (!this.fits(price)) return undefined;
+    const next = this.next(price);
     this.signedMax = next;
     this.inFlight += price;
+    this.sent.add(next);
     this.mirror();
     return next;
   }
 
-  /** The answer to a request reserving `price` arrived (paid or not). */
-  release(price: bigint, chargedTotal?: bigint): void {
+  /** The answer to the request that reserved `price` with `amount` arrived (paid or not). */
+  release(price: bigint, amount: bigint, chargedTotal?: bigint): void {
     this.inFlight -= price;
+    this.sent.delete(amount);
     if (chargedTotal !== undefined && chargedTotal > this.chargedKnown) this.chargedKnown = chargedTotal;
   }
 
-  /** Adopts the server's view from a corrective 402 (docs/protocol.md, Resynchronization). */
-  resync(view: ChannelView): void {
-    const highest = BigInt(view.highestAmount);
-    if (highest > this.signedMax) this.signedMax = highest;
-    this.chargedKnown = BigInt(view.chargedTotal);
+  /** The request that reserved `price` with `amount` failed in transit: the server may have accepted it. */
+  lose(price: bigint, amount: bigint): void {
+    this.release(price, amount);
+    if (amount > this.lost) this.lost = amount;
+  }
+
+  /** Records a deposit seen for the channel; deposits only grow while it is open. */
+  learnDeposit(deposit: bigint): void {
+    if (this.deposit === undefined || deposit > this.deposit) this.deposit = deposit;
     this.mirror();
+  }
+
+  /**
+   * Adopts the server's view from a 402 (docs/protocol.md, Resynchronization). Every amount above
+   * the highest one the server accepted is unused, except those still in flight or lost in
+   * transit: `signedMax` comes back to the highest of these, so a refused voucher (one above the
+   * deposit, say) does not push every later amount up.
+   */
+  resync(view: ChannelView): void {
+    let floor = BigInt(view.highestAmount);
+    if (this.lost > floor) floor = this.lost;
+    for (const amount of this.sent) if (amount > floor) floor = amount;
+    this.signedMax = floor;
+    this.chargedKnown = BigInt(view.chargedTotal);
+    this.learnDeposit(BigInt(view.deposit));
   }
 
   /** Copies the live numbers into the persisted state object. */
   mirror(): void {
     this.state.signedMax = this.signedMax.toString();
     this.state.chargedKnown = this.chargedKnown.toString();
+    if (this.deposit !== undefined) this.state.deposit = this.deposit.toString();
   }
 
   /** Makes the current numbers durable (group commit). */
@@ -199,6 +264,12 @@ class ChannelSlot implements TopUpTarget {
     return this.saver.save();
   }
 }
+
+/**
+ * The signature of a deposit probe: well formed (r = s = 1, v = 27), but made by no key, so the
+ * probe can never pay for anything.
+ */
+const PROBE_SIGNATURE: Hex = `0x${"0".repeat(63)}1${"0".repeat(63)}11b`;
 
 /** Resends of the same voucher after a `store_unavailable` (503) answer, and the base delay between them. */
 const STORE_RETRIES = 2;
@@ -293,8 +364,15 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
     const resolver = options.channel;
     let pending = resolving.get(key);
     if (!pending) {
-      pending = resolver(offer, resourceUrl).then((id) => {
+      pending = resolver(offer, resourceUrl).then((resolved) => {
+        const id = typeof resolved === "bigint" ? resolved : resolved.channelId;
         state.offers[key] = channelIdHex(id);
+        if (typeof resolved !== "bigint" && resolved.deposit !== undefined) {
+          const persisted = channelStateFor(offer, id);
+          if (persisted.deposit === undefined || resolved.deposit > BigInt(persisted.deposit)) {
+            persisted.deposit = resolved.deposit.toString();
+          }
+        }
         store.save();
         return id;
       });
@@ -302,6 +380,16 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
       resolving.set(key, pending);
     }
     return pending;
+  }
+
+  /** The persisted state of a channel, created empty on first use. */
+  function channelStateFor(offer: ChannelOffer, channelId: bigint): ChannelState {
+    return (state.channels[channelKey(offer.network, offer.extra.contract, channelId)] ??= {
+      channelId: channelIdHex(channelId),
+      signedMax: "0",
+      chargedKnown: "0",
+      receipts: 0,
+    });
   }
 
   async function slotFor(offer: ChannelOffer, resourceUrl: string): Promise<ChannelSlot> {
@@ -314,13 +402,7 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
           `channel ${channelIdHex(channelId)} is signed by ${signerOfChannel(channelId)}, not by the session account ${options.sessionAccount.address}`,
         );
       }
-      const persisted = (state.channels[key] ??= {
-        channelId: channelIdHex(channelId),
-        signedMax: "0",
-        chargedKnown: "0",
-        receipts: 0,
-      });
-      slot = new ChannelSlot(channelId, persisted, saver);
+      slot = new ChannelSlot(channelId, channelStateFor(offer, channelId), saver);
       slots.set(key, slot);
     }
     return slot;
@@ -360,36 +442,89 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
   }
 
   /**
-   * A voucher refused with `amount_exceeds_deposit` (nothing charged, nothing recorded): tops the
-   * channel up unless a known top-up already covers the amount, then resends the same voucher
-   * until the server has seen the new deposit (or `autoTopUp.waitMs` passes). Resending the
-   * identical voucher, not a new amount, keeps amounts from climbing past the new deposit.
+   * Asks the server for its view of the channel without signing anything: a voucher for 2^96 − 1
+   * with {@link PROBE_SIGNATURE} is refused `amount_exceeds_deposit` (with the view) before its
+   * signature is looked at (docs/protocol.md, Resynchronization). One probe per channel at a time.
    */
-  async function topUpAndResend(
-    response: Response,
+  function probeDeposit(slot: ChannelSlot, offer: ChannelOffer, send: (header: string) => Promise<Response>) {
+    slot.probe ??= (async () => {
+      try {
+        const response = await send(
+          encodePaymentSignature(offer, {
+            channelId: channelIdHex(slot.channelId),
+            amount: MAX_AMOUNT.toString(),
+            signature: PROBE_SIGNATURE,
+          }),
+        );
+        const view = decodeRequired(response)?.channel;
+        await drain(response);
+        if (view && BigInt(view.channelId) === slot.channelId) {
+          slot.resync(view);
+          await saveQuietly(slot);
+        }
+      } finally {
+        slot.probe = undefined;
+      }
+    })();
+    return slot.probe;
+  }
+
+  /**
+   * Reserves the next amount for `price` within the channel's deposit. When the known deposit is
+   * too small, the server's view is asked for first (unless `viewIsFresh`: it may know a top-up
+   * this client does not), then, with autoTopUp, the channel is topped up until it covers the
+   * price (within maxTopUpTotal). Throws {@link InsufficientDepositError} when it still cannot.
+   */
+  async function reserveWithin(
     slot: ChannelSlot,
+    price: bigint,
     offer: ChannelOffer,
     url: string,
+    send: (header: string) => Promise<Response>,
+    viewIsFresh: boolean,
+  ): Promise<bigint> {
+    let amount = slot.reserve(price);
+    if (amount !== undefined) return amount;
+    if (!viewIsFresh) {
+      await probeDeposit(slot, offer, send);
+      amount = slot.reserve(price);
+    }
+    while (amount === undefined && autoTopUp) {
+      const before = slot.deposit;
+      await autoTopUp.run(slot, offer, url, "amount_exceeds_deposit");
+      amount = slot.reserve(price);
+      if (slot.deposit === before) break;
+    }
+    if (amount === undefined) {
+      throw new InsufficientDepositError(slot.channelId, offer, price, slot.deposit ?? 0n, slot.available(), url);
+    }
+    return amount;
+  }
+
+  /**
+   * A voucher within the deposit this client knows, refused with `amount_exceeds_deposit`: the
+   * server has not seen the latest top-up yet (it waits for its confirmations). The identical
+   * voucher is resent until it has (or `autoTopUp.waitMs` passes); resending it, not a new
+   * amount, keeps amounts from climbing past the new deposit.
+   */
+  async function resendUntilSeen(
+    response: Response,
+    slot: ChannelSlot,
     amount: bigint,
     resend: () => Promise<Response>,
   ): Promise<Response> {
     const deadline = Date.now() + (options.autoTopUp?.waitMs ?? AUTO_TOP_UP_DEFAULTS.waitMs);
     for (let waits = 0; ; waits++) {
       if (response.status !== 402) return response;
-      const view = decodeRequired(response)?.channel;
-      if (decodeRequired(response)?.error !== "amount_exceeds_deposit" || !view) return response;
-      if (BigInt(view.channelId) !== slot.channelId) return response;
-      autoTopUp!.observe(slot, BigInt(view.deposit));
-      if (slot.deposit === undefined || slot.deposit < amount) {
-        await drain(response);
-        await autoTopUp!.run(slot, offer, url, "amount_exceeds_deposit");
-      } else if (Date.now() > deadline) {
+      const required = decodeRequired(response);
+      const view = required?.channel;
+      if (required?.error !== "amount_exceeds_deposit" || !view || BigInt(view.channelId) !== slot.channelId) {
         return response;
-      } else {
-        await drain(response);
-        await new Promise((resolve) => setTimeout(resolve, Math.min(100 * 2 ** waits, 2_000)));
       }
-      if (slot.deposit === undefined || slot.deposit < amount) return resend(); // the top-up did not cover it
+      slot.learnDeposit(BigInt(view.deposit));
+      if (slot.deposit === undefined || slot.deposit < amount || Date.now() > deadline) return response;
+      await drain(response);
+      await new Promise((resolve) => setTimeout(resolve, Math.min(100 * 2 ** waits, 2_000)));
       response = await resend();
     }
   }
@@ -415,19 +550,21 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
     }
 
     let resynced = false;
+    let viewIsFresh = false;
     let attempt = 0;
     for (;;) {
       const price = BigInt(offer.amount);
       checkLimits(price, request.url);
       reserved += price;
       let slot: ChannelSlot;
+      let amount: bigint;
       try {
         slot = await slotFor(offer, request.url);
+        amount = await reserveWithin(slot, price, offer, request.url, send, viewIsFresh);
       } catch (error) {
         reserved -= price;
         throw error;
       }
-      const amount = slot.reserve(price);
       let response: Response;
       try {
         await slot.persist();
@@ -450,9 +587,9 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
           await new Promise((resolve) => setTimeout(resolve, STORE_RETRY_DELAY_MS * (retry + 1)));
           response = await send(header);
         }
-        if (autoTopUp) response = await topUpAndResend(response, slot, offer, request.url, amount, () => send(header));
+        if (autoTopUp) response = await resendUntilSeen(response, slot, amount, () => send(header));
       } catch (error) {
-        slot.release(price);
+        slot.lose(price, amount);
         reserved -= price;
         throw error;
       }
@@ -470,7 +607,7 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
         reserved -= price;
         if (problem !== undefined || !paid) {
           // Not trusted: the charged total it claims is not adopted; the full price counts as spent.
-          slot.release(price);
+          slot.release(price, amount);
           spent += price;
           await saveQuietly(slot);
           if ((options.receiptPolicy ?? "throw") === "throw") {
@@ -492,15 +629,16 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
         }
         const charge = BigInt(paid.charge);
         const chargedTotal = BigInt(paid.chargedTotal);
-        slot.release(price, chargedTotal);
+        slot.release(price, amount, chargedTotal);
         spent += charge;
         slot.state.receipts += 1;
         slot.state.lastReceipt = paid.receipt;
+        const remaining = /^\d+$/.test(String(paid.remaining)) ? BigInt(paid.remaining) : undefined;
+        if (remaining !== undefined) slot.learnDeposit(remaining + chargedTotal);
         await saveQuietly(slot);
         let topUp: FundingResult | undefined;
         let topUpError: unknown;
-        if (autoTopUp && /^\d+$/.test(String(paid.remaining))) {
-          autoTopUp.observe(slot, BigInt(paid.remaining) + chargedTotal);
+        if (autoTopUp && remaining !== undefined) {
           if (autoTopUp.wants(slot, slot.signedMax > slot.chargedKnown ? slot.signedMax : slot.chargedKnown)) {
             try {
               topUp = await autoTopUp.run(slot, offer, request.url, "below");
@@ -527,18 +665,25 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
       }
 
       // Not paid: nothing was charged for this voucher.
-      slot.release(price);
+      slot.release(price, amount);
       reserved -= price;
       const required = decodeRequired(response);
       if (!required) return response;
       const view = required.channel;
-      if (view && BigInt(view.channelId) === slot.channelId) {
+      viewIsFresh = view !== undefined && BigInt(view.channelId) === slot.channelId;
+      if (view && viewIsFresh) {
         slot.resync(view);
         await saveQuietly(slot);
       }
       const fresh = pick(required);
       if (fresh) offers.set(route, fresh);
-      const corrective = required.error === "insufficient_amount" || required.error === "voucher_reused";
+      // A refusal caused by this client's own amounts (state lost or stale, or pushed up by an
+      // earlier refused voucher) is corrected by the view; one above the deposit is retried when
+      // the price now fits, or with autoTopUp (which tops up before signing again).
+      const corrective =
+        required.error === "insufficient_amount" ||
+        required.error === "voucher_reused" ||
+        (required.error === "amount_exceeds_deposit" && (autoTopUp !== undefined || slot.fits(price)));
       // A 402 without error after paying means the price or terms changed: try the fresh offer once.
       const changed = required.error === undefined && fresh !== undefined;
       if (attempt > 0 || (!(corrective && view) && !changed)) return response;

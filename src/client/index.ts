@@ -31,10 +31,11 @@
  * amounts are wasted round trips).
  */
 export { AutoTopUp } from "./autoTopUp";
+export { cancelWithdrawal } from "./cancelWithdrawal";
 export type { AutoTopUpOptions, TopUpEvent } from "./autoTopUp";
 export { createPayingFetch } from "./createPayingFetch";
 export type { ChannelResolver, PaidResponse, PayingFetch, PayingFetchOptions, PaymentInfo } from "./createPayingFetch";
-export { ChannelOperationError, PaymentLimitError, ReceiptError } from "./errors";
+export { ChannelOperationError, InsufficientDepositError, PaymentLimitError, ReceiptError } from "./errors";
 export { finalizeWithdrawal } from "./finalizeWithdrawal";
 export { getChannelStatus } from "./getChannelStatus";
 export type { ChannelStatus } from "./getChannelStatus";

@@ -17,6 +17,11 @@ export interface ChannelState {
   signedMax: string;
   /** Highest chargedTotal seen in a PAYMENT-RESPONSE or a 402 channel view, decimal. */
   chargedKnown: string;
+  /**
+   * Highest deposit seen (at opening, in paid answers, 402 channel views and top-ups), decimal;
+   * absent until known. No voucher is signed above it.
+   */
+  deposit?: string;
   /** Paid responses with a valid receipt. */
   receipts: number;
   /** The last valid receipt, if any. */

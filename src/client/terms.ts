@@ -116,7 +116,7 @@ export async function postRelay<T>(fetchImpl: typeof fetch, url: string, body: u
     body: JSON.stringify(body),
   });
   const text = await response.text();
-  let parsed: { error?: string; message?: string } & Record<string, unknown> = {};
+  let parsed: { error?: string; message?: string; fix?: string } & Record<string, unknown> = {};
   try {
     parsed = JSON.parse(text) as typeof parsed;
   } catch {
@@ -124,9 +124,10 @@ export async function postRelay<T>(fetchImpl: typeof fetch, url: string, body: u
   }
   if (response.status !== 200) {
     throw new ChannelOperationError(
-      `relay ${url} answered ${response.status}: ${parsed.message ?? text.slice(0, 200)}`,
+      `relay ${url} answered ${response.status} ${parsed.error ?? ""}: ${parsed.message ?? text.slice(0, 200)}`,
       parsed.error ?? "relay_error",
       response.status,
+      typeof parsed.fix === "string" ? parsed.fix : undefined,
     );
   }
   return parsed as T;

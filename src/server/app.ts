@@ -1,6 +1,7 @@
 import type { AddressInfo } from "node:net";
-import { createWalletClient, http, type PublicClient } from "viem";
+import { createWalletClient, http, isAddressEqual, type PublicClient } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
+import { checkDeployment } from "../chain/checkDeployment";
 import { createChainClient } from "../chain/client";
 import { viemChain } from "../chain/viemChain";
 import { ChannelWatcher } from "../chain/watcher";
@@ -57,8 +58,9 @@ export interface PaymentServer {
   /** Health as served on the health endpoint. */
   health(): HealthReport;
   /**
-   * Checks the RPC endpoint and the contract, then starts the chain watcher. Enough when only the
-   * gate is used (the Express `paywall` middleware); {@link start} does it too.
+   * Checks the RPC endpoint and that `config.contract` is a compatible PaymentChannels contract
+   * (rejecting with a `ChainSetupError` that says what to fix), then starts the chain watcher.
+   * Enough when only the gate is used (the Express `paywall` middleware); {@link start} does it too.
    */
   startChain(): Promise<void>;
   /** {@link startChain}, then the reverse proxy listens; resolves with the bound address. */
@@ -163,7 +165,9 @@ export async function createPaymentServer(
       lookups++;
       try {
         const record = await watcher.ensureChannel(channelId);
-        if (record) applyRecord(record);
+        // A channel of another payee comes back too, for the gate to answer wrong_payee; it never
+        // enters the engine.
+        if (record && isAddressEqual(record.payee, config.payee)) applyRecord(record);
         return record;
       } finally {
         lookups--;
@@ -296,6 +300,7 @@ export async function createPaymentServer(
       return removed.reduce((a, b) => a + b, 0);
     };
     let pruneTimer: NodeJS.Timeout | undefined;
+    let chainStarted = false;
 
     let stopping: Promise<void> | undefined;
     const server: PaymentServer = {
@@ -312,17 +317,9 @@ export async function createPaymentServer(
       health,
       pruneVouchers,
       async startChain() {
-        const chainId = await client.getChainId();
-        if (chainId !== network.chainId) {
-          throw new Error(
-            `the RPC endpoint serves chain ${chainId}, but network ${network.name} is ${network.chainId}`,
-          );
-        }
-        const code = await client.getCode({ address: config.contract });
-        if (code === undefined || code === "0x") {
-          throw new Error(`no contract at ${config.contract} on ${network.name}: check config.contract`);
-        }
+        await checkDeployment(client, { network, rpcUrl: config.rpcUrl, contract: config.contract });
         watcher.start();
+        chainStarted = true;
         pruneTimer ??= setInterval(() => {
           try {
             const removed = pruneVouchers();
@@ -349,7 +346,8 @@ export async function createPaymentServer(
       },
       stop() {
         stopping ??= (async () => {
-          logger.info("paychan server stopping");
+          // A server that never started (its start-up check failed) has nothing to report.
+          if (chainStarted) logger.info("paychan server stopping");
           try {
             await proxy.close(options.shutdownGraceMs ?? 10_000);
           } catch (error) {
@@ -359,7 +357,7 @@ export async function createPaymentServer(
           clearInterval(pruneTimer);
           // Last: requests drained above may still have had writes in the group-commit queue.
           await store.close();
-          logger.info("paychan server stopped");
+          if (chainStarted) logger.info("paychan server stopped");
         })();
         return stopping;
       },

@@ -46,7 +46,11 @@ export interface GateOptions {
   readonly store: PaymentStore;
   readonly receipts: ReceiptSigner;
   readonly terms: OfferTerms;
-  /** Fetches a channel the engine does not know yet (once, off the request path of known channels). */
+  /**
+   * Fetches a channel the engine does not know yet (once, off the request path of known
+   * channels). A channel of another payee may be returned: the gate answers it `wrong_payee`
+   * without adding it to the engine.
+   */
   readonly fetchChannel?: (channelId: bigint) => Promise<ChannelRecord | undefined>;
   /** How long a retry of an accepted voucher is answered again (ms); later it is refused as reused. */
   readonly retryWindowMs?: number;
@@ -208,6 +212,7 @@ export class PaymentGate {
         const verdict = engine.verifySignature(v.channelId, v.amount, v.signature);
         if (verdict !== "ok") return this.refuse(request, verdict);
         const record = await this.fetchChannel(v.channelId);
+        if (record && record.payee.toLowerCase() !== this.payee) return this.refuse(request, "wrong_payee");
         if (record) {
           engine.applyChannel(record);
           result = engine.check(v.channelId, v.amount, v.signature, request.price);

@@ -1,5 +1,6 @@
 import { createPaymentServer, type PaymentServer } from "./app";
 import { CONFIG_ENV, ConfigError, DEFAULT_CONFIG_FILE, loadConfig } from "../shared/config";
+import { formatFailure } from "../shared/failure";
 import { createLogger, type Logger } from "../shared/log";
 
 /**
@@ -7,8 +8,15 @@ import { createLogger, type Logger } from "../shared/log";
  * SIGINT/SIGTERM stop gracefully (stop accepting, drain in-flight requests, stop the watcher,
  * flush and close the store). A second signal during shutdown exits at once.
  *
- * Exit codes: 0 after a graceful stop, 1 when start-up or shutdown failed, 2 for usage and
- * configuration errors.
+ * The chain must be reachable at start: the server checks the RPC endpoint and the contract
+ * before it listens, and without them it does not start (it could not tell a withdrawing channel
+ * from a healthy one, nor where to start following the chain). What failed and how to fix it go
+ * to stderr as `paychan server: <what failed>` and `  fix: <what to do>`, with no stack trace
+ * (`PAYCHAN_DEBUG=1` adds it). Once running, an RPC outage is retried with backoff and shown on
+ * the health endpoint; vouchers of channels already known keep being accepted.
+ *
+ * Exit codes: 0 after a graceful stop, 1 when start-up (chain unreachable, wrong chain, not a
+ * PaymentChannels contract, port in use) or shutdown failed, 2 for usage and configuration errors.
  */
 
 export interface ServeOptions {
@@ -44,8 +52,11 @@ export async function serve(configPath: string, options: ServeOptions = {}): Pro
     server = await createPaymentServer(config, { logger });
     await server.start();
   } catch (error) {
-    logger.error("paychan server failed to start", { err: error });
     await server?.stop().catch(() => undefined);
+    // For the human who started it: one line of what failed, one of how to fix it.
+    stderr.write(
+      formatFailure("paychan server", error, { rpc: { network: config.network, rpcUrl: config.rpcUrl } }, env),
+    );
     return 1;
   }
   options.onStarted?.(server);
@@ -125,7 +136,13 @@ Environment:
   PAYCHAN_PAYEE_ADDRESS        payee address, if channels pay another address than the receipt key's
   PAYCHAN_RELAYER_PRIVATE_KEY  enables the gasless open/top-up relay (pays its gas)
   PAYCHAN_LOG_LEVEL            debug | info | warn | error | silent (default info)
+  PAYCHAN_DEBUG                1: a start-up failure also prints its stack trace
   <NETWORK>_RPC_URL            RPC endpoint when the config has no rpcUrl (e.g. BASE_SEPOLIA_RPC_URL)
+
+The RPC endpoint must answer and config.contract must be a PaymentChannels contract when the
+server starts; otherwise it prints what failed and how to fix it, and exits.
+Exit codes: 0 stopped by a signal, 1 start-up failed (chain unreachable, wrong chain, not a
+PaymentChannels contract, port in use) or shutdown failed, 2 usage or configuration error.
 `;
 
 /** `node -r ./bin/register.js src/server/main.ts [--config <file>]`; also `paychan server`. */

@@ -1,7 +1,6 @@
 import type http from "node:http";
 import {
   BaseError,
-  ContractFunctionRevertedError,
   encodeFunctionData,
   getAddress,
   isAddress,
@@ -15,6 +14,8 @@ import {
   type PublicClient,
 } from "viem";
 import { paymentChannelsAbi } from "../chain/abi";
+import { decodeRevert } from "../chain/decodeRevert";
+import { transportFailure } from "../chain/rpcFailure";
 import { readChannel } from "../chain/readChannel";
 import {
   openAuthorizationNonce,
@@ -23,6 +24,7 @@ import {
   type TokenDomain,
 } from "../protocol/authorization";
 import { channelIdHex } from "../protocol/headers";
+import { RELAY_ERRORS, type RelayErrorCode } from "../protocol/relayErrors";
 import { MAX_AMOUNT } from "../protocol/voucher";
 import type { ChannelRecord } from "../protocol/channel";
 import { CONTRACT_MAX_WITHDRAW_DELAY } from "../shared/config";
@@ -53,9 +55,11 @@ import type { RelayEndpoint } from "./proxy";
  * { "channelId": "0x…", "amount": "5000000", "authorization": { … } }
  * ```
  * Both answer 200 `{ "channelId": "0x…", "txHash": "0x…", "deposit": "…" }` once the
- * transaction has its receipt; errors are `{ "error": code, "message": text }` with 400
- * (malformed), 413 (body too large), 422 (terms refused, bad signature, would revert), 429
- * (relay busy), 502/504 (chain failure / no receipt in time, with `txHash` when one was sent).
+ * transaction has its receipt; errors are `{ "error": code, "message": text, "fix": text }` (with
+ * `txHash` when one was sent), the codes and statuses of src/protocol/relayErrors.ts: 400
+ * (malformed), 413 (body too large), 422 (terms refused, bad signature, or the simulated call
+ * reverts: insufficient balance, expired or used authorization...), 429 (relay busy), 502/503/504
+ * (chain failure, token paused, no receipt in time).
  */
 
 /** Sends one contract call and resolves with its receipt (the settler's TransactionSender fits). */
@@ -94,16 +98,18 @@ export interface RelayOptions {
   readonly nowSec?: () => number;
 }
 
-/** A relay failure with its HTTP status and machine-readable code. */
+/** A relay failure: its code (src/protocol/relayErrors.ts gives the HTTP status and the fix) and what happened. */
 export class RelayError extends Error {
+  readonly status: number;
+
   constructor(
-    readonly status: number,
-    readonly code: string,
+    readonly code: RelayErrorCode,
     message: string,
     readonly txHash?: Hex,
   ) {
     super(message);
     this.name = "RelayError";
+    this.status = RELAY_ERRORS[code].status;
   }
 }
 
@@ -151,11 +157,7 @@ export class GaslessRelay implements RelayEndpoint {
   async handle(operation: "open" | "topup", req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const limit = this.options.maxConcurrent ?? 8;
     if (this.active >= limit) {
-      this.respond(
-        res,
-        operation,
-        new RelayError(429, "relay_busy", "too many relay requests in flight; retry shortly"),
-      );
+      this.respond(res, operation, new RelayError("relay_busy", "too many relay requests in flight; retry shortly"));
       return;
     }
     this.active++;
@@ -175,34 +177,29 @@ export class GaslessRelay implements RelayEndpoint {
     const input = asObject(body);
     const payer = requireAddress(input.payer, "payer");
     if (input.payee !== undefined && !isAddressEqual(requireAddress(input.payee, "payee"), this.options.payee)) {
-      throw new RelayError(422, "wrong_payee", `this server only relays channels paying ${this.options.payee}`);
+      throw new RelayError("wrong_payee", `this server only relays channels paying ${this.options.payee}`);
     }
     if (
       input.token !== undefined &&
       !isAddressEqual(requireAddress(input.token, "token"), this.options.token.address)
     ) {
-      throw new RelayError(422, "wrong_token", `this server only accepts ${this.options.token.address}`);
+      throw new RelayError("wrong_token", `this server only accepts ${this.options.token.address}`);
     }
     // The nonce hashes the signer argument exactly as the contract receives it: zero stays zero.
     const signer = input.signer === undefined ? zeroAddress : requireAddress(input.signer, "signer", true);
     const withdrawDelay = input.withdrawDelay;
     if (typeof withdrawDelay !== "number" || !Number.isInteger(withdrawDelay)) {
-      throw new RelayError(400, "invalid_request", "withdrawDelay must be a whole number of seconds");
+      throw new RelayError("invalid_request", "withdrawDelay must be a whole number of seconds");
     }
     if (withdrawDelay < this.options.minWithdrawDelay || withdrawDelay > CONTRACT_MAX_WITHDRAW_DELAY) {
       throw new RelayError(
-        422,
         "withdraw_delay_out_of_range",
         `withdrawDelay must be in [${this.options.minWithdrawDelay}, ${CONTRACT_MAX_WITHDRAW_DELAY}] seconds`,
       );
     }
     const amount = requireAmount(input.amount, "amount");
     if (amount < this.options.minDeposit) {
-      throw new RelayError(
-        422,
-        "deposit_too_small",
-        `amount must be at least ${this.options.minDeposit} (atomic units)`,
-      );
+      throw new RelayError("deposit_too_small", `amount must be at least ${this.options.minDeposit} (atomic units)`);
     }
     const auth = this.parseAuthorization(input.authorization);
     const nonce = openAuthorizationNonce({ payee: this.options.payee, signer, withdrawDelay, salt: auth.salt });
@@ -221,7 +218,6 @@ export class GaslessRelay implements RelayEndpoint {
     }).find((log) => isAddressEqual(log.address, this.options.contract));
     if (!opened) {
       throw new RelayError(
-        502,
         "no_channel_event",
         "the transaction succeeded without a ChannelOpened event",
         receipt.transactionHash,
@@ -240,33 +236,36 @@ export class GaslessRelay implements RelayEndpoint {
   async topUp(body: unknown): Promise<RelayResult> {
     const input = asObject(body);
     if (typeof input.channelId !== "string" || !/^0x[0-9a-fA-F]{1,46}$/.test(input.channelId)) {
-      throw new RelayError(400, "invalid_request", "channelId must be a 0x-hex channel id");
+      throw new RelayError("invalid_request", "channelId must be a 0x-hex channel id");
     }
     const channelId = BigInt(input.channelId);
     const amount = requireAmount(input.amount, "amount");
     if (amount < this.options.minDeposit) {
-      throw new RelayError(422, "topup_too_small", `amount must be at least ${this.options.minDeposit} (atomic units)`);
+      throw new RelayError("topup_too_small", `amount must be at least ${this.options.minDeposit} (atomic units)`);
     }
     const auth = this.parseAuthorization(input.authorization);
     let channel: ChannelRecord | undefined;
     try {
       channel = await readChannel(this.options.publicClient, this.options.contract, channelId);
     } catch (error) {
-      throw new RelayError(502, "chain_unavailable", `cannot read the channel: ${shortMessage(error)}`);
+      throw new RelayError("chain_unavailable", `cannot read the channel: ${chainFailure(error)}`);
     }
-    if (!channel) throw new RelayError(422, "unknown_channel", "no such channel");
+    if (!channel) throw new RelayError("unknown_channel", "no such channel");
     if (!isAddressEqual(channel.payee, this.options.payee)) {
-      throw new RelayError(422, "wrong_payee", "the channel does not pay this server");
+      throw new RelayError("wrong_payee", "the channel does not pay this server");
     }
     if (!isAddressEqual(channel.token, this.options.token.address)) {
-      throw new RelayError(422, "wrong_token", "the channel holds another token");
+      throw new RelayError("wrong_token", "the channel holds another token");
     }
-    if (channel.status !== "open") throw new RelayError(422, "channel_closed", "the channel is closed");
+    if (channel.status !== "open") throw new RelayError("channel_closed", "the channel is closed");
     if (channel.withdrawReadyAt !== 0) {
-      throw new RelayError(422, "channel_withdrawing", "cancel the pending withdrawal before topping up");
+      throw new RelayError(
+        "channel_withdrawing",
+        "a withdrawal is pending; cancel it (paychan withdraw --cancel) before topping up",
+      );
     }
     if (channel.deposit + amount > MAX_AMOUNT) {
-      throw new RelayError(422, "deposit_too_large", "the deposit would exceed 2^96 - 1");
+      throw new RelayError("deposit_too_large", "the deposit would exceed 2^96 - 1");
     }
     await this.requireSignedBy(channel.payer, amount, topUpAuthorizationNonce(channelId, auth.salt), auth);
 
@@ -294,24 +293,23 @@ export class GaslessRelay implements RelayEndpoint {
     const validAfter = requireUint(a.validAfter, "authorization.validAfter");
     const validBefore = requireUint(a.validBefore, "authorization.validBefore");
     if (typeof a.salt !== "string" || !BYTES32.test(a.salt)) {
-      throw new RelayError(400, "invalid_request", "authorization.salt must be 32 bytes of 0x-hex");
+      throw new RelayError("invalid_request", "authorization.salt must be 32 bytes of 0x-hex");
     }
     if (typeof a.r !== "string" || !BYTES32.test(a.r) || typeof a.s !== "string" || !BYTES32.test(a.s)) {
-      throw new RelayError(400, "invalid_request", "authorization.r and authorization.s must be 32 bytes of 0x-hex");
+      throw new RelayError("invalid_request", "authorization.r and authorization.s must be 32 bytes of 0x-hex");
     }
     let v = a.v;
     if (v === 0 || v === 1) v += 27;
-    if (v !== 27 && v !== 28) throw new RelayError(400, "invalid_request", "authorization.v must be 27 or 28");
+    if (v !== 27 && v !== 28) throw new RelayError("invalid_request", "authorization.v must be 27 or 28");
     // High-s signatures are refused by OpenZeppelin's ECDSA (USDC uses the same rule).
-    if (BigInt(a.s) > HALF_N) throw new RelayError(422, "invalid_authorization", "authorization.s is high-s");
+    if (BigInt(a.s) > HALF_N) throw new RelayError("invalid_authorization", "authorization.s is high-s");
     const now = BigInt(this.nowSec());
     if (validAfter >= now) {
-      throw new RelayError(422, "authorization_not_yet_valid", "authorization.validAfter is not in the past");
+      throw new RelayError("authorization_not_yet_valid", "authorization.validAfter is not in the past");
     }
     const minValidity = BigInt(this.options.minValiditySec ?? 120);
     if (validBefore < now + minValidity) {
       throw new RelayError(
-        422,
         "authorization_expiring",
         `authorization.validBefore must be at least ${minValidity} s in the future, so the transaction can land`,
       );
@@ -335,11 +333,10 @@ export class GaslessRelay implements RelayEndpoint {
         signature: serializeSignature({ r: auth.r, s: auth.s, v: BigInt(auth.v) }),
       });
     } catch {
-      throw new RelayError(422, "invalid_authorization", "the authorization signature is malformed");
+      throw new RelayError("invalid_authorization", "the authorization signature is malformed");
     }
     if (!isAddressEqual(recovered, from)) {
       throw new RelayError(
-        422,
         "invalid_authorization",
         `the authorization is not signed by ${from} for these channel parameters (recovered ${recovered})`,
       );
@@ -355,10 +352,10 @@ export class GaslessRelay implements RelayEndpoint {
     try {
       await publicClient.call({ account: sender.address, to: contract, data });
     } catch (error) {
-      if (isRevert(error)) {
-        throw new RelayError(422, "would_revert", `the ${operation} would revert: ${shortMessage(error)}`);
-      }
-      throw new RelayError(502, "chain_unavailable", `cannot simulate the ${operation}: ${shortMessage(error)}`);
+      throw (
+        revertError(operation, error) ??
+        new RelayError("chain_unavailable", `cannot simulate the ${operation}: ${chainFailure(error)}`)
+      );
     }
     let txHash: Hex | undefined;
     let receipt: Awaited<ReturnType<RelaySender["send"]>>;
@@ -368,19 +365,17 @@ export class GaslessRelay implements RelayEndpoint {
         this.log.info("relay transaction sent", { operation, txHash: hash });
       });
     } catch (error) {
-      if (txHash === undefined && isRevert(error)) {
-        throw new RelayError(422, "would_revert", `the ${operation} reverted: ${shortMessage(error)}`);
-      }
+      const reverted = txHash === undefined ? revertError(operation, error) : undefined;
+      if (reverted) throw reverted;
       // Sent but unconfirmed: the payer's money may still move, so say which transaction to watch.
       throw new RelayError(
-        txHash ? 504 : 502,
         txHash ? "receipt_timeout" : "send_failed",
-        `the ${operation} transaction ${txHash ? `${txHash} has no final receipt yet` : "could not be sent"}: ${shortMessage(error)}`,
+        `the ${operation} transaction ${txHash ? `${txHash} has no final receipt yet` : "could not be sent"}: ${chainFailure(error)}`,
         txHash,
       );
     }
     if (receipt.status !== "success") {
-      throw new RelayError(502, "reverted", `the ${operation} transaction reverted on-chain`, receipt.transactionHash);
+      throw new RelayError("reverted", `the ${operation} transaction reverted on-chain`, receipt.transactionHash);
     }
     return receipt;
   }
@@ -390,7 +385,12 @@ export class GaslessRelay implements RelayEndpoint {
     let body: Record<string, unknown>;
     if (outcome instanceof RelayError) {
       status = outcome.status;
-      body = { error: outcome.code, message: outcome.message, ...(outcome.txHash ? { txHash: outcome.txHash } : {}) };
+      body = {
+        error: outcome.code,
+        message: outcome.message,
+        fix: RELAY_ERRORS[outcome.code].fix,
+        ...(outcome.txHash ? { txHash: outcome.txHash } : {}),
+      };
     } else if (outcome instanceof Error) {
       this.log.error("relay failed", { operation, err: outcome });
       status = 500;
@@ -433,7 +433,7 @@ function readJson(req: http.IncomingMessage, limit: number): Promise<unknown> {
     const declared = Number(req.headers["content-length"]);
     if (declared > limit) {
       req.resume();
-      reject(new RelayError(413, "body_too_large", `the body must be at most ${limit} bytes`));
+      reject(new RelayError("body_too_large", `the body must be at most ${limit} bytes`));
       return;
     }
     const chunks: Buffer[] = [];
@@ -443,7 +443,7 @@ function readJson(req: http.IncomingMessage, limit: number): Promise<unknown> {
       if (size > limit) {
         req.removeAllListeners("data");
         req.resume();
-        reject(new RelayError(413, "body_too_large", `the body must be at most ${limit} bytes`));
+        reject(new RelayError("body_too_large", `the body must be at most ${limit} bytes`));
         return;
       }
       chunks.push(chunk);
@@ -452,33 +452,33 @@ function readJson(req: http.IncomingMessage, limit: number): Promise<unknown> {
       try {
         resolve(JSON.parse(Buffer.concat(chunks).toString("utf8")));
       } catch {
-        reject(new RelayError(400, "invalid_json", "the body must be a JSON object"));
+        reject(new RelayError("invalid_json", "the body must be a JSON object"));
       }
     });
-    req.on("error", () => reject(new RelayError(400, "invalid_request", "the request body was cut off")));
+    req.on("error", () => reject(new RelayError("invalid_request", "the request body was cut off")));
   });
 }
 
 function asObject(value: unknown, what = "the body"): Record<string, unknown> {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new RelayError(400, "invalid_request", `${what} must be a JSON object`);
+    throw new RelayError("invalid_request", `${what} must be a JSON object`);
   }
   return value as Record<string, unknown>;
 }
 
 function requireAddress(value: unknown, field: string, allowZero = false): Address {
   if (typeof value !== "string" || !isAddress(value, { strict: false })) {
-    throw new RelayError(400, "invalid_request", `${field} must be a 0x-prefixed 20-byte address`);
+    throw new RelayError("invalid_request", `${field} must be a 0x-prefixed 20-byte address`);
   }
   const address = getAddress(value);
-  if (!allowZero && address === zeroAddress) throw new RelayError(400, "invalid_request", `${field} must not be zero`);
+  if (!allowZero && address === zeroAddress) throw new RelayError("invalid_request", `${field} must not be zero`);
   return address;
 }
 
 function requireUint(value: unknown, field: string): bigint {
   const text = typeof value === "number" && Number.isSafeInteger(value) ? String(value) : value;
   if (typeof text !== "string" || !UINT.test(text) || BigInt(text) > MAX_UINT256) {
-    throw new RelayError(400, "invalid_request", `${field} must be a non-negative integer (decimal string)`);
+    throw new RelayError("invalid_request", `${field} must be a non-negative integer (decimal string)`);
   }
   return BigInt(text);
 }
@@ -486,17 +486,83 @@ function requireUint(value: unknown, field: string): bigint {
 function requireAmount(value: unknown, field: string): bigint {
   const amount = requireUint(value, field);
   if (amount === 0n || amount > MAX_AMOUNT) {
-    throw new RelayError(400, "invalid_request", `${field} must be in [1, 2^96 - 1] atomic units`);
+    throw new RelayError("invalid_request", `${field} must be in [1, 2^96 - 1] atomic units`);
   }
   return amount;
 }
 
-function isRevert(error: unknown): boolean {
-  if (error instanceof BaseError && error.walk((e) => e instanceof ContractFunctionRevertedError)) return true;
-  return /revert/i.test(shortMessage(error));
+/** What a failed chain call says: the transport failure in a few words, else the RPC error's text. */
+function chainFailure(error: unknown): string {
+  const transport = transportFailure(error);
+  if (transport !== undefined) return transport;
+  if (error instanceof BaseError)
+    return error.details && error.details !== error.shortMessage
+      ? `${error.shortMessage} ${error.details}`
+      : error.shortMessage;
+  return error instanceof Error ? error.message : String(error);
 }
 
-function shortMessage(error: unknown): string {
-  if (error instanceof BaseError) return error.shortMessage;
-  return error instanceof Error ? error.message : String(error);
+/** FiatToken (Circle's USDC) revert strings, and the code each means. */
+const TOKEN_REASONS: readonly (readonly [RegExp, RelayErrorCode])[] = [
+  [/transfer amount exceeds balance|insufficient balance/i, "insufficient_balance"],
+  [/authorization is expired/i, "authorization_expired"],
+  [/authorization is not yet valid/i, "authorization_not_yet_valid"],
+  [/authorization is used or canceled/i, "authorization_used"],
+  [/invalid signature/i, "invalid_authorization"],
+  [/blacklisted|blocklisted|blocked/i, "account_blocked"],
+  [/paused/i, "token_paused"],
+];
+
+/** The custom errors of the contract and the tokens, and the code each means. */
+const ERROR_CODES: Readonly<Record<string, RelayErrorCode>> = {
+  ERC20InsufficientBalance: "insufficient_balance",
+  MockUSDCAuthorizationExpired: "authorization_expired",
+  MockUSDCAuthorizationNotYetValid: "authorization_not_yet_valid",
+  MockUSDCAuthorizationUsed: "authorization_used",
+  MockUSDCInvalidSigner: "invalid_authorization",
+  ECDSAInvalidSignature: "invalid_authorization",
+  ECDSAInvalidSignatureLength: "invalid_authorization",
+  ECDSAInvalidSignatureS: "invalid_authorization",
+  PaymentChannelsInvalidWithdrawDelay: "withdraw_delay_out_of_range",
+  PaymentChannelsInvalidAmount: "deposit_too_large",
+  PaymentChannelsSignerExhausted: "signer_exhausted",
+  PaymentChannelsUnknownChannel: "unknown_channel",
+  PaymentChannelsChannelClosed: "channel_closed",
+  PaymentChannelsWithdrawalPending: "channel_withdrawing",
+};
+
+/**
+ * The relay error of a reverted simulation or send: the revert decoded (custom error or revert
+ * string) and named by its code, e.g. an insufficient balance or an expired authorization. Undefined
+ * when `error` carries no revert (a transport failure), which the caller reports as such.
+ */
+function revertError(operation: string, error: unknown): RelayError | undefined {
+  const revert = decodeRevert(error);
+  if (revert === undefined) {
+    // A node that says "reverted" without the data: still the contract's answer, not an outage.
+    if (transportFailure(error) === undefined && /revert/i.test(chainFailure(error))) {
+      return new RelayError("would_revert", `the ${operation} would revert: ${chainFailure(error)}`);
+    }
+    return undefined;
+  }
+  if (revert.kind === "unknown") {
+    return new RelayError(
+      "would_revert",
+      `the ${operation} would revert with unknown data ${revert.data.slice(0, 10)}…`,
+    );
+  }
+  if (revert.kind === "reason") {
+    const code = TOKEN_REASONS.find(([pattern]) => pattern.test(revert.reason))?.[1] ?? "would_revert";
+    return new RelayError(code, `the ${operation} would revert: the token says "${revert.reason}"`);
+  }
+  const code = ERROR_CODES[revert.name] ?? "would_revert";
+  if (revert.name === "ERC20InsufficientBalance") {
+    const [sender, balance, needed] = revert.args as [Address, bigint, bigint];
+    return new RelayError(
+      code,
+      `the payer ${sender} holds ${balance} of the ${needed} atomic units the ${operation} needs`,
+    );
+  }
+  const args = revert.args.map((arg) => String(arg)).join(", ");
+  return new RelayError(code, `the ${operation} would revert: ${revert.name}(${args})`);
 }

@@ -1,5 +1,6 @@
 import { createWalletClient, formatGwei, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
+import { checkDeployment } from "../chain/checkDeployment";
 import { createChainClient } from "../chain/client";
 import { viemChain } from "../chain/viemChain";
 import { ChannelWatcher } from "../chain/watcher";
@@ -16,6 +17,7 @@ import {
   type SettleConfig,
   type SettlerPolicy,
 } from "../shared/config";
+import { formatFailure } from "../shared/failure";
 import { createLogger, type Logger } from "../shared/log";
 import { openSqliteStore } from "../store/sqlite";
 import { TransactionSender } from "../chain/sender";
@@ -32,8 +34,10 @@ import { Settler, type BatchReport, type PassSummary } from "./settler";
  * - `paychan settle --config <file> --now`: one watcher sync, one reconcile, one pass, then exits.
  *
  * Every batch sent is printed on stdout as one JSON line (amounts and costs as decimal strings);
- * logs go to stderr. Exit codes: 0 done, 1 start-up failed or a batch could not be sent, 2 usage
- * or configuration errors.
+ * logs go to stderr. Like the server, it needs the chain at start: an unreachable RPC endpoint, a
+ * wrong chain or an address that is not a PaymentChannels contract is said on stderr in one line
+ * with a fix (`paychan settle: …` / `  fix: …`, no stack unless PAYCHAN_DEBUG=1). Exit codes: 0
+ * done, 1 start-up failed or a batch could not be sent, 2 usage or configuration errors.
  *
  * Configuration: the server's file and its optional "settler" section, read by loadSettleConfig
  * (src/shared/config.ts; every field and default in docs/config.md). With --now, a pass that
@@ -129,12 +133,7 @@ async function openSettler(
   const chain = viemChain(network, server.rpcUrl);
   const publicClient = createChainClient({ url: server.rpcUrl, chain });
 
-  const chainId = await publicClient.getChainId();
-  if (chainId !== network.chainId) {
-    throw new Error(`the RPC endpoint serves chain ${chainId}, but network ${network.name} is ${network.chainId}`);
-  }
-  const code = await publicClient.getCode({ address: server.contract });
-  if (code === undefined || code === "0x") throw new Error(`no contract at ${server.contract} on ${network.name}`);
+  await checkDeployment(publicClient, { network, rpcUrl: server.rpcUrl, contract: server.contract });
 
   const store = openSqliteStore({ path: server.database.path, durable: server.database.durable });
   let watcher: ChannelWatcher | undefined;
@@ -242,14 +241,21 @@ export interface SettleOptions {
 export async function settle(configPath: string, options: SettleOptions = {}): Promise<number> {
   const stdout = options.stdout ?? process.stdout;
   const stderr = options.stderr ?? process.stderr;
+  const env = options.env ?? process.env;
   let config: SettleConfig;
   try {
-    config = loadSettleConfig(configPath, options.env ?? process.env);
+    config = loadSettleConfig(configPath, env);
   } catch (error) {
     stderr.write(`paychan: ${error instanceof ConfigError ? error.message : String(error)}\n`);
     return 2;
   }
   const baseLogger = options.logger ?? createLogger();
+  const { network, rpcUrl } = config.server;
+  // What failed and how to fix it, for the human who started it: no stack (PAYCHAN_DEBUG=1 adds it).
+  const fail = (error: unknown): number => {
+    stderr.write(formatFailure("paychan settle", error, { rpc: { network, rpcUrl } }, env));
+    return 1;
+  };
   const logger = baseLogger.child({ component: "settler" });
   const onBatch = (report: BatchReport) => stdout.write(reportJson(report) + "\n");
 
@@ -258,8 +264,7 @@ export async function settle(configPath: string, options: SettleOptions = {}): P
     try {
       parts = await openSettler(config, baseLogger, "once", onBatch);
     } catch (error) {
-      logger.error("paychan settler cannot start", { err: error });
-      return 1;
+      return fail(error);
     }
     try {
       // Fresh channel records first, so a pending withdrawal is seen as urgent.
@@ -286,8 +291,7 @@ export async function settle(configPath: string, options: SettleOptions = {}): P
   try {
     running = await startSettler(config, { logger: baseLogger, onBatch });
   } catch (error) {
-    logger.error("paychan settler cannot start", { err: error });
-    return 1;
+    return fail(error);
   }
   options.onStarted?.(running.settler);
   await new Promise<void>((resolve) => {

@@ -1,10 +1,7 @@
 import { expect } from "chai";
 import { encryptKeystoreJsonSync } from "ethers";
-import { execFile, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
-import os from "node:os";
+import { spawn } from "node:child_process";
+import { existsSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import {
   createPublicClient,
@@ -27,11 +24,11 @@ import {
   type ChannelTerms,
   type TopUpEvent,
 } from "../../src/client";
-import { createPaymentServer, type PaymentServer } from "../../src/server/app";
-import { loadConfig, PAYEE_KEY_ENV, RELAYER_KEY_ENV } from "../../src/shared/config";
-import { createLogger } from "../../src/shared/log";
+import type { PaymentServer } from "../../src/server/app";
 import { startHardhatNode, type HardhatNode } from "../helpers/hardhatNode";
 import { HARDHAT_KEYS } from "../helpers/hardhatKeys";
+import { runPaychan as cli, type CliResult } from "../helpers/cli";
+import { startLocalServer, type LocalServer } from "../helpers/localServer";
 
 /**
  * The channel-management CLI (`paychan topup`, `withdraw`, `deploy`) driven as separate processes
@@ -47,36 +44,6 @@ const RELAYER_KEY: Hex = HARDHAT_KEYS[3];
 const PAYER_KEY: Hex = HARDHAT_KEYS[5];
 const REPO_ROOT = path.resolve(__dirname, "..", "..");
 const DOLLAR = 1_000_000n;
-
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `paychan <args>` as a separate process with only `env` added (payer key and RPC variables cleared). */
-function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
-  const base: NodeJS.ProcessEnv = { ...process.env };
-  for (const name of [
-    "PAYCHAN_PAYER_PRIVATE_KEY",
-    "PAYCHAN_KEYSTORE_PASSWORD",
-    "BASE_SEPOLIA_RPC_URL",
-    "DEPLOYER_PRIVATE_KEY",
-  ]) {
-    delete base[name];
-  }
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [path.join(REPO_ROOT, "bin", "paychan.js"), ...args],
-      { env: { ...base, ...env }, timeout: 60_000 },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
 
 /**
  * Runs `paychan <args>` on a pseudo-terminal (util-linux `script`), typing `input` once the
@@ -109,24 +76,12 @@ function cliOnTty(args: string[], env: NodeJS.ProcessEnv, input: string): Promis
   });
 }
 
-async function startUpstream(): Promise<http.Server> {
-  const server = http.createServer((req, res) => {
-    req.resume();
-    req.on("end", () => {
-      res.writeHead(200, { "content-type": "application/json" });
-      res.end(JSON.stringify({ ok: true, path: req.url }));
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return server;
-}
-
 describe("CLI: topup, withdraw, deploy as processes; automatic top-up (hardhat node, real server)", function () {
   this.timeout(120_000);
 
   let node: HardhatNode;
   let publicClient: PublicClient;
-  let upstream: http.Server;
+  let localServer: LocalServer;
   let server: PaymentServer;
   let dir: string;
   let baseUrl: string;
@@ -165,44 +120,20 @@ describe("CLI: topup, withdraw, deploy as processes; automatic top-up (hardhat n
     usdc = node.deployments!.MockUSDC;
     contract = node.deployments!.PaymentChannels;
     publicClient = createPublicClient({ chain: hardhat, transport: httpTransport(node.url) }) as PublicClient;
-    upstream = await startUpstream();
-    dir = mkdtempSync(path.join(os.tmpdir(), "paychan-cli-"));
-    const configFile = path.join(dir, "paychan.config.json");
-    writeFileSync(
-      configFile,
-      JSON.stringify({
-        upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`,
-        listen: { host: "127.0.0.1", port: 0 },
-        network: "localhost",
-        rpcUrl: node.url,
-        contract,
-        token: { address: usdc, decimals: 6, name: "USD Coin", version: "2" },
-        routes: { "GET /paid": "$0.001", "GET /big": "$0.25" },
-        minDeposit: "$1",
-        minWithdrawDelay: 3600,
-        pollIntervalMs: 200,
-        database: { path: "paychan.db", durable: true },
-      }),
+    localServer = await startLocalServer(
+      { rpcUrl: node.url, contract, token: usdc },
+      { payee: PAYEE_KEY, relayer: RELAYER_KEY },
+      { routes: { "GET /paid": "$0.001", "GET /big": "$0.25" } },
+      "/paid",
     );
-    const env = { ...process.env, [PAYEE_KEY_ENV]: PAYEE_KEY, [RELAYER_KEY_ENV]: RELAYER_KEY };
-    server = await createPaymentServer(loadConfig(configFile, env), { logger: createLogger({ level: "warn" }) });
-    baseUrl = `http://127.0.0.1:${(await server.start()).port}`;
-    const answer = await fetch(`${baseUrl}/paid`);
-    const { accepts } = JSON.parse(Buffer.from(answer.headers.get("payment-required")!, "base64").toString("utf8")) as {
-      accepts: Parameters<typeof termsFromOffer>[0][];
-    };
-    terms = termsFromOffer(accepts[0], `${baseUrl}/paid`);
+    ({ server, baseUrl, dir } = localServer);
+    terms = termsFromOffer(localServer.offer, `${baseUrl}/paid`);
     await mint(payer.address, 100n * DOLLAR);
   });
 
   after(async () => {
-    await server?.stop().catch(() => undefined);
-    if (upstream) {
-      upstream.closeAllConnections();
-      await new Promise<void>((resolve) => upstream.close(() => resolve()));
-    }
+    await localServer?.stop();
     await node?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it("refuses a private key on the command line (flag or bare hex), pointing at the env var and --keystore", async () => {

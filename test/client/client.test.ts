@@ -1,5 +1,4 @@
 import { expect } from "chai";
-import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -46,6 +45,7 @@ import { createLogger } from "../../src/shared/log";
 import { CHARGE_HEADER } from "../../src/server/proxy";
 import { startHardhatNode, type HardhatNode } from "../helpers/hardhatNode";
 import { HARDHAT_KEYS } from "../helpers/hardhatKeys";
+import { runPaychan as cli } from "../helpers/cli";
 
 /**
  * The client library end to end: a real `hardhat node`, the real payment server (SQLite) in front
@@ -61,22 +61,7 @@ const PAYEE_KEY: Hex = HARDHAT_KEYS[2];
 const RELAYER_KEY: Hex = HARDHAT_KEYS[3];
 const PERMIT_PAYER_KEY: Hex = HARDHAT_KEYS[4];
 const PRICE = 1_000n;
-const REPO_ROOT = path.resolve(__dirname, "..", "..");
 
-/** Runs `paychan <args>` as a separate process, as a user would. */
-function cli(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [path.join(REPO_ROOT, "bin", "paychan.js"), ...args],
-      { env: { ...process.env, ...env }, timeout: 30_000 },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
 const DEPOSIT = 10_000_000n;
 
 /** Counts what reaches the API behind the proxy. */

@@ -2,6 +2,7 @@ import { expect } from "chai";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { REASONS, isReasonCode, statusOf, type ReasonCode } from "../../src/protocol/reasons";
+import { RELAY_ERRORS, type RelayErrorCode } from "../../src/protocol/relayErrors";
 
 const ERRORS_MD = path.join(__dirname, "..", "..", "docs", "errors.md");
 
@@ -12,10 +13,15 @@ interface Row {
   readonly fix: string;
 }
 
-/** The rows of the first markdown table in docs/errors.md whose header starts with "code". */
-function parseTable(markdown: string): Row[] {
+/**
+ * The rows of the first markdown table in docs/errors.md whose header starts with "code", after
+ * the heading `after` when given.
+ */
+function parseTable(markdown: string, after?: string): Row[] {
   const lines = markdown.split("\n").map((line) => line.trim());
-  const start = lines.findIndex((line) => /^\|\s*code\s*\|/.test(line));
+  const from = after === undefined ? 0 : lines.indexOf(after);
+  if (from < 0) throw new Error(`docs/errors.md has no heading "${after}"`);
+  const start = lines.findIndex((line, i) => i > from && /^\|\s*code\s*\|/.test(line));
   if (start < 0) throw new Error("docs/errors.md has no table with a code column");
   const header = splitRow(lines[start]);
   expect(header).to.deep.equal(["code", "HTTP status", "meaning", "how to fix (client-side)"]);
@@ -43,6 +49,7 @@ function splitRow(line: string): string[] {
 
 describe("reason codes", () => {
   const rows = parseTable(readFileSync(ERRORS_MD, "utf8"));
+  const relayRows = parseTable(readFileSync(ERRORS_MD, "utf8"), "## Relay errors");
 
   it("docs/errors.md has exactly one row per REASONS code, with its HTTP status", () => {
     const documented = rows.map((r) => r.code);
@@ -68,6 +75,20 @@ describe("reason codes", () => {
     }
     for (const value of ["", "toString", "__proto__", "hasOwnProperty", "MALFORMED_HEADER", 402, null, undefined]) {
       expect(isReasonCode(value), String(value)).to.equal(false);
+    }
+  });
+
+  it("the relay section has exactly one row per RELAY_ERRORS code, with its HTTP status, meaning and fix", () => {
+    const documented = relayRows.map((r) => r.code);
+    expect(new Set(documented).size, "duplicate rows").to.equal(documented.length);
+    expect(documented).to.have.members(Object.keys(RELAY_ERRORS));
+    for (const row of relayRows) {
+      const { status, fix } = RELAY_ERRORS[row.code as RelayErrorCode];
+      expect(row.status, row.code).to.equal(status);
+      expect(row.meaning.length, `${row.code} meaning`).to.be.greaterThan(20);
+      expect(row.fix.length, `${row.code} fix`).to.be.greaterThan(10);
+      expect(fix.length, `${row.code} fix sent by the relay`).to.be.greaterThan(10);
+      expect([400, 413, 422, 429, 500, 502, 503, 504], row.code).to.include(status);
     }
   });
 });

@@ -251,6 +251,22 @@ describe("PaymentGate", () => {
       expect(fetched).to.deep.equal([CH]);
     });
 
+    it("answers wrong_payee for a channel found on-chain that pays another payee, and does not keep it", async () => {
+      const fetched: bigint[] = [];
+      const h = harness({
+        channels: [],
+        gate: {
+          fetchChannel: async (id) => {
+            fetched.push(id);
+            return channelRecord({ channelId: id, payee: OTHER_ADDRESS });
+          },
+        },
+      });
+      refused(await h.gate.authorize(request(h.header(P, P))), "wrong_payee");
+      expect(h.engine.record(CH)).to.equal(undefined);
+      expect(fetched).to.deep.equal([CH]);
+    });
+
     it("refuses unknown_channel when the fetch finds nothing or fails", async () => {
       for (const fetchChannel of [async () => undefined, async () => Promise.reject(new Error("rpc down"))]) {
         const h = harness({ channels: [], gate: { fetchChannel } });
