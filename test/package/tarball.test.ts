@@ -165,15 +165,18 @@ describe("the installable package (npm pack, npm install --omit=dev, examples)",
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   });
 
-  it("packs the build, the bin, the examples and the docs, and nothing else", () => {
+  it("packs the build, the bin, the examples, the docs and the config schema, and nothing else", () => {
     const files = pack.files.map((f) => f.path);
     console.log(
       `      ${pack.filename}: ${(pack.size / 1000).toFixed(1)} kB packed, ` +
         `${(pack.unpackedSize / 1000).toFixed(1)} kB unpacked, ${files.length} files`,
     );
     for (const file of files) {
-      expect(file).to.match(/^(dist\/|docs\/|examples\/|bin\/paychan\.js$|package\.json$|README\.md$)/);
+      expect(file).to.match(
+        /^(dist\/|docs\/|examples\/|bin\/paychan\.js$|package\.json$|README\.md$|paychan\.config\.schema\.json$)/,
+      );
     }
+    expect(files).to.include("paychan.config.schema.json");
     for (const entry of ["server", "client", "protocol", "settler"]) {
       expect(files).to.include.members([
         `dist/${entry}/index.js`,
