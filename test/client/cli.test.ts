@@ -88,7 +88,6 @@ describe("CLI: topup, withdraw, deploy as processes; automatic top-up (hardhat n
   let usdc: Address;
   let contract: Address;
   let terms: ChannelTerms;
-  let started = 0;
   const payer = privateKeyToAccount(PAYER_KEY);
   const minter = privateKeyToAccount(MINTER_KEY);
 
@@ -115,7 +114,6 @@ describe("CLI: topup, withdraw, deploy as processes; automatic top-up (hardhat n
   const local = () => ["--network", "localhost", "--rpc", node.url, "--contract", contract];
 
   before(async () => {
-    started = Date.now();
     node = await startHardhatNode({ deploy: true });
     usdc = node.deployments!.MockUSDC;
     contract = node.deployments!.PaymentChannels;
@@ -443,6 +441,5 @@ describe("CLI: topup, withdraw, deploy as processes; automatic top-up (hardhat n
     });
     expect((await onChain(channelId)).status).to.equal("closed");
     expect((await balance(payer.address)) - before).to.equal(2n * DOLLAR);
-    expect(Date.now() - started).to.be.below(120_000);
   });
 });
