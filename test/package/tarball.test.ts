@@ -159,7 +159,8 @@ describe("the installable package (npm pack, npm install --omit=dev, examples)",
   });
 
   after(async function () {
-    this.timeout(60_000);
+    // Removing the installed tree (hundreds of packages) takes well over a minute on a busy disk.
+    this.timeout(300_000);
     for (const service of services) await service.stop();
     await node?.stop();
     if (tmp) rmSync(tmp, { recursive: true, force: true });

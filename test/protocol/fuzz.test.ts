@@ -112,6 +112,9 @@ describe("PAYMENT-SIGNATURE fuzzing through the paywall over HTTP", function () 
     });
     const server = app.listen(0, "127.0.0.1");
     await new Promise<void>((resolve) => server.once("listening", resolve));
+    // A loaded machine can leave a pooled socket idle past the server's 5 s keep-alive timeout;
+    // the server then closes it just as the agent reuses it (ECONNRESET, not an answer of ours).
+    server.keepAliveTimeout = 120_000;
     const { port } = server.address() as AddressInfo;
     const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
     const send = (c: Case) =>
