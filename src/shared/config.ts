@@ -724,12 +724,10 @@ function relaySchema(env: Context["env"]) {
 
 function exactSchema(env: Context["env"]) {
   const settings = strictObject(`an object like { "facilitatorUrl": "https://…" }, {} or false`, {
-    facilitatorUrl: url()
-      .optional()
-      .meta({
-        description:
-          "A hosted x402 facilitator that settles the transfers (POST <url>/settle); default: the relayer key.",
-      }),
+    facilitatorUrl: url().optional().meta({
+      description:
+        "A hosted x402 facilitator that settles the transfers (POST <url>/settle); default: the relayer key.",
+    }),
   }).refine((settings) => settings.facilitatorUrl !== undefined || env[RELAYER_KEY_ENV] !== undefined, {
     error: `exact payments are settled with ${RELAYER_KEY_ENV}: set it, or give a facilitatorUrl`,
     abort: true,
