@@ -136,7 +136,7 @@ describe("exact payments: EIP-3009 settled locally (hardhat node)", function () 
     expect((await balanceOf(PAYEE)) - before).to.equal(PRICE);
     const recorded = store.findAuthorization(usdc, outcome.response.payer, decode(payload).authorization.nonce);
     expect(recorded?.txHash).to.equal(outcome.response.transaction.toLowerCase());
-    console.log(`      gas of one exact payment (transferWithAuthorization): ${receipt.gasUsed}`);
+    console.log(`      gas of the payee's first exact payment (its balance was empty): ${receipt.gasUsed}`);
   });
 
   it("refuses a replayed authorization, also after the store is reopened, without sending anything", async () => {
@@ -144,6 +144,7 @@ describe("exact payments: EIP-3009 settled locally (hardhat node)", function () 
     const payload = await officialPayload(BUYER_KEY, exact);
     expect((await exact.pay(decode(payload), PRICE)).ok).to.equal(true);
     const sent = settled.length;
+    console.log(`      gas of a later exact payment (transferWithAuthorization): ${settled[sent - 1].gasUsed}`);
     expect(await exact.pay(decode(payload), PRICE)).to.deep.equal({ ok: false, reason: "authorization_reused" });
 
     await store.close();
