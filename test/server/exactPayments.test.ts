@@ -1,11 +1,23 @@
 import { expect } from "chai";
 import { mkdtempSync, rmSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { x402Client } from "@x402/core/client";
+import { x402Facilitator } from "@x402/core/facilitator";
+import { toFacilitatorEvmSigner } from "@x402/evm";
+import { ExactEvmScheme as ExactEvmFacilitatorScheme } from "@x402/evm/exact/facilitator";
 import type { PaymentPayload, PaymentRequired, PaymentRequirements } from "@x402/core/types";
 import { ExactEvmScheme } from "@x402/evm/exact/client";
-import { createWalletClient, http as httpTransport, type Address, type Hex, type PublicClient } from "viem";
+import {
+  createWalletClient,
+  http as httpTransport,
+  publicActions,
+  type Address,
+  type Hex,
+  type PublicClient,
+} from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { hardhat } from "viem/chains";
 import { usdcAbi } from "../../src/chain/abi";
@@ -13,7 +25,7 @@ import { createChainClient } from "../../src/chain/client";
 import { TransactionSender } from "../../src/chain/sender";
 import { decodeExactPayment, type DecodedExactPayment } from "../../src/protocol/exact";
 import { ExactPayments } from "../../src/server/exactPayments";
-import { LocalExactSettler, type ExactSettler } from "../../src/server/exactSettler";
+import { FacilitatorExactSettler, LocalExactSettler, type ExactSettler } from "../../src/server/exactSettler";
 import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite";
 import { startHardhatNode, type HardhatNode } from "../helpers/hardhatNode";
 import { HARDHAT_KEYS } from "../helpers/hardhatKeys";
@@ -23,7 +35,8 @@ import { HARDHAT_KEYS } from "../helpers/hardhatKeys";
  * own exact client scheme is verified offline, recorded, submitted with the relayer key and
  * served only once mined; the same authorization is refused afterwards, also by a server reopened
  * on the same SQLite file; an authorization the token would refuse (no balance) costs no gas and
- * leaves nothing recorded.
+ * leaves nothing recorded. The hosted alternative is checked against x402's own facilitator
+ * (@x402/core's x402Facilitator with @x402/evm's exact facilitator scheme) served over HTTP.
  */
 
 const NETWORK = "eip155:31337";
@@ -214,5 +227,49 @@ describe("exact payments: EIP-3009 settled locally (hardhat node)", function () 
     });
     expect(await otherDomain.pay(decode(cheap), PRICE)).to.deep.equal({ ok: false, reason: "invalid_signature" });
     expect(settled.length).to.equal(sent);
+  });
+
+  it("settles through a hosted x402 facilitator instead (x402's own, over HTTP), replays refused", async () => {
+    const facilitatorAccount = privateKeyToAccount(HARDHAT_KEYS[5]);
+    const wallet = createWalletClient({
+      account: facilitatorAccount,
+      chain: hardhat,
+      transport: httpTransport(node.url),
+    }).extend(publicActions);
+    const facilitator = new x402Facilitator().register(
+      NETWORK,
+      new ExactEvmFacilitatorScheme(toFacilitatorEvmSigner({ ...wallet, address: facilitatorAccount.address })),
+    );
+    const calls: string[] = [];
+    const server = http.createServer((req, res) => {
+      let text = "";
+      req.on("data", (chunk: Buffer) => (text += chunk.toString()));
+      req.on("end", () => {
+        calls.push(`${req.method} ${req.url}`);
+        const body = JSON.parse(text) as { paymentPayload: PaymentPayload; paymentRequirements: PaymentRequirements };
+        facilitator.settle(body.paymentPayload, body.paymentRequirements).then(
+          (settled) => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(settled)),
+          (error: unknown) => res.writeHead(500).end(String(error)),
+        );
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/facilitator`;
+      const exact = payments(store, new FacilitatorExactSettler({ url }));
+      const payload = await officialPayload(BUYER_KEY, exact);
+      const before = await balanceOf(PAYEE);
+      const outcome = await exact.pay(decode(payload), PRICE);
+      if (!outcome.ok) throw new Error(`refused: ${outcome.reason}`);
+      const receipt = await publicClient.getTransactionReceipt({ hash: outcome.response.transaction });
+      expect(receipt.status).to.equal("success");
+      expect(receipt.from.toLowerCase()).to.equal(facilitatorAccount.address.toLowerCase());
+      expect((await balanceOf(PAYEE)) - before).to.equal(PRICE);
+      expect(await exact.pay(decode(payload), PRICE)).to.deep.equal({ ok: false, reason: "authorization_reused" });
+      expect(calls).to.deep.equal(["POST /facilitator/settle"]);
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 });
