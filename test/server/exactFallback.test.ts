@@ -1,4 +1,7 @@
 import { expect } from "chai";
+import express from "express";
+import type http from "node:http";
+import type { AddressInfo } from "node:net";
 import { validatePaymentRequired } from "@x402/core/schemas";
 import { ExactEvmScheme } from "@x402/evm/exact/client";
 import { decodePaymentResponseHeader, wrapFetchWithPayment, x402Client } from "@x402/fetch";
@@ -8,6 +11,7 @@ import { hardhat } from "viem/chains";
 import { usdcAbi } from "../../src/chain/abi";
 import { decodeHeader, PAYMENT_REQUIRED_HEADER, PAYMENT_SIGNATURE_HEADER } from "../../src/protocol/headers";
 import type { OfferedPaymentRequired } from "../../src/server/gate";
+import { paywall } from "../../src/server/paywall";
 import { startHardhatNode, type HardhatNode } from "../helpers/hardhatNode";
 import { HARDHAT_KEYS } from "../helpers/hardhatKeys";
 import { startLocalServer, type LocalServer } from "../helpers/localServer";
@@ -16,7 +20,8 @@ import { startLocalServer, type LocalServer } from "../helpers/localServer";
  * The graceful fallback end to end: a paychan server on a real `hardhat node` offers `channel`
  * and `exact` in one 402 (valid for @x402/core's own validator); the unmodified @x402/fetch
  * client with only @x402/evm's `exact` scheme pays it, the response arriving after the transfer
- * is mined; its payment header sent again is refused with `authorization_reused`.
+ * is mined; its payment header sent again is refused with `authorization_reused`. The Express
+ * middleware, on the same gate, is paid the same way.
  */
 
 const NETWORK = "eip155:31337";
@@ -77,8 +82,8 @@ describe("exact fallback: an exact-only @x402/fetch client pays a paychan server
     expect(await answer.json()).to.deep.equal(body);
   });
 
-  it("is paid by @x402/fetch with only the exact scheme; a replay of its payment is refused", async () => {
-    const sent: string[] = [];
+  /** @x402/fetch with only @x402/evm's exact scheme; `sent` collects the payment headers it sends. */
+  const exactOnlyFetch = (sent: string[] = []) => {
     const recording: typeof fetch = async (input, init) => {
       const request = new Request(input, init);
       const header = request.headers.get(PAYMENT_SIGNATURE_HEADER);
@@ -90,7 +95,12 @@ describe("exact fallback: an exact-only @x402/fetch client pays a paychan server
       // The mock token is no default x402 asset: the buyer allows it, as a real buyer would USDC.
       spendControls: { allowedAssets: [{ network: NETWORK, asset: usdc }] },
     });
-    const payingFetch = wrapFetchWithPayment(recording, client);
+    return wrapFetchWithPayment(recording, client);
+  };
+
+  it("is paid by @x402/fetch with only the exact scheme; a replay of its payment is refused", async () => {
+    const sent: string[] = [];
+    const payingFetch = exactOnlyFetch(sent);
     const payee = privateKeyToAccount(PAYEE_KEY).address;
     const before = await balanceOf(payee);
 
@@ -114,5 +124,37 @@ describe("exact fallback: an exact-only @x402/fetch client pays a paychan server
     expect(() => validatePaymentRequired(refusal)).not.to.throw();
     await replay.arrayBuffer();
     expect((await balanceOf(payee)) - before).to.equal(PRICE);
+  });
+
+  it("pays the Express middleware on the same gate the same way", async () => {
+    const app = express();
+    app.use(paywall({ gate: local.server.gate, decimals: 6, routes: { "GET /express/report": "$0.01" } }));
+    app.get("/express/report", (_req, res) => {
+      res.json({ served: true });
+    });
+    const server: http.Server = await new Promise((resolve) => {
+      const listening = app.listen(0, "127.0.0.1", () => resolve(listening));
+    });
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/express/report`;
+      const unpaid = await fetch(url);
+      expect(unpaid.status).to.equal(402);
+      const offered = decodeHeader<OfferedPaymentRequired>(unpaid.headers.get(PAYMENT_REQUIRED_HEADER)!);
+      expect(offered.accepts.map((offer) => offer.scheme)).to.deep.equal(["channel", "exact"]);
+      await unpaid.arrayBuffer();
+      const payee = privateKeyToAccount(PAYEE_KEY).address;
+      const before = await balanceOf(payee);
+      const paid = await exactOnlyFetch()(url);
+      expect(paid.status).to.equal(200);
+      expect(await paid.json()).to.deep.equal({ served: true });
+      const settled = decodePaymentResponseHeader(paid.headers.get("payment-response")!);
+      expect((await publicClient().getTransactionReceipt({ hash: settled.transaction as Hex })).status).to.equal(
+        "success",
+      );
+      expect((await balanceOf(payee)) - before).to.equal(PRICE);
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 });
