@@ -39,6 +39,8 @@ import { HARDHAT_KEYS } from "../helpers/hardhatKeys";
  * (@x402/core's x402Facilitator with @x402/evm's exact facilitator scheme) served over HTTP.
  */
 
+type FacilitatorSignerClient = Parameters<typeof toFacilitatorEvmSigner>[0];
+
 const NETWORK = "eip155:31337";
 const PRICE = 10_000n; // $0.01
 const PAYEE: Address = privateKeyToAccount(HARDHAT_KEYS[2]).address;
@@ -238,7 +240,14 @@ describe("exact payments: EIP-3009 settled locally (hardhat node)", function () 
     }).extend(publicActions);
     const facilitator = new x402Facilitator().register(
       NETWORK,
-      new ExactEvmFacilitatorScheme(toFacilitatorEvmSigner({ ...wallet, address: facilitatorAccount.address })),
+      new ExactEvmFacilitatorScheme(
+        // viem's verifyTypedData is typed with its block options as alternatives, which the
+        // signer's narrower parameter type does not spell; at run time it is the same call.
+        toFacilitatorEvmSigner({
+          ...wallet,
+          address: facilitatorAccount.address,
+        } as unknown as FacilitatorSignerClient),
+      ),
     );
     const calls: string[] = [];
     const server = http.createServer((req, res) => {
