@@ -34,9 +34,22 @@ export type {
   GateResult,
   OfferTerms,
   PaidRequest,
+  ChannelPayment,
+  ExactPayment,
+  OfferedPaymentRequired,
   Payment,
   Refusal,
 } from "./gate";
+export { ExactPayments } from "./exactPayments";
+export type { ExactOutcome, ExactPaymentsOptions } from "./exactPayments";
+export { FacilitatorExactSettler, LocalExactSettler } from "./exactSettler";
+export type {
+  ExactSender,
+  ExactSettlement,
+  ExactSettlementFailure,
+  ExactSettler,
+  FacilitatorExactSettlerOptions,
+} from "./exactSettler";
 export { RouteMatcher } from "./routes";
 export type { ResolvedRoute } from "./routes";
 export { VerificationEngine } from "./engine";

@@ -1,7 +1,7 @@
 import http from "node:http";
 import https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
-import { PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER, type Pricing } from "../protocol/headers";
+import { PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER, SCHEME, type Pricing } from "../protocol/headers";
 import { requestHash } from "../protocol/receipt";
 import type { ForwardBeforeDurable, UnmatchedPolicy } from "../shared/config";
 import type { PaidRequest, Payment, PaymentGate, Refusal } from "./gate";
@@ -351,6 +351,7 @@ export class PaymentProxy {
     let result = await this.options.gate.authorize(paidRequest, { early: this.earlyMethods.has(method) });
     if (
       result.ok &&
+      result.scheme === SCHEME &&
       result.retry &&
       result.response().extra.receipt.request !== requestHash(method, paidRequest.pathAndQuery)
     ) {
@@ -635,7 +636,7 @@ export class PaymentProxy {
     if (paid) {
       const response = paid.payment.response();
       out[PAYER_HEADER] = response.payer;
-      out[CHANNEL_HEADER] = response.extra.channelId;
+      if (paid.payment.scheme === SCHEME) out[CHANNEL_HEADER] = paid.payment.response().extra.channelId;
       out[PRICE_HEADER] = paid.price.toString();
       out[PRICING_HEADER] = paid.pricing;
     }
