@@ -12,10 +12,13 @@ const LAYERS = {
   chain: ["store", "shared", "server", "settler", "client", "cli"],
   shared: ["server", "settler", "client", "cli"],
   server: ["settler", "client", "cli"],
+  "server/x402": ["settler", "client", "cli"],
   settler: ["server", "client", "cli"],
   client: ["store", "server", "settler", "cli"],
 };
 
+// A nested folder reaches the layers one "../" further up; its entry follows its parent's, so
+// its files get its own rule.
 const layerRules = Object.entries(LAYERS).map(([folder, forbidden]) => ({
   files: [`src/${folder}/**/*.ts`],
   rules: {
@@ -24,7 +27,7 @@ const layerRules = Object.entries(LAYERS).map(([folder, forbidden]) => ({
       {
         patterns: [
           {
-            regex: `^\\.\\./(${forbidden.join("|")})(/|$)`,
+            regex: `^(\\.\\./){${folder.split("/").length}}(${forbidden.join("|")})(/|$)`,
             message: `src/${folder} may not import ${forbidden.join(", ")} (layers: protocol → store, chain → shared → server, settler, client → cli).`,
           },
         ],
