@@ -2,6 +2,11 @@ import fs from "node:fs";
 import os from "node:os";
 import secp256k1 from "secp256k1";
 import { getAddress, keccak256, toHex, verifyTypedData, type Address, type Hex } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import { computeChannelId, signVoucher } from "@x402/evm/batch-settlement/client";
+import { BatchSettlementEvmScheme, InMemoryChannelStorage } from "@x402/evm/batch-settlement/server";
+import type { ChannelConfig } from "@x402/evm";
+import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
 import {
   createSignerRecoverer,
   createVoucherHasher,
@@ -24,6 +29,13 @@ import type { ChannelRecord } from "../src/protocol/channel";
  *   libsecp256k1 recovery, address keccak, signer check, state update. Every call is accepted.
  * - nativeRecoverPerSec: secp256k1.ecdsaRecover alone on precomputed digests, the floor.
  * - viemVerifyTypedDataPerSec: viem's verifyTypedData, the straightforward alternative.
+ * - x402BatchSettlementVerifiesPerSec: the peer, x402's batch-settlement scheme
+ *   (BatchSettlementEvmScheme of @x402/evm, server side, its InMemoryChannelStorage) accepting a
+ *   voucher the way x402ResourceServer drives it with local verification: onBeforeVerify (channel
+ *   lookup, config binding, signature check; it skips the facilitator), onAfterVerify (reserves
+ *   the channel), onBeforeSettle (commits the charge; it skips the facilitator too). Its vouchers
+ *   are the same ones (same keys, channels, cumulative amounts, order), signed before the run
+ *   under x402's Voucher type and domain, so their signatures differ.
  *
  * Each is run for a fixed time after a warm-up, three times interleaved; the median is reported.
  * Prints a table, then one JSON line as the last line of stdout.
@@ -56,6 +68,16 @@ interface Voucher {
   readonly recid: number;
 }
 
+/** The same voucher as x402's batch-settlement scheme carries it: a PaymentPayload, pre-signed. */
+interface PeerVoucher {
+  readonly payload: PaymentPayload;
+}
+
+const PEER_NETWORK = `eip155:${CHAIN_ID}` as const;
+const PEER_WITHDRAW_DELAY = 86_400;
+// The receiver-authorizer address is only compared, never used to sign during verification.
+const PEER_RECEIVER_AUTHORIZER: Address = "0x90F79bf6EB2c4f870365E785982E1f101E93b906";
+
 /** Deterministic private keys, so every run measures the same inputs. */
 function privateKey(index: number): Uint8Array {
   return Uint8Array.from(Buffer.from(keccak256(toHex(`paychan bench-verify key ${index}`)).slice(2), "hex"));
@@ -87,6 +109,63 @@ function makeVouchers(): Voucher[] {
     }
   }
   return vouchers;
+}
+
+/** x402 batch-settlement requirements for the same price, payee and token. */
+function peerRequirements(): PaymentRequirements {
+  return {
+    scheme: "batch-settlement",
+    network: PEER_NETWORK,
+    asset: TOKEN,
+    amount: PRICE.toString(),
+    payTo: PAYEE,
+    maxTimeoutSeconds: 60,
+    extra: {
+      name: "USD Coin",
+      version: "2",
+      receiverAuthorizer: PEER_RECEIVER_AUTHORIZER,
+      withdrawDelay: PEER_WITHDRAW_DELAY,
+    },
+  };
+}
+
+/**
+ * The vouchers of {@link makeVouchers} (same key, channel index, cumulative amount and order) as
+ * x402 batch-settlement payloads, signed with @x402/evm's own signVoucher.
+ */
+async function makePeerVouchers(vouchers: readonly Voucher[]): Promise<PeerVoucher[]> {
+  const accepted = peerRequirements();
+  const configs = await Promise.all(
+    Array.from({ length: CHANNELS }, async (_, i) => {
+      const account = privateKeyToAccount(toHex(privateKey(i >> 1)));
+      const channelConfig: ChannelConfig = {
+        payer: account.address,
+        payerAuthorizer: account.address,
+        receiver: PAYEE,
+        receiverAuthorizer: PEER_RECEIVER_AUTHORIZER,
+        token: TOKEN,
+        withdrawDelay: PEER_WITHDRAW_DELAY,
+        salt: toHex(i & 1, { size: 32 }),
+      };
+      return { account, channelConfig, channelId: computeChannelId(channelConfig, PEER_NETWORK) };
+    }),
+  );
+  const byPaychanId = new Map(vouchers.slice(0, CHANNELS).map((v, i) => [v.channelId, configs[i]]));
+  return Promise.all(
+    vouchers.map(async (v) => {
+      const peer = byPaychanId.get(v.channelId);
+      if (!peer || peer.account.address !== v.signer)
+        throw new Error("voucher order: the first pass must hold every channel once");
+      const voucher = await signVoucher(peer.account, peer.channelId, v.amount.toString(), PEER_NETWORK);
+      return {
+        payload: {
+          x402Version: 2,
+          accepted,
+          payload: { type: "voucher", channelConfig: peer.channelConfig, voucher },
+        },
+      };
+    }),
+  );
 }
 
 function channelRecords(vouchers: readonly Voucher[]): ChannelRecord[] {
@@ -251,6 +330,73 @@ function receiptContender(vouchers: readonly Voucher[]): Contender {
   };
 }
 
+/**
+ * x402's batch-settlement server scheme accepting each voucher through its three request hooks,
+ * with its in-memory storage holding every channel as recently synced from the chain (so it
+ * verifies locally, as paychan's engine does).
+ */
+function x402BatchSettlementContender(vouchers: readonly PeerVoucher[]): Contender {
+  const requirements = peerRequirements();
+  let scheme: BatchSettlementEvmScheme;
+  const fresh = async () => {
+    const storage = new InMemoryChannelStorage();
+    scheme = new BatchSettlementEvmScheme(PAYEE, { storage, withdrawDelay: PEER_WITHDRAW_DELAY });
+    const now = Date.now();
+    for (const { payload } of vouchers.slice(0, CHANNELS)) {
+      const { channelConfig, voucher } = payload.payload as {
+        channelConfig: ChannelConfig;
+        voucher: { channelId: string };
+      };
+      await storage.updateChannel(voucher.channelId, () => ({
+        channelId: voucher.channelId,
+        channelConfig,
+        chargedCumulativeAmount: "0",
+        signedMaxClaimable: "0",
+        signature: "0x",
+        balance: "1000000000",
+        totalClaimed: "0",
+        withdrawRequestedAt: 0,
+        refundNonce: 0,
+        onchainSyncedAt: now,
+        lastRequestTimestamp: now,
+      }));
+    }
+  };
+  const declaredExtensions = {};
+  return {
+    name: "x402 batch-settlement (BatchSettlementEvmScheme hooks, in-memory storage)",
+    run: async (seconds) => {
+      await fresh();
+      return runForAsync(seconds, async (i) => {
+        const index = i % vouchers.length;
+        if (index === 0 && i > 0) await fresh(); // as for the engine: each voucher is accepted once
+        const { payload } = vouchers[index];
+        const hooks = scheme.schemeHooks;
+        const verified = await hooks.onBeforeVerify!({ paymentPayload: payload, requirements, declaredExtensions });
+        if (!verified || !("skip" in verified) || !verified.result.isValid) {
+          throw new Error(`x402 voucher ${index} not verified locally: ${JSON.stringify(verified)}`);
+        }
+        const reserved = await hooks.onAfterVerify!({
+          paymentPayload: payload,
+          requirements,
+          declaredExtensions,
+          result: verified.result,
+        });
+        if (reserved) throw new Error(`x402 voucher ${index} not reserved: ${JSON.stringify(reserved)}`);
+        const settled = await hooks.onBeforeSettle!({
+          paymentPayload: payload,
+          requirements,
+          declaredExtensions,
+          phase: "after-handler",
+        });
+        if (!settled || !("skip" in settled) || !settled.result.success) {
+          throw new Error(`x402 voucher ${index} not committed: ${JSON.stringify(settled)}`);
+        }
+      });
+    },
+  };
+}
+
 function viemContender(vouchers: readonly Voucher[]): Contender {
   const domain = voucherDomain(CHAIN_ID, CONTRACT);
   return {
@@ -271,12 +417,14 @@ async function main(): Promise<void> {
   const native = createSignerRecoverer({ backend: "native" });
   const js = createSignerRecoverer({ backend: "js" });
   const vouchers = makeVouchers();
+  const peerVouchers = await makePeerVouchers(vouchers);
 
   const contenders = {
     engine: engineContender(vouchers, native),
     minimal: minimalContender(vouchers, native),
     nativeRecover: nativeRecoverContender(vouchers),
     viem: viemContender(vouchers),
+    x402BatchSettlement: x402BatchSettlementContender(peerVouchers),
     receipt: receiptContender(vouchers),
     minimalJs: minimalContender(vouchers, js),
   };
@@ -323,12 +471,15 @@ async function main(): Promise<void> {
     `${(wall(a) / wall(b)).toFixed(digits)} (CPU time: ${(cpu(a) / cpu(b)).toFixed(digits)})`;
   console.log(`engine / native recover = ${ratio("engine", "nativeRecover", 3)}, target >= 0.75`);
   console.log(`engine / viem           = ${ratio("engine", "viem", 1)}, target >= 20`);
+  console.log(`engine / x402 batch-settlement = ${ratio("engine", "x402BatchSettlement", 1)}`);
   console.log(`engine per sec          = ${n(wall("engine"))} (CPU time: ${n(cpu("engine"))}), target >= 15,000`);
   console.log(
     JSON.stringify({
       engineVerifiesPerSec: wall("engine"),
       nativeRecoverPerSec: wall("nativeRecover"),
       viemVerifyTypedDataPerSec: wall("viem"),
+      x402BatchSettlementVerifiesPerSec: wall("x402BatchSettlement"),
+      engineOverX402BatchSettlement: Math.round((wall("engine") / wall("x402BatchSettlement")) * 10) / 10,
     }),
   );
 }

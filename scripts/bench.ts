@@ -11,7 +11,8 @@ import { lastJsonLine, REPO_ROOT, runChild, TS_REGISTER } from "./bench/proc";
 /**
  * `npm run bench`: paychan's performance figures in one command, in one process tree.
  *
- *  1. verification: scripts/bench-verify.ts in a child process (its JSON line);
+ *  1. verification: scripts/bench-verify.ts in a child process (its JSON line): paychan's engine
+ *     beside x402's batch-settlement scheme (@x402/evm) on the same vouchers, and their ratio;
  *  2. HTTP: the reverse proxy (child process, SQLite in a temp dir, durable) in front of a
  *     minimal upstream, autocannon from this process, 32 connections: a free route vs a paid
  *     route with a distinct pre-signed voucher per request; rounds interleaved, medians reported;
@@ -40,6 +41,8 @@ interface VerifyJson {
   engineVerifiesPerSec: number;
   nativeRecoverPerSec: number;
   viemVerifyTypedDataPerSec: number;
+  x402BatchSettlementVerifiesPerSec: number;
+  engineOverX402BatchSettlement: number;
 }
 
 interface GasJson {
@@ -62,7 +65,13 @@ async function main(): Promise<void> {
   };
   log(`paychan bench — node ${machine.node}, ${machine.cpu} x${machine.nproc}, load ${machine.loadAverageBefore}`);
 
-  let verify: VerifyJson = { engineVerifiesPerSec: 0, nativeRecoverPerSec: 0, viemVerifyTypedDataPerSec: 0 };
+  let verify: VerifyJson = {
+    engineVerifiesPerSec: 0,
+    nativeRecoverPerSec: 0,
+    viemVerifyTypedDataPerSec: 0,
+    x402BatchSettlementVerifiesPerSec: 0,
+    engineOverX402BatchSettlement: 0,
+  };
   if (!skip.has("verify")) {
     log("1/4 verification (scripts/bench-verify.ts) ...");
     const output = await runChild(process.execPath, [
@@ -115,6 +124,8 @@ async function main(): Promise<void> {
       engineVerifiesPerSec: verify.engineVerifiesPerSec,
       nativeRecoverPerSec: verify.nativeRecoverPerSec,
       viemVerifyTypedDataPerSec: verify.viemVerifyTypedDataPerSec,
+      x402BatchSettlementVerifiesPerSec: verify.x402BatchSettlementVerifiesPerSec,
+      engineOverX402BatchSettlement: verify.engineOverX402BatchSettlement,
     },
     http: {
       unpaidRps: http?.unpaidRps ?? 0,
@@ -135,6 +146,12 @@ async function main(): Promise<void> {
     ["verify: engine verifies/s (one core)", n(verify.engineVerifiesPerSec), ""],
     ["verify: libsecp256k1 ecdsaRecover/s", n(verify.nativeRecoverPerSec), ""],
     ["verify: viem verifyTypedData/s", n(verify.viemVerifyTypedDataPerSec), ""],
+    [
+      "verify: x402 batch-settlement verifies/s (one core)",
+      n(verify.x402BatchSettlementVerifiesPerSec),
+      "BatchSettlementEvmScheme, in-memory storage",
+    ],
+    ["verify: engine / x402 batch-settlement", `${verify.engineOverX402BatchSettlement.toFixed(1)} ×`, "same vouchers"],
   ];
   const accountingOk = http ? http.accounting.every((a) => a.ok) : true;
   if (http) {

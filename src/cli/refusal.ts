@@ -79,6 +79,12 @@ const RESYNC_FAILED = (): RefusalAdvice => ({
   fix: "run the command again; if it repeats, another process is paying from the same channel and state",
 });
 
+// Codes of the `exact` scheme, which this client never pays with.
+const EXACT_ONLY = (): RefusalAdvice => ({
+  meaning: "the server answered with a code of its `exact` scheme, which this client does not use",
+  fix: "report it to the server's operator with the body printed on stdout",
+});
+
 /** The advice for each reason code. */
 const ADVICE: Readonly<Record<ReasonCode, (ctx: RefusalContext) => RefusalAdvice>> = {
   malformed_header: PROTOCOL_MISMATCH,
@@ -136,6 +142,11 @@ const ADVICE: Readonly<Record<ReasonCode, (ctx: RefusalContext) => RefusalAdvice
     meaning: "the server could not store the voucher; nothing was charged",
     fix: "run the command again in a moment",
   }),
+  authorization_not_yet_valid: EXACT_ONLY,
+  authorization_expired: EXACT_ONLY,
+  authorization_reused: EXACT_ONLY,
+  transfer_failed: EXACT_ONLY,
+  settlement_unavailable: EXACT_ONLY,
 };
 
 /** The meaning and the next step for a refusal with `reason`. */

@@ -93,3 +93,19 @@ export {
 } from "./authorization";
 export type { OpenAuthorizationParams, ReceiveWithAuthorization, TokenDomain } from "./authorization";
 export type { ChannelRecord } from "./channel";
+export {
+  decodeExactPayment,
+  EXACT_SCHEME,
+  EXACT_VALIDITY_MARGIN_SEC,
+  TRANSFER_WITH_AUTHORIZATION_TYPES,
+  transferWithAuthorizationTypedData,
+  verifyExactPayment,
+} from "./exact";
+export type {
+  DecodedExactPayment,
+  ExactOffer,
+  ExactPayload,
+  ExactSettleResponse,
+  ExactTerms,
+  TransferWithAuthorization,
+} from "./exact";

@@ -28,8 +28,14 @@ export const REASONS = {
   amount_exceeds_deposit: 402,
   insufficient_amount: 402,
   voucher_reused: 402,
+  // The `exact` fallback (one EIP-3009 transfer per request).
+  authorization_not_yet_valid: 402,
+  authorization_expired: 402,
+  authorization_reused: 402,
+  transfer_failed: 402,
   // 503: the server cannot take payments right now; retry later with the same voucher.
   store_unavailable: 503,
+  settlement_unavailable: 503,
 } as const;
 
 export type ReasonCode = keyof typeof REASONS;

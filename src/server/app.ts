@@ -10,10 +10,12 @@ import { ReceiptSigner } from "../protocol/receipt";
 import { TransactionSender } from "../chain/sender";
 import { openSqliteStore } from "../store/sqlite";
 import type { ChannelRecord } from "../protocol/channel";
-import type { PaymentStore } from "../store/types";
+import type { AuthorizationStore, PaymentStore } from "../store/types";
 import type { ServerConfig } from "../shared/config";
 import { VerificationEngine } from "./engine";
 import { PaymentGate } from "./gate";
+import { ExactPayments } from "./exactPayments";
+import { FacilitatorExactSettler, LocalExactSettler, type ExactSettler } from "./exactSettler";
 import { createLogger, type Logger } from "../shared/log";
 import { PaymentMetrics } from "./metrics";
 import { PaymentProxy, type HealthReport } from "./proxy";
@@ -81,6 +83,12 @@ export interface PaymentServer {
    * went.
    */
   pruneVouchers(now?: number): number;
+}
+
+/** Whether `store` also records EIP-3009 authorizations (the SQLite store does). */
+function isAuthorizationStore(store: PaymentStore): store is PaymentStore & AuthorizationStore {
+  const s = store as Partial<AuthorizationStore>;
+  return typeof s.reserveAuthorization === "function" && typeof s.findAuthorization === "function";
 }
 
 /** Most unknown-channel lookups (RPC reads) in flight at once. */
@@ -186,6 +194,44 @@ export async function createPaymentServer(
       watcherLagBlocks: () => watcher.lagBlocks,
     });
     observeSync = (seconds) => metrics.fsync.observe(seconds);
+    // One sender for the relayer key: the relay and the exact settlement never race for a nonce.
+    let relayerSender: TransactionSender | undefined;
+    if (config.secrets.relayerKey) {
+      const account = privateKeyToAccount(config.secrets.relayerKey);
+      const walletClient = createWalletClient({ account, chain, transport: http(config.rpcUrl) });
+      relayerSender = new TransactionSender({
+        publicClient: client,
+        walletClient,
+        account,
+        chain,
+        confirmations: config.confirmations,
+        pollIntervalMs: Math.min(config.pollIntervalMs, 1_000),
+        timeoutMs: 120_000,
+      });
+    }
+
+    let exact: ExactPayments | undefined;
+    const authorizations = isAuthorizationStore(store) ? store : undefined;
+    if (config.exact && authorizations) {
+      let settler: ExactSettler | undefined;
+      if (config.exact.facilitatorUrl) settler = new FacilitatorExactSettler({ url: config.exact.facilitatorUrl });
+      else if (relayerSender) settler = new LocalExactSettler({ publicClient: client, sender: relayerSender });
+      if (settler) {
+        exact = new ExactPayments({
+          network: network.caip2,
+          chainId: network.chainId,
+          token: config.token,
+          payee: config.payee,
+          maxTimeoutSeconds: config.maxTimeoutSeconds,
+          store: authorizations,
+          settler,
+          logger: logger.child({ component: "exact" }),
+        });
+      }
+    } else if (config.exact) {
+      logger.warn("exact payments are not offered: the store does not record EIP-3009 authorizations");
+    }
+
     const gate = new PaymentGate({
       engine,
       store,
@@ -206,24 +252,15 @@ export async function createPaymentServer(
       fetchChannel,
       retryWindowMs: config.retryWindowMs,
       observer: metrics.observer,
+      ...(exact ? { exact } : {}),
     });
 
     let relay: GaslessRelay | undefined;
-    if (config.relay && config.secrets.relayerKey) {
-      const account = privateKeyToAccount(config.secrets.relayerKey);
-      const walletClient = createWalletClient({ account, chain, transport: http(config.rpcUrl) });
+    if (config.relay && relayerSender) {
       relay = new GaslessRelay({
         path: config.relay.path,
         publicClient: client,
-        sender: new TransactionSender({
-          publicClient: client,
-          walletClient,
-          account,
-          chain,
-          confirmations: config.confirmations,
-          pollIntervalMs: Math.min(config.pollIntervalMs, 1_000),
-          timeoutMs: 120_000,
-        }),
+        sender: relayerSender,
         chainId: network.chainId,
         contract: config.contract,
         payee: config.payee,

@@ -4,6 +4,7 @@ import {
   X402_VERSION,
   channelIdHex,
   decodePaymentSignature,
+  decodeHeader,
   encodeHeader,
   type ChannelOffer,
   type ChannelView,
@@ -15,7 +16,9 @@ import { statusOf, type ReasonCode } from "../protocol/reasons";
 import { requestHash, type ReceiptSigner, type SignedReceipt } from "../protocol/receipt";
 import type { ChannelRecord } from "../protocol/channel";
 import type { AcceptedVoucher, PaymentStore } from "../store/types";
+import { decodeExactPayment, EXACT_SCHEME, type ExactOffer, type ExactSettleResponse } from "../protocol/exact";
 import type { CheckResult, Ticket, VerificationEngine } from "./engine";
+import type { ExactPayments } from "./exactPayments";
 
 /** What the gate needs to describe its offer in a 402. */
 export interface OfferTerms {
@@ -55,7 +58,14 @@ export interface GateOptions {
   /** How long a retry of an accepted voucher is answered again (ms); later it is refused as reused. */
   readonly retryWindowMs?: number;
   readonly observer?: GateObserver;
+  /** Also offer x402 `exact` (one EIP-3009 transfer per request), settled by this. */
+  readonly exact?: ExactPayments;
 }
+
+/** A 402 body: x402's PaymentRequired, offering `channel` and, when enabled, `exact`. */
+export type OfferedPaymentRequired = Omit<PaymentRequired, "accepts"> & {
+  readonly accepts: readonly (ChannelOffer | ExactOffer)[];
+};
 
 /** A request to pay for. */
 export interface PaidRequest {
@@ -78,12 +88,16 @@ export interface Refusal {
   readonly status: number;
   readonly reason: ReasonCode;
   readonly headers: Record<string, string>;
-  readonly body: PaymentRequired;
+  readonly body: OfferedPaymentRequired;
 }
 
 /** A durable, accepted payment: serve the request, then attach {@link Payment.responseHeader}. */
-export interface Payment {
+export type Payment = ChannelPayment | ExactPayment;
+
+/** A voucher payment on a channel. */
+export interface ChannelPayment {
   readonly ok: true;
+  readonly scheme: typeof SCHEME;
   readonly channelId: bigint;
   readonly amount: bigint;
   /** True when this request repeats an already-accepted voucher (not charged again). */
@@ -104,6 +118,18 @@ export interface Payment {
   responseHeader(): string;
   /** The decoded PAYMENT-RESPONSE. */
   response(): PaymentResponse;
+}
+
+/** An `exact` payment: its transfer is mined (that is its durability), nothing is left to store or claim. */
+export interface ExactPayment {
+  readonly ok: true;
+  readonly scheme: typeof EXACT_SCHEME;
+  readonly retry: false;
+  readonly durable: undefined;
+  /** An exact payment transferred the full price: a lower final charge changes nothing. */
+  charge(finalCharge: bigint): void;
+  responseHeader(): string;
+  response(): ExactSettleResponse;
 }
 
 export type GateResult = Payment | Refusal;
@@ -166,11 +192,12 @@ export class PaymentGate {
 
   /** A refusal carrying the payment terms (and, when known, the server's view of the channel). */
   refuse(request: PaidRequest, reason: ReasonCode, channel?: ChannelView): Refusal {
-    const body: PaymentRequired = {
+    const exact = this.options.exact;
+    const body: OfferedPaymentRequired = {
       x402Version: X402_VERSION,
       ...(reason === "payment_required" ? {} : { error: reason }),
       resource: { url: request.url, ...(request.description ? { description: request.description } : {}) },
-      accepts: [this.offer(request.price, request.pricing)],
+      accepts: [this.offer(request.price, request.pricing), ...(exact ? [exact.offer(request.price)] : [])],
       ...(channel ? { channel } : {}),
     };
     this.options.observer?.rejected?.(reason);
@@ -193,7 +220,11 @@ export class PaymentGate {
       return this.refuse(request, "payment_required");
     }
     const decoded = decodePaymentSignature(request.paymentHeader);
-    if (!decoded.ok) return this.refuse(request, decoded.reason);
+    if (!decoded.ok) {
+      // Not a voucher: an `exact` payment, if offered (the channel path pays nothing for this).
+      const exact = decoded.reason === "header_too_large" ? undefined : await this.exact(request);
+      return exact ?? this.refuse(request, decoded.reason);
+    }
     const v = decoded.voucher;
     if (v.scheme !== SCHEME) return this.refuse(request, "unsupported_scheme");
     if (v.network !== this.network) return this.refuse(request, "wrong_network");
@@ -232,6 +263,33 @@ export class PaymentGate {
       case "accepted":
         return this.accept(request, result.ticket, started, options.early === true);
     }
+  }
+
+  /** Pays `request` with its `exact` payment; undefined when exact is not offered or the header is no exact payment. */
+  private async exact(request: PaidRequest): Promise<GateResult | undefined> {
+    const exact = this.options.exact;
+    if (!exact || request.paymentHeader === undefined) return undefined;
+    let body: unknown;
+    try {
+      body = decodeHeader<unknown>(request.paymentHeader);
+    } catch {
+      return undefined;
+    }
+    const decoded = decodeExactPayment(body);
+    if (decoded === undefined) return undefined;
+    if (!decoded.ok) return this.refuse(request, decoded.reason);
+    const outcome = await exact.pay(decoded.payment, request.price);
+    if (!outcome.ok) return this.refuse(request, outcome.reason);
+    const response = outcome.response;
+    return {
+      ok: true,
+      scheme: EXACT_SCHEME,
+      retry: false,
+      durable: undefined,
+      charge: () => undefined,
+      responseHeader: () => encodeHeader(response),
+      response: () => response,
+    };
   }
 
   private async fetchChannel(channelId: bigint): Promise<ChannelRecord | undefined> {
@@ -295,6 +353,7 @@ export class PaymentGate {
     });
     return {
       ok: true,
+      scheme: SCHEME,
       channelId: ticket.channelId,
       amount: ticket.amount,
       retry: false,
@@ -365,6 +424,7 @@ export class PaymentGate {
     };
     return {
       ok: true,
+      scheme: SCHEME,
       channelId,
       amount,
       retry: true,

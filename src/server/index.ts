@@ -36,6 +36,9 @@ export type {
   GateResult,
   OfferTerms,
   PaidRequest,
+  ChannelPayment,
+  ExactPayment,
+  OfferedPaymentRequired,
   Payment,
   Refusal,
 } from "./gate";
@@ -46,6 +49,16 @@ export type { ChannelSchemeOptions } from "./x402/channelScheme";
 export { ChannelFacilitatorClient } from "./x402/channelFacilitator";
 export { ChannelPayments } from "./x402/channelPayments";
 export type { ChannelPaymentsOptions, ChannelSettlement, ChannelVerdict, RequestLine } from "./x402/channelPayments";
+export { ExactPayments } from "./exactPayments";
+export type { ExactOutcome, ExactPaymentsOptions } from "./exactPayments";
+export { FacilitatorExactSettler, LocalExactSettler } from "./exactSettler";
+export type {
+  ExactSender,
+  ExactSettlement,
+  ExactSettlementFailure,
+  ExactSettler,
+  FacilitatorExactSettlerOptions,
+} from "./exactSettler";
 export { RouteMatcher } from "./routes";
 export type { ResolvedRoute } from "./routes";
 export { VerificationEngine } from "./engine";

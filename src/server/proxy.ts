@@ -1,7 +1,7 @@
 import http from "node:http";
 import https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
-import { PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER, type Pricing } from "../protocol/headers";
+import { PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER, SCHEME, type Pricing } from "../protocol/headers";
 import { requestHash } from "../protocol/receipt";
 import type { ForwardBeforeDurable, UnmatchedPolicy } from "../shared/config";
 import type { PaidRequest, Payment, PaymentGate, Refusal } from "./gate";
@@ -351,6 +351,7 @@ export class PaymentProxy {
     let result = await this.options.gate.authorize(paidRequest, { early: this.earlyMethods.has(method) });
     if (
       result.ok &&
+      result.scheme === SCHEME &&
       result.retry &&
       result.response().receipt.request !== requestHash(method, paidRequest.pathAndQuery)
     ) {
@@ -574,7 +575,7 @@ export class PaymentProxy {
       return;
     }
     this.finish(req, started, paid ? (paid.payment.retry ? "retry" : "paid") : "free", status, () =>
-      paid ? { charge: paid.payment.response().charge } : {},
+      paid ? { charge: chargeOf(paid.payment) } : {},
     );
     upstreamRes.pipe(res);
   }
@@ -635,7 +636,7 @@ export class PaymentProxy {
     if (paid) {
       const response = paid.payment.response();
       out[PAYER_HEADER] = response.payer;
-      out[CHANNEL_HEADER] = response.channelId;
+      if ("channelId" in response) out[CHANNEL_HEADER] = response.channelId;
       out[PRICE_HEADER] = paid.price.toString();
       out[PRICING_HEADER] = paid.pricing;
     }
@@ -706,6 +707,11 @@ function connectionTokens(value: string | undefined): Set<string> {
   const out = new Set<string>();
   if (value) for (const token of value.split(",")) out.add(token.trim().toLowerCase());
   return out;
+}
+
+/** What a paid request was charged: the voucher's charge, or the exact transfer's value. */
+function chargeOf(payment: Payment): string {
+  return payment.scheme === SCHEME ? payment.response().charge : payment.response().amount;
 }
 
 function responseHeaders(upstreamRes: http.IncomingMessage): http.OutgoingHttpHeaders {

@@ -188,6 +188,11 @@ export interface ServerConfig {
   readonly receiptSigner: Address;
   /** Address of the relayer key, when the relay is enabled. */
   readonly relayer?: Address;
+  /**
+   * x402 `exact` offered beside `channel` (one EIP-3009 transfer per request), settled with the
+   * relayer key, or by the hosted x402 facilitator at `facilitatorUrl`; null when not offered.
+   */
+  readonly exact: { readonly facilitatorUrl?: string } | null;
   readonly secrets: ServerSecrets;
 }
 
@@ -354,6 +359,7 @@ function configSchema(context: Context) {
       confirmations,
       fromBlock,
       relay,
+      exact,
       settler,
       ...rest
     } = file;
@@ -383,6 +389,17 @@ function configSchema(context: Context) {
       payee: env[PAYEE_ADDRESS_ENV] ?? receiptSigner,
       receiptSigner,
       ...(relayerKey ? { relayer: privateKeyToAccount(relayerKey).address } : {}),
+      // Like the relay: on exactly when a relayer key can settle, unless the file says otherwise.
+      exact:
+        exact === undefined
+          ? relayerKey
+            ? {}
+            : null
+          : exact
+            ? exact.facilitatorUrl
+              ? { facilitatorUrl: exact.facilitatorUrl.toString().replace(/\/+$/, "") }
+              : {}
+            : null,
       secrets: new ServerSecrets(payeeKey, relayerKey),
     };
     const { minUnclaimed, maxAgeSec, maxBatchSize, maxGasPriceGwei, ...schedule } = settler;
@@ -521,6 +538,7 @@ function fileSchema(context: Context) {
       .default(CONFIG_DEFAULTS.metricsPath)
       .meta({ description: "Path of the Prometheus metrics endpoint, or null to disable it." }),
     relay: relaySchema(env),
+    exact: exactSchema(env),
     settler: settlerSchema(decimals),
   })
     .refine((file) => duplicateEndpoint(file, env) === undefined, {
@@ -701,6 +719,27 @@ function relaySchema(env: Context["env"]) {
     .optional()
     .meta({
       description: `The gasless open and top-up relay; default on exactly when ${RELAYER_KEY_ENV} is set; false turns it off.`,
+    });
+}
+
+function exactSchema(env: Context["env"]) {
+  const settings = strictObject(`an object like { "facilitatorUrl": "https://…" }, {} or false`, {
+    facilitatorUrl: url().optional().meta({
+      description:
+        "A hosted x402 facilitator that settles the transfers (POST <url>/settle); default: the relayer key.",
+    }),
+  }).refine((settings) => settings.facilitatorUrl !== undefined || env[RELAYER_KEY_ENV] !== undefined, {
+    error: `exact payments are settled with ${RELAYER_KEY_ENV}: set it, or give a facilitatorUrl`,
+    abort: true,
+  });
+  return z
+    .union([z.literal(false), z.null(), settings], {
+      error: (issue) =>
+        `must be an object like { "facilitatorUrl": "https://…" }, {} or false, got ${show(issue.input)}`,
+    })
+    .optional()
+    .meta({
+      description: `x402 \`exact\` payments beside \`channel\`; default on exactly when ${RELAYER_KEY_ENV} is set; false turns it off.`,
     });
 }
 

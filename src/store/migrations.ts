@@ -115,6 +115,25 @@ export const MIGRATIONS: readonly Migration[] = [
         CREATE UNIQUE INDEX vouchers_channel_amount ON vouchers (channel_id, amount);
       `),
   },
+  {
+    version: 4,
+    name: "exact_authorizations",
+    // The EIP-3009 authorizations submitted for `exact` payments, by (token, payer, nonce): a
+    // replay is refused from here, across restarts, without asking the chain. tx_hash is NULL
+    // while the transfer is being settled.
+    up: (db) =>
+      db.exec(`
+        CREATE TABLE exact_authorizations (
+          token      TEXT NOT NULL,
+          payer      TEXT NOT NULL,
+          nonce      TEXT NOT NULL,
+          value      TEXT NOT NULL,
+          tx_hash    TEXT,
+          created_at INTEGER NOT NULL,
+          PRIMARY KEY (token, payer, nonce)
+        ) WITHOUT ROWID;
+      `),
+  },
 ];
 
 /** The schema version this code writes. */

@@ -4,7 +4,14 @@ import Database from "better-sqlite3";
 import type { Address, Hex } from "viem";
 import { migrate } from "./migrations";
 import type { ChannelRecord } from "../protocol/channel";
-import type { AcceptedVoucher, ChannelLedger, PaymentStore, PendingClaim } from "./types";
+import type {
+  AcceptedVoucher,
+  AuthorizationStore,
+  ChannelLedger,
+  ExactAuthorization,
+  PaymentStore,
+  PendingClaim,
+} from "./types";
 
 /** Options of {@link openSqliteStore}. */
 export interface SqliteStoreOptions {
@@ -175,6 +182,15 @@ interface PendingClaimRow {
   sent_at: number;
 }
 
+interface AuthorizationRow {
+  token: string;
+  payer: string;
+  nonce: string;
+  value: string;
+  tx_hash: string | null;
+  created_at: number;
+}
+
 /** A queued group-commit write, already encoded (so a bad value fails its own call, not the batch). */
 type QueuedWrite = {
   readonly channelId: string;
@@ -246,6 +262,22 @@ function toPendingClaim(row: PendingClaimRow): PendingClaim {
   };
 }
 
+/** Addresses and nonces are stored lowercase, so a key never depends on checksum casing. */
+function authorizationKey(token: Address, payer: Address, nonce: Hex): { token: string; payer: string; nonce: string } {
+  return { token: token.toLowerCase(), payer: payer.toLowerCase(), nonce: nonce.toLowerCase() };
+}
+
+function toAuthorization(row: AuthorizationRow): ExactAuthorization {
+  return {
+    token: row.token as Address,
+    payer: row.payer as Address,
+    nonce: row.nonce as Hex,
+    value: fromU256(row.value),
+    txHash: row.tx_hash as Hex | null,
+    createdAt: row.created_at,
+  };
+}
+
 /**
  * {@link PaymentStore} on one SQLite file through better-sqlite3, in WAL mode.
  *
@@ -285,7 +317,7 @@ function toPendingClaim(row: PendingClaimRow): PendingClaim {
  * Other writes (upsertChannel, setCursor, markClaimed, pending claims) are off the request path
  * and commit synchronously, each in its own transaction.
  */
-export class SqliteStore implements PaymentStore {
+export class SqliteStore implements PaymentStore, AuthorizationStore {
   private readonly db: Database.Database;
   private readonly maxBatchDelayMs: number;
   private readonly maxBatchSize: number;
@@ -325,6 +357,10 @@ export class SqliteStore implements PaymentStore {
     addPendingClaim: Database.Statement<PendingClaimRow>;
     removePendingClaims: Database.Statement<[string]>;
     allPendingClaims: Database.Statement<[], PendingClaimRow>;
+    reserveAuthorization: Database.Statement<AuthorizationRow>;
+    completeAuthorization: Database.Statement<[string, string, string, string]>;
+    releaseAuthorization: Database.Statement<[string, string, string]>;
+    authorization: Database.Statement<[string, string, string], AuthorizationRow>;
   };
 
   /** The batch transaction; better-sqlite3 rolls back and rethrows if the callback or COMMIT throws. */
@@ -431,6 +467,17 @@ export class SqliteStore implements PaymentStore {
       ),
       removePendingClaims: db.prepare("DELETE FROM pending_claims WHERE tx_hash = ?"),
       allPendingClaims: db.prepare("SELECT * FROM pending_claims ORDER BY sent_at, tx_hash, channel_id"),
+      reserveAuthorization: db.prepare(
+        `INSERT INTO exact_authorizations (token, payer, nonce, value, tx_hash, created_at)
+         VALUES (@token, @payer, @nonce, @value, @tx_hash, @created_at) ON CONFLICT DO NOTHING`,
+      ),
+      completeAuthorization: db.prepare(
+        "UPDATE exact_authorizations SET tx_hash = ? WHERE token = ? AND payer = ? AND nonce = ?",
+      ),
+      releaseAuthorization: db.prepare(
+        "DELETE FROM exact_authorizations WHERE token = ? AND payer = ? AND nonce = ? AND tx_hash IS NULL",
+      ),
+      authorization: db.prepare("SELECT * FROM exact_authorizations WHERE token = ? AND payer = ? AND nonce = ?"),
     };
 
     this.commitBatch = db.transaction((batch: QueuedWrite[]) => this.applyBatch(batch));
@@ -591,6 +638,36 @@ export class SqliteStore implements PaymentStore {
 
   loadPendingClaims(): PendingClaim[] {
     return this.stmt.allPendingClaims.all().map(toPendingClaim);
+  }
+
+  reserveAuthorization(authorization: Omit<ExactAuthorization, "txHash">): boolean {
+    const info = this.stmt.reserveAuthorization.run({
+      ...authorizationKey(authorization.token, authorization.payer, authorization.nonce),
+      value: u256(authorization.value),
+      tx_hash: null,
+      created_at: authorization.createdAt,
+    });
+    if (info.changes === 0) return false;
+    this.syncNow();
+    return true;
+  }
+
+  completeAuthorization(token: Address, payer: Address, nonce: Hex, txHash: Hex): void {
+    const key = authorizationKey(token, payer, nonce);
+    this.stmt.completeAuthorization.run(txHash.toLowerCase(), key.token, key.payer, key.nonce);
+    this.syncNow();
+  }
+
+  releaseAuthorization(token: Address, payer: Address, nonce: Hex): void {
+    const key = authorizationKey(token, payer, nonce);
+    this.stmt.releaseAuthorization.run(key.token, key.payer, key.nonce);
+    this.syncNow();
+  }
+
+  findAuthorization(token: Address, payer: Address, nonce: Hex): ExactAuthorization | undefined {
+    const key = authorizationKey(token, payer, nonce);
+    const row = this.stmt.authorization.get(key.token, key.payer, key.nonce);
+    return row && toAuthorization(row);
   }
 
   /** Commits queued writes and waits for their fsync (settling their promises), then closes the file. Idempotent. */

@@ -1,4 +1,4 @@
-import type { Hex } from "viem";
+import type { Address, Hex } from "viem";
 import type { ChannelRecord } from "../protocol/channel";
 
 /** One voucher the server accepted for one paid request. */
@@ -102,4 +102,33 @@ export interface PaymentStore {
 
   /** Flushes pending writes and closes the store. */
   close(): Promise<void>;
+}
+
+/** An EIP-3009 authorization submitted for an `exact` payment. */
+export interface ExactAuthorization {
+  readonly token: Address;
+  /** The authorization's `from`. */
+  readonly payer: Address;
+  /** Its 32-byte nonce, 0x-hex. */
+  readonly nonce: Hex;
+  readonly value: bigint;
+  /** The mined transfer, once settled. */
+  readonly txHash: Hex | null;
+  /** Unix milliseconds. */
+  readonly createdAt: number;
+}
+
+/**
+ * Durable memory of the `exact` authorizations a server submitted, so the same authorization is
+ * never settled (nor served) twice, across restarts too. Writes are durable when they return.
+ */
+export interface AuthorizationStore {
+  /** Records an authorization about to be submitted; false when (token, payer, nonce) is already recorded. */
+  reserveAuthorization(authorization: Omit<ExactAuthorization, "txHash">): boolean;
+  /** Records the mined transfer of a reserved authorization. */
+  completeAuthorization(token: Address, payer: Address, nonce: Hex, txHash: Hex): void;
+  /** Forgets a reserved authorization that never reached the chain, so its payer may send it again. */
+  releaseAuthorization(token: Address, payer: Address, nonce: Hex): void;
+  /** One recorded authorization, or undefined. */
+  findAuthorization(token: Address, payer: Address, nonce: Hex): ExactAuthorization | undefined;
 }

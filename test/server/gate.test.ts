@@ -12,7 +12,13 @@ import {
 import { REASONS } from "../../src/protocol/reasons";
 import { parseReceipt, requestHash, verifyReceipt } from "../../src/protocol/receipt";
 import { toCompactSignature } from "../../src/protocol/voucher";
-import { PaymentGate, type GateResult, type PaidRequest, type Payment, type Refusal } from "../../src/server/gate";
+import {
+  PaymentGate,
+  type GateResult,
+  type PaidRequest,
+  type ChannelPayment,
+  type Refusal,
+} from "../../src/server/gate";
 import {
   ASSET,
   CHAIN_ID,
@@ -50,8 +56,9 @@ function request(header: string | undefined, overrides: Partial<PaidRequest> = {
   };
 }
 
-function paid(result: GateResult): Payment {
+function paid(result: GateResult): ChannelPayment {
   if (!result.ok) throw new Error(`expected a payment, got ${result.status} ${result.reason}`);
+  if (result.scheme !== "channel") throw new Error(`expected a channel payment, got ${result.scheme}`);
   return result;
 }
 

@@ -71,7 +71,8 @@ function buildApp(h: Harness, routes?: PaywallOptions["routes"]): { app: Express
   });
   app.get("/api/:name", (req, res) => {
     count("/api");
-    res.json({ name: req.params.name, paid: paymentOf(res)?.amount.toString() });
+    const payment = paymentOf(res);
+    res.json({ name: req.params.name, paid: payment?.scheme === "channel" ? payment.amount.toString() : undefined });
   });
   app.get("/unpriced", (_req, res) => {
     count("/unpriced");

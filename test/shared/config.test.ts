@@ -284,6 +284,7 @@ describe("server config", () => {
           "healthPath",
           "metricsPath",
           "relay",
+          "exact",
           "settler",
         ].join(", ")})`,
         "environment PAYCHAN_PAYEE_PRIVATE_KEY: required; a 0x-prefixed 32-byte hex private key",
@@ -339,6 +340,26 @@ describe("server config", () => {
       ]);
       expect(issuesOf(base({ healthPath: "/m", metricsPath: "/m" }))).to.deep.equal([
         "config: the built-in endpoint path /m is used twice",
+      ]);
+    });
+  });
+
+  describe("exact", () => {
+    it("is offered exactly when a relayer key can settle, or with a facilitator URL", () => {
+      expect(parse(base(), { ...ENV, [RELAYER_KEY_ENV]: RELAYER_KEY }).exact).to.deep.equal({});
+      expect(parse(base(), ENV).exact).to.equal(null);
+      expect(parse(base({ exact: false }), { ...ENV, [RELAYER_KEY_ENV]: RELAYER_KEY }).exact).to.equal(null);
+      expect(parse(base({ exact: { facilitatorUrl: "https://x402.example/api/" } }), ENV).exact).to.deep.equal({
+        facilitatorUrl: "https://x402.example/api",
+      });
+    });
+
+    it("refuses an explicit exact section that nothing could settle, and a bad URL", () => {
+      expect(issuesOf(base({ exact: {} }))).to.deep.equal([
+        "config.exact: exact payments are settled with PAYCHAN_RELAYER_PRIVATE_KEY: set it, or give a facilitatorUrl",
+      ]);
+      expect(issuesOf(base({ exact: { facilitatorUrl: "ftp://x" } }))).to.deep.equal([
+        'config.exact.facilitatorUrl: "ftp://x" must use http:// or https://',
       ]);
     });
   });
