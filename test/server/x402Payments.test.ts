@@ -1,7 +1,9 @@
 import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
+import { x402ResourceServer } from "@x402/express";
 import { expect } from "chai";
 import { channelIdHex } from "../../src/protocol/headers";
 import { verifyReceipt, type SignedReceipt } from "../../src/protocol/receipt";
+import { ChannelFacilitatorClient } from "../../src/server/x402/channelFacilitator";
 import { ChannelPayments } from "../../src/server/x402/channelPayments";
 import { ChannelSchemeServer } from "../../src/server/x402/channelScheme";
 import {
@@ -185,6 +187,22 @@ describe("x402 plug-in: the channel scheme's prices and terms", () => {
     payee: PAYEE,
     decimals: 6,
     offer: (price, pricing) => h.gate.offer(price, pricing),
+  });
+
+  it("builds, inside x402's own resource server, the offer paychan's gate makes", async () => {
+    const resourceServer = new x402ResourceServer(new ChannelFacilitatorClient(payments, NETWORK)).register(
+      NETWORK,
+      scheme,
+    );
+    await resourceServer.initialize();
+    const built = await resourceServer.buildPaymentRequirements({
+      scheme: "channel",
+      network: NETWORK,
+      payTo: PAYEE,
+      price: "$0.001",
+      maxTimeoutSeconds: 60,
+    });
+    expect(built).to.deep.equal([h.gate.offer(1000n, "fixed")]);
   });
 
   it("parses dollar strings, x402 money and atomic amounts in the channel token", async () => {

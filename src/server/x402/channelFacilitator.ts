@@ -1,4 +1,6 @@
-import type { FacilitatorClient } from "@x402/core/server";
+import { SCHEME, X402_VERSION } from "../../protocol/headers";
+import type { ChannelPayments } from "./channelPayments";
+import { requestLine } from "./channelScheme";
 import type {
   Network,
   PaymentPayload,
@@ -6,10 +8,7 @@ import type {
   SettleResponse,
   SupportedResponse,
   VerifyResponse,
-} from "@x402/core/types";
-import { SCHEME, X402_VERSION } from "../../protocol/headers";
-import type { ChannelPayments } from "./channelPayments";
-import { requestLine } from "./channelScheme";
+} from "./x402Types";
 
 /**
  * An in-process x402 facilitator for scheme "channel": there is nothing to settle on-chain per
@@ -18,7 +17,7 @@ import { requestLine } from "./channelScheme";
  * channel offers only for kinds a facilitator supports. The scheme's hooks answer verify and
  * settle without calling it; should a hook not answer, verify and settle here do the same work.
  */
-export class ChannelFacilitatorClient implements FacilitatorClient {
+export class ChannelFacilitatorClient {
   constructor(
     private readonly payments: ChannelPayments,
     private readonly network: Network,

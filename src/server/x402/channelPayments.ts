@@ -1,4 +1,3 @@
-import type { PaymentPayload, PaymentRequirements, SettleResponse } from "@x402/core/types";
 import type { Address, Hex } from "viem";
 import type { ChannelRecord } from "../../protocol/channel";
 import { channelIdHex, decodePaymentSignature, encodeHeader, type ChannelView } from "../../protocol/headers";
@@ -7,6 +6,7 @@ import { requestHash, type ReceiptSigner, type SignedReceipt } from "../../proto
 import type { AcceptedVoucher, PaymentStore } from "../../store/types";
 import type { CheckResult, Ticket, VerificationEngine } from "../engine";
 import type { GateObserver } from "../gate";
+import type { Network, PaymentPayload, PaymentRequirements, SettleResponse } from "./x402Types";
 
 /**
  * Channel payments for x402's resource server: the same engine, store and receipts as paychan's
@@ -29,7 +29,7 @@ export interface ChannelPaymentsOptions {
   readonly store: PaymentStore;
   readonly receipts: ReceiptSigner;
   /** CAIP-2 network of the channels. */
-  readonly network: string;
+  readonly network: Network;
   /** Loads a channel the engine does not hold yet (see PaymentServer.lookupChannel). */
   readonly lookupChannel?: (channelId: bigint) => Promise<ChannelRecord | undefined>;
   /** How long a retry of an accepted voucher is answered again (ms). Default 60,000. */
@@ -133,7 +133,7 @@ export class ChannelPayments {
    * `requirements.amount` is the final charge: the price, or less when the seller settles an
    * "upto" route for less (x402's settlement overrides).
    */
-  async settle(payload: PaymentPayload, requirements: PaymentRequirements): Promise<ChannelSettlement> {
+  async settle(payload: PaymentPayload, requirements: Readonly<PaymentRequirements>): Promise<ChannelSettlement> {
     const held = this.held.get(payload);
     if (held === undefined || held.kind === "refused") return { ok: false, reason: "invalid_payload" };
     if (held.kind === "retry") return { ok: true, response: held.response };
@@ -269,7 +269,7 @@ export class ChannelPayments {
     return {
       success: true,
       transaction: "",
-      network: this.options.network as SettleResponse["network"],
+      network: this.options.network,
       payer,
       amount: voucher.charge.toString(),
       extra: {

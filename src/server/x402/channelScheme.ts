@@ -1,19 +1,17 @@
-import type {
-  AssetAmount,
-  DeepReadonly,
-  Network,
-  PaymentPayload,
-  PaymentRequirements,
-  Price,
-  SchemeNetworkServer,
-  SchemePaymentRequiredContext,
-  SchemeServerHooks,
-  SupportedKind,
-} from "@x402/core/types";
 import { isAddressEqual, type Address } from "viem";
 import { SCHEME, type ChannelOffer, type Pricing } from "../../protocol/headers";
 import { toAtomic } from "../../protocol/price";
 import type { ChannelPayments, RequestLine } from "./channelPayments";
+import type {
+  AssetAmount,
+  ChannelSchemeHooks,
+  Network,
+  PaymentPayload,
+  PaymentRequiredContext,
+  PaymentRequirements,
+  Price,
+  SupportedKind,
+} from "./x402Types";
 
 /**
  * x402's server side of scheme "channel" (a `SchemeNetworkServer`): prices routes in the channel
@@ -36,22 +34,21 @@ export interface ChannelSchemeOptions {
   readonly offer: (price: bigint, pricing: Pricing) => ChannelOffer;
 }
 
-export class ChannelSchemeServer implements SchemeNetworkServer {
+export class ChannelSchemeServer {
   readonly scheme = SCHEME;
   /** No asset transfer method on the wire: a voucher moves nothing until the batch claim. */
   readonly defaultAssetTransferMethod = "default";
   readonly paymentFlows = { default: { supported: ["authorization" as const], default: "authorization" as const } };
-  readonly schemeHooks: SchemeServerHooks;
+  readonly schemeHooks: ChannelSchemeHooks;
 
   constructor(private readonly options: ChannelSchemeOptions) {
     const { payments } = options;
     this.schemeHooks = {
       onBeforeVerify: async (ctx) => {
-        const payload = ctx.paymentPayload as PaymentPayload;
         const verdict = await payments.verify(
-          payload,
-          ctx.requirements as PaymentRequirements,
-          requestLine(ctx.transportContext, payload),
+          ctx.paymentPayload,
+          ctx.requirements,
+          requestLine(ctx.transportContext, ctx.paymentPayload),
         );
         if (!verdict.ok) return { abort: true, reason: verdict.reason };
         return { skip: true, result: { isValid: true, payer: verdict.payer } };
@@ -64,7 +61,7 @@ export class ChannelSchemeServer implements SchemeNetworkServer {
         if (!settled.ok) return { abort: true, reason: settled.reason };
         return { skip: true, result: settled.response };
       },
-      onVerifiedPaymentCanceled: (ctx) => payments.cancel(ctx.paymentPayload as PaymentPayload),
+      onVerifiedPaymentCanceled: (ctx) => payments.cancel(ctx.paymentPayload),
     };
   }
 
@@ -110,9 +107,8 @@ export class ChannelSchemeServer implements SchemeNetworkServer {
   }
 
   /** A refusal that names a known channel carries the server's view of it, for the client to resynchronize. */
-  enrichPaymentRequiredResponse = async (ctx: SchemePaymentRequiredContext): Promise<PaymentRequirements[] | void> => {
-    const payload = ctx.paymentPayload as DeepReadonly<PaymentPayload> | undefined;
-    const channelState = payload && this.options.payments.refusedChannel(payload);
+  enrichPaymentRequiredResponse = async (ctx: PaymentRequiredContext): Promise<PaymentRequirements[] | void> => {
+    const channelState = ctx.paymentPayload && this.options.payments.refusedChannel(ctx.paymentPayload);
     if (!channelState) return;
     return ctx.requirements.map((r) =>
       r.scheme === SCHEME && r.network === this.options.network ? { ...r, extra: { ...r.extra, channelState } } : r,
@@ -127,7 +123,7 @@ export class ChannelSchemeServer implements SchemeNetworkServer {
 }
 
 /** The request line a receipt names: from the HTTP transport, else from the payload's `resource`. */
-export function requestLine(transportContext: unknown, payload: DeepReadonly<PaymentPayload>): RequestLine {
+export function requestLine(transportContext: unknown, payload: PaymentPayload): RequestLine {
   const request = (
     transportContext as { request?: { method?: string; adapter?: { getUrl(): string; getMethod(): string } } }
   )?.request;

@@ -1,8 +1,8 @@
-import type { Network } from "@x402/core/types";
 import type { PaymentServer } from "../app";
 import { ChannelFacilitatorClient } from "./channelFacilitator";
 import { ChannelPayments } from "./channelPayments";
 import { ChannelSchemeServer } from "./channelScheme";
+import type { Network } from "./x402Types";
 
 /** What a seller registers with x402's resource server to accept paychan channels. */
 export interface X402Channel {
