@@ -353,7 +353,7 @@ export class PaymentProxy {
       result.ok &&
       result.scheme === SCHEME &&
       result.retry &&
-      result.response().receipt.request !== requestHash(method, paidRequest.pathAndQuery)
+      result.response().extra.receipt.request !== requestHash(method, paidRequest.pathAndQuery)
     ) {
       // The gate answers a retry of an accepted voucher whatever the request; and a 402's channel
       // view shows the highest voucher to anyone naming the channel. Binding a retry to the
@@ -575,7 +575,7 @@ export class PaymentProxy {
       return;
     }
     this.finish(req, started, paid ? (paid.payment.retry ? "retry" : "paid") : "free", status, () =>
-      paid ? { charge: chargeOf(paid.payment) } : {},
+      paid ? { charge: paid.payment.response().amount } : {},
     );
     upstreamRes.pipe(res);
   }
@@ -636,7 +636,7 @@ export class PaymentProxy {
     if (paid) {
       const response = paid.payment.response();
       out[PAYER_HEADER] = response.payer;
-      if ("channelId" in response) out[CHANNEL_HEADER] = response.channelId;
+      if (paid.payment.scheme === SCHEME) out[CHANNEL_HEADER] = paid.payment.response().extra.channelId;
       out[PRICE_HEADER] = paid.price.toString();
       out[PRICING_HEADER] = paid.pricing;
     }
@@ -707,11 +707,6 @@ function connectionTokens(value: string | undefined): Set<string> {
   const out = new Set<string>();
   if (value) for (const token of value.split(",")) out.add(token.trim().toLowerCase());
   return out;
-}
-
-/** What a paid request was charged: the voucher's charge, or the exact transfer's value. */
-function chargeOf(payment: Payment): string {
-  return payment.scheme === SCHEME ? payment.response().charge : payment.response().amount;
 }
 
 function responseHeaders(upstreamRes: http.IncomingMessage): http.OutgoingHttpHeaders {
