@@ -5,7 +5,7 @@ import type { ReasonCode } from "../../protocol/reasons";
 import { requestHash, type ReceiptSigner, type SignedReceipt } from "../../protocol/receipt";
 import type { AcceptedVoucher, PaymentStore } from "../../store/types";
 import type { CheckResult, Ticket, VerificationEngine } from "../engine";
-import type { GateObserver } from "../gate";
+import { retriedReceipt, type GateObserver } from "../gate";
 import type { Network, PaymentPayload, PaymentRequirements, SettleResponse } from "./x402Types";
 
 /**
@@ -238,18 +238,9 @@ export class ChannelPayments {
     } catch {
       return this.refuse(payload, "store_unavailable");
     }
-    const view = this.options.engine.channelView(channelId);
-    const receipt = original && (JSON.parse(original.receipt) as SignedReceipt);
-    // NOTE: a retry must repeat the same voucher for the same request, within the window;
-    // anything else would serve a request nobody paid for.
-    if (
-      original === undefined ||
-      receipt === undefined ||
-      original.signature.toLowerCase() !== signature.toLowerCase() ||
-      receipt.request !== reqHash ||
-      Date.now() - original.acceptedAt > this.retryWindowMs
-    ) {
-      return this.refuse(payload, "voucher_reused", view);
+    const receipt = retriedReceipt(original, signature, reqHash, this.retryWindowMs);
+    if (original === undefined || receipt === undefined) {
+      return this.refuse(payload, "voucher_reused", this.options.engine.channelView(channelId));
     }
     this.options.observer?.retried?.(channelId, amount);
     const payer = this.options.engine.record(channelId)?.payer ?? ZERO_ADDRESS;
