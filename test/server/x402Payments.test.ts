@@ -147,6 +147,18 @@ describe("x402 plug-in: channel payments (verify, settle, cancel)", () => {
     expect((await settled(payments, h, retry)).chargedTotal).to.equal("1000");
   });
 
+  it("takes back a reservation neither settled nor cancelled within the offer's timeout", async () => {
+    const { h, payments } = setup();
+    const p = payload(h, PRICE);
+    const quick = { ...requirements(h), maxTimeoutSeconds: 1 };
+    expect(await payments.verify(p, quick, REQUEST)).to.deep.equal({ ok: true, payer: PAYER });
+    expect(h.engine.channelView(CH)?.chargedTotal).to.equal("1000");
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    expect(h.engine.channelView(CH)?.chargedTotal).to.equal("0");
+    expect(await payments.settle(p, quick)).to.deep.equal({ ok: false, reason: "invalid_payload" });
+    expect(h.store.recordCalls).to.equal(0);
+  });
+
   it("refuses with the reason code and keeps the channel view for the 402", async () => {
     const { h, payments } = setup();
     await settled(payments, h, await verified(payments, h, PRICE));

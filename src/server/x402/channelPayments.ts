@@ -62,6 +62,8 @@ type Held =
 interface Reservation {
   readonly done: Promise<AcceptedVoucher | undefined>;
   finish(voucher: AcceptedVoucher | undefined): void;
+  /** Takes the reservation back should neither settle nor cancel come. */
+  readonly timer: NodeJS.Timeout;
 }
 
 const DEFAULT_RETRY_WINDOW_MS = 60_000;
@@ -122,7 +124,13 @@ export class ChannelPayments {
         this.addUnstored(channelId, ticket.charge);
         let finish!: (voucher: AcceptedVoucher | undefined) => void;
         const done = new Promise<AcceptedVoucher | undefined>((resolve) => (finish = resolve));
-        this.reservations.set(voucherKey(channelId, amount), { done, finish });
+        // A handler that never ends must not hold the charge for good: past the offer's timeout
+        // the reservation is taken back, and a late settle finds nothing to settle.
+        const timer = setTimeout(
+          () => void this.cancel(payload),
+          Math.max(1, requirements.maxTimeoutSeconds) * 1000,
+        ).unref();
+        this.reservations.set(voucherKey(channelId, amount), { done, finish, timer });
         return { ok: true, payer: ticket.payer };
       }
     }
@@ -275,7 +283,10 @@ export class ChannelPayments {
 
   private finish(ticket: Ticket, voucher: AcceptedVoucher | undefined): void {
     const key = voucherKey(ticket.channelId, ticket.amount);
-    this.reservations.get(key)?.finish(voucher);
+    const reservation = this.reservations.get(key);
+    if (reservation === undefined) return;
+    clearTimeout(reservation.timer);
+    reservation.finish(voucher);
     this.reservations.delete(key);
   }
 
