@@ -204,6 +204,8 @@ describe("x402 server plug-in (@x402/express and @x402/hono, hardhat node)", fun
     expect(expressCharged).to.equal(40n * PRICE);
     expect(ledgerCharged(expressChannel)).to.equal(expressCharged);
     expect(served.get("express /weather")).to.equal(40);
+    // Both apps share one plug-in: the server has one set of reservations.
+    expect(x402Channel(server)).to.equal(channel);
   });
 
   it("a failing handler (error status or throw) releases the reservation: nothing charged, nothing stored", async () => {

@@ -37,6 +37,21 @@ export interface X402Channel {
  * await startSettler("paychan.config.json");
  */
 export function x402Channel(server: PaymentServer): X402Channel {
+  let channel = created.get(server);
+  if (channel === undefined) {
+    channel = create(server);
+    created.set(server, channel);
+  }
+  return channel;
+}
+
+/**
+ * One plug-in per paychan server, however often it is asked for: its charged totals count the
+ * reservations of requests still in their handlers, which a second instance would not see.
+ */
+const created = new WeakMap<PaymentServer, X402Channel>();
+
+function create(server: PaymentServer): X402Channel {
   const { config } = server;
   const network = config.network.caip2 as Network;
   const payments = new ChannelPayments({
