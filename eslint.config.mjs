@@ -15,10 +15,11 @@ const LAYERS = {
   "server/x402": ["settler", "client", "cli"],
   settler: ["server", "client", "cli"],
   client: ["store", "server", "settler", "cli"],
+  "client/x402": ["store", "server", "settler", "cli"],
 };
 
-// A nested folder reaches the layers one "../" further up; its entry follows its parent's, so
-// its files get its own rule.
+// A nested folder (server/x402, client/x402) reaches src/ through one more "../"; its entry comes
+// after its parent's, so its rule is the one that applies to its files.
 const layerRules = Object.entries(LAYERS).map(([folder, forbidden]) => ({
   files: [`src/${folder}/**/*.ts`],
   rules: {
