@@ -22,6 +22,7 @@ import { silentLogger } from "../../src/shared/log";
 import { startHardhatNode, type HardhatNode } from "../helpers/hardhatNode";
 import { HARDHAT_KEYS } from "../helpers/hardhatKeys";
 import { writeLocalConfig } from "../helpers/localServer";
+import { validPaymentRequired, validSettleResponse } from "../helpers/x402Wire";
 
 /**
  * paychan's x402 server plug-in in real x402 servers: an @x402/express app and an @x402/hono app
@@ -178,6 +179,9 @@ describe("x402 server plug-in (@x402/express and @x402/hono, hardhat node)", fun
         expect(response.status, await response.clone().text()).to.equal(200);
         await response.arrayBuffer();
         expect(response.payment?.receiptValid).to.equal(true);
+        // x402's own validator accepts the PAYMENT-RESPONSE; this request's charge is its amount.
+        const settledHeader = await validSettleResponse(response.headers.get("payment-response")!);
+        expect(settledHeader.amount).to.equal(PRICE.toString());
         charged += response.payment!.charge;
       });
       await Promise.all(batch);
@@ -194,6 +198,20 @@ describe("x402 server plug-in (@x402/express and @x402/hono, hardhat node)", fun
   let honoChannel: bigint;
   let expressCharged = 0n;
   let honoCharged = 0n;
+
+  it("an @x402/express app with the plug-in offers the channel in a 402 that x402's validator accepts", async () => {
+    const unpaid = await fetch(`${expressUrl}/weather`);
+    expect(unpaid.status).to.equal(402);
+    await unpaid.arrayBuffer();
+    const required = validPaymentRequired(unpaid.headers.get("payment-required")!);
+    expect(required.accepts).to.have.length(1);
+    expect(required.accepts[0]).to.deep.include({
+      scheme: "channel",
+      network: channel.network,
+      amount: PRICE.toString(),
+    });
+    expect(required.accepts[0].extra).to.deep.include({ name: "USD Coin", version: "2", pricing: "fixed" });
+  });
 
   it("an @x402/express app with the plug-in is paid by paychan's client, sequentially and 16 at a time", async () => {
     const client = payingClient();
@@ -225,7 +243,7 @@ describe("x402 server plug-in (@x402/express and @x402/hono, hardhat node)", fun
       highestAmount: ledgerBefore.highestAmount.toString(),
     });
     // The channel keeps working; later vouchers absorb the amounts the failed requests signed.
-    expressCharged += await payMany(expressPay, `${expressUrl}/weather`, 4, 1);
+    expressCharged += await payMany(expressPay, `${expressUrl}/weather`, 8, 1);
     expect(ledgerCharged(expressChannel)).to.equal(expressCharged);
   });
 
@@ -240,9 +258,9 @@ describe("x402 server plug-in (@x402/express and @x402/hono, hardhat node)", fun
     expect(failed.status).to.equal(503);
     await failed.arrayBuffer();
     expect(ledgerCharged(honoChannel)).to.equal(before);
-    honoCharged += await payMany(honoPay, `${honoUrl}/weather`, 3, 1);
+    honoCharged += await payMany(honoPay, `${honoUrl}/weather`, 8, 1);
     expect(ledgerCharged(honoChannel)).to.equal(honoCharged);
-    expect(served.get("hono /weather")).to.equal(23);
+    expect(served.get("hono /weather")).to.equal(28);
   });
 
   it("the paychan settler claims on-chain exactly what was charged", async () => {
@@ -263,6 +281,8 @@ describe("x402 server plug-in (@x402/express and @x402/hono, hardhat node)", fun
         if (Date.now() > deadline) throw new Error("the settler claimed nothing within 60 s");
         await new Promise((resolve) => setTimeout(resolve, 250));
       }
+      // Each channel's last requests went one at a time, which brings the best voucher (what a
+      // claim collects) back to the charged total after the bursts and the failed requests.
       expect(await claimed(expressChannel)).to.equal(expressCharged);
       expect(await claimed(honoChannel)).to.equal(honoCharged);
     } finally {

@@ -217,6 +217,31 @@ describe("x402 plug-in: the channel scheme's prices and terms", () => {
     expect(built).to.deep.equal([h.gate.offer(1000n, "fixed")]);
   });
 
+  it("a refusal naming a known channel carries the server's view in the 402's extra.channelState", async () => {
+    const resourceServer = new x402ResourceServer(new ChannelFacilitatorClient(payments, NETWORK)).register(
+      NETWORK,
+      scheme,
+    );
+    await resourceServer.initialize();
+    await settled(payments, h, await verified(payments, h, PRICE));
+    const short = payload(h, PRICE + 10n);
+    expect(await payments.verify(short, requirements(h), REQUEST)).to.deep.include({ reason: "insufficient_amount" });
+    const resource = { url: "http://localhost/weather?city=Lisbon" };
+    const refusal = await resourceServer.createPaymentRequiredResponse(
+      [requirements(h)],
+      resource,
+      "insufficient_amount",
+      undefined,
+      undefined,
+      short,
+    );
+    expect(refusal.error).to.equal("insufficient_amount");
+    expect(refusal.accepts[0].extra.channelState).to.deep.equal(h.engine.channelView(CH));
+    // Without a payload (an unpaid request) the offer stays as it is.
+    const unpaid = await resourceServer.createPaymentRequiredResponse([requirements(h)], resource);
+    expect(unpaid.accepts[0].extra).not.to.have.property("channelState");
+  });
+
   it("parses dollar strings, x402 money and atomic amounts in the channel token", async () => {
     expect(await scheme.parsePrice("$0.001", NETWORK)).to.deep.equal({ asset: ASSET, amount: "1000" });
     expect(await scheme.parsePrice("0.25", NETWORK)).to.deep.equal({ asset: ASSET, amount: "250000" });
