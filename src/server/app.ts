@@ -384,6 +384,7 @@ export async function createPaymentServer(
           payee: config.payee,
           receiptSigner: receipts.address,
           relay: relay ? `${relay.path}/{open,topup}` : null,
+          exact: exact ? (config.exact?.facilitatorUrl ?? "relayer key") : null,
           channels: [...engine.ledgers()].length,
         });
         return address;
