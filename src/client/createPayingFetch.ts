@@ -13,14 +13,14 @@ import {
   type SettleResponse,
 } from "../protocol/headers";
 import type { SignedReceipt } from "../protocol/receipt";
-import { MAX_AMOUNT, signerOfChannel, voucherDomain, voucherTypedData } from "../protocol/voucher";
+import { MAX_AMOUNT, voucherDomain, voucherTypedData } from "../protocol/voucher";
 import { AUTO_TOP_UP_DEFAULTS, AutoTopUp, type AutoTopUpOptions } from "./autoTopUp";
 import { receiptProblem } from "./checkReceipt";
 import { InsufficientDepositError, PaymentLimitError, ReceiptError } from "./errors";
 import type { FundingResult } from "./openChannel";
-import { channelKey, memoryStateStore, offerKey, type ChannelState, type ClientStateStore } from "./stateStore";
+import { memoryStateStore, offerKey, type ChannelState, type ClientStateStore } from "./stateStore";
 import { chainIdOf, type TypedDataSigner } from "./terms";
-import { ChannelSlot, GroupSaver, viewOf } from "./trackChannel";
+import { ChannelBook, type ChannelSlot, viewOf } from "./trackChannel";
 
 /**
  * `createPayingFetch` wraps `fetch` so that priced resources are paid transparently through a
@@ -197,16 +197,13 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
     throw new TypeError("createPayingFetch: autoTopUp needs maxTopUpTotal (the most it may add to channels)");
   }
   const autoTopUp = options.autoTopUp ? new AutoTopUp(options.autoTopUp, options.maxTopUpTotal ?? 0n) : undefined;
-  const store = options.store ?? memoryStateStore();
-  const state = store.load();
-  const saver = new GroupSaver(store);
+  const book = new ChannelBook(options.store ?? memoryStateStore(), options.sessionAccount.address);
   /**
    * Saves bookkeeping (charged totals, receipts) before the caller sees the answer, so a client
    * restarted right after it resumes without a resync; a failed save only loses what a resync restores.
    */
   const saveQuietly = (slot: ChannelSlot): Promise<void> => slot.persist().catch(() => undefined);
   const offers = new Map<string, ChannelOffer>();
-  const slots = new Map<string, ChannelSlot>();
   const resolving = new Map<string, Promise<bigint>>();
   let spent = 0n;
   let reserved = 0n;
@@ -229,23 +226,19 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
 
   async function channelIdFor(offer: ChannelOffer, resourceUrl: string): Promise<bigint> {
     if (typeof options.channel === "bigint") return options.channel;
+    const known = book.known(offer);
+    if (known !== undefined) return known;
     const key = offerKey(offer.network, offer.extra.contract, offer.payTo, offer.asset);
-    const known = state.offers[key];
-    if (known !== undefined) return BigInt(known);
     const resolver = options.channel;
     let pending = resolving.get(key);
     if (!pending) {
       pending = resolver(offer, resourceUrl).then((resolved) => {
-        const id = typeof resolved === "bigint" ? resolved : resolved.channelId;
-        state.offers[key] = channelIdHex(id);
-        if (typeof resolved !== "bigint" && resolved.deposit !== undefined) {
-          const persisted = channelStateFor(offer, id);
-          if (persisted.deposit === undefined || resolved.deposit > BigInt(persisted.deposit)) {
-            persisted.deposit = resolved.deposit.toString();
-          }
+        if (typeof resolved === "bigint") {
+          book.remember(offer, resolved);
+          return resolved;
         }
-        store.save();
-        return id;
+        book.remember(offer, resolved.channelId, resolved.deposit);
+        return resolved.channelId;
       });
       pending.catch(() => resolving.delete(key));
       resolving.set(key, pending);
@@ -253,30 +246,8 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
     return pending;
   }
 
-  /** The persisted state of a channel, created empty on first use. */
-  function channelStateFor(offer: ChannelOffer, channelId: bigint): ChannelState {
-    return (state.channels[channelKey(offer.network, offer.extra.contract, channelId)] ??= {
-      channelId: channelIdHex(channelId),
-      signedMax: "0",
-      chargedKnown: "0",
-      receipts: 0,
-    });
-  }
-
   async function slotFor(offer: ChannelOffer, resourceUrl: string): Promise<ChannelSlot> {
-    const channelId = await channelIdFor(offer, resourceUrl);
-    const key = channelKey(offer.network, offer.extra.contract, channelId);
-    let slot = slots.get(key);
-    if (!slot) {
-      if (!isAddressEqual(signerOfChannel(channelId), options.sessionAccount.address)) {
-        throw new Error(
-          `channel ${channelIdHex(channelId)} is signed by ${signerOfChannel(channelId)}, not by the session account ${options.sessionAccount.address}`,
-        );
-      }
-      slot = new ChannelSlot(channelId, channelStateFor(offer, channelId), saver);
-      slots.set(key, slot);
-    }
-    return slot;
+    return book.slot(offer, await channelIdFor(offer, resourceUrl));
   }
 
   function checkLimits(price: bigint, url: string): void {
@@ -544,9 +515,7 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
     reserved: { get: () => reserved },
     toppedUp: { get: () => autoTopUp?.toppedUp ?? 0n },
     channelState: {
-      value: (channelId: bigint) =>
-        Object.values(state.channels).find((c) => BigInt(c.channelId) === channelId) as
-          Readonly<ChannelState> | undefined,
+      value: (channelId: bigint) => book.find(channelId),
     },
   }) as PayingFetch;
 }

@@ -1,7 +1,9 @@
-import { SCHEME, type ChannelView, type PaymentRequired } from "../protocol/headers";
+import { isAddressEqual, type Address } from "viem";
+import { channelIdHex, SCHEME, type ChannelOffer, type ChannelView, type PaymentRequired } from "../protocol/headers";
+import { signerOfChannel } from "../protocol/voucher";
 import type { TopUpTarget } from "./autoTopUp";
 import type { FundingResult } from "./openChannel";
-import type { ChannelState, ClientStateStore } from "./stateStore";
+import { channelKey, offerKey, type ChannelState, type ClientState, type ClientStateStore } from "./stateStore";
 
 /**
  * The paying side's per-channel bookkeeping, shared by `createPayingFetch` and the x402 scheme
@@ -148,4 +150,69 @@ export class ChannelSlot implements TopUpTarget {
 export function viewOf(required: PaymentRequired | undefined, channelId: bigint): ChannelView | undefined {
   const view = required?.accepts?.find((o) => o.scheme === SCHEME)?.extra?.channelState;
   return view && BigInt(view.channelId) === channelId ? view : undefined;
+}
+
+/** The channels of one paying client: their persisted state, and a live slot for each one in use. */
+export class ChannelBook {
+  readonly state: ClientState;
+  readonly saver: GroupSaver;
+  private readonly slots = new Map<string, ChannelSlot>();
+
+  constructor(
+    private readonly store: ClientStateStore,
+    /** The session account: every channel used must take its signatures. */
+    private readonly signer: Address,
+  ) {
+    this.state = store.load();
+    this.saver = new GroupSaver(store);
+  }
+
+  /** The channel remembered for the offer's terms (network, contract, payee, token), if any. */
+  known(offer: ChannelOffer): bigint | undefined {
+    const id = this.state.offers[offerKey(offer.network, offer.extra.contract, offer.payTo, offer.asset)];
+    return id === undefined ? undefined : BigInt(id);
+  }
+
+  /** Remembers, durably, that `channelId` pays the offer's terms, with its deposit when known. */
+  remember(offer: ChannelOffer, channelId: bigint, deposit?: bigint): void {
+    this.state.offers[offerKey(offer.network, offer.extra.contract, offer.payTo, offer.asset)] =
+      channelIdHex(channelId);
+    if (deposit !== undefined) {
+      const persisted = this.stateOf(offer, channelId);
+      if (persisted.deposit === undefined || deposit > BigInt(persisted.deposit))
+        persisted.deposit = deposit.toString();
+    }
+    this.store.save();
+  }
+
+  /** The live slot of a channel; throws when the session account does not sign for it. */
+  slot(offer: ChannelOffer, channelId: bigint): ChannelSlot {
+    const key = channelKey(offer.network, offer.extra.contract, channelId);
+    let slot = this.slots.get(key);
+    if (!slot) {
+      if (!isAddressEqual(signerOfChannel(channelId), this.signer)) {
+        throw new Error(
+          `channel ${channelIdHex(channelId)} is signed by ${signerOfChannel(channelId)}, not by the session account ${this.signer}`,
+        );
+      }
+      slot = new ChannelSlot(channelId, this.stateOf(offer, channelId), this.saver);
+      this.slots.set(key, slot);
+    }
+    return slot;
+  }
+
+  /** The persisted state of a channel, by id alone. */
+  find(channelId: bigint): Readonly<ChannelState> | undefined {
+    return Object.values(this.state.channels).find((c) => BigInt(c.channelId) === channelId);
+  }
+
+  /** The persisted state of a channel, created empty on first use. */
+  private stateOf(offer: ChannelOffer, channelId: bigint): ChannelState {
+    return (this.state.channels[channelKey(offer.network, offer.extra.contract, channelId)] ??= {
+      channelId: channelIdHex(channelId),
+      signedMax: "0",
+      chargedKnown: "0",
+      receipts: 0,
+    });
+  }
 }

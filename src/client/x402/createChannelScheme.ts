@@ -6,7 +6,6 @@ import type {
   SchemeClientHooks,
   SchemeNetworkClient,
 } from "@x402/core/types";
-import { isAddressEqual } from "viem";
 import {
   channelIdHex,
   SCHEME,
@@ -15,13 +14,13 @@ import {
   type PaymentRequired,
   type SettleResponse,
 } from "../../protocol/headers";
-import { signerOfChannel, voucherDomain, voucherTypedData } from "../../protocol/voucher";
+import { voucherDomain, voucherTypedData } from "../../protocol/voucher";
 import { receiptProblem } from "../checkReceipt";
 import { InsufficientDepositError, PaymentLimitError } from "../errors";
 import { openChannel, type FundingMethod } from "../openChannel";
 import { channelKey, memoryStateStore, offerKey, type ChannelState, type ClientStateStore } from "../stateStore";
 import { chainIdOf, termsFromOffer, type TypedDataSigner } from "../terms";
-import { ChannelSlot, GroupSaver, viewOf } from "../trackChannel";
+import { ChannelBook, type ChannelSlot, viewOf } from "../trackChannel";
 import { findDefaultAssetIn, type DefaultAssetEntry } from "./findDefaultAsset";
 
 /**
@@ -83,7 +82,6 @@ export interface ChannelScheme extends SchemeNetworkClient {
 interface Pending {
   readonly slot: ChannelSlot;
   readonly price: bigint;
-  readonly offer: ChannelOffer;
   readonly timer: NodeJS.Timeout;
 }
 
@@ -95,10 +93,7 @@ const ANSWER_GRACE_MS = 5_000;
 
 /** Creates the `channel` scheme plug-in; see the module comment. */
 export function createChannelScheme(options: ChannelSchemeOptions): ChannelScheme {
-  const store = options.store ?? memoryStateStore();
-  const state = store.load();
-  const saver = new GroupSaver(store);
-  const slots = new Map<string, ChannelSlot>();
+  const book = new ChannelBook(options.store ?? memoryStateStore(), options.sessionAccount.address);
   const opening = new Map<string, Promise<bigint>>();
   /**
    * The resource URL of each 402 being paid (x402Client hands the same requirements object to
@@ -109,15 +104,14 @@ export function createChannelScheme(options: ChannelSchemeOptions): ChannelSchem
   let spent = 0n;
   let reserved = 0n;
 
-  const keyOf = (offer: ChannelOffer) => offerKey(offer.network, offer.extra.contract, offer.payTo, offer.asset);
   const pendingKey = (slotKey: string, amount: bigint) => `${slotKey}:${amount.toString(16)}`;
   const saveQuietly = (slot: ChannelSlot): Promise<void> => slot.persist().catch(() => undefined);
 
   /** The channel paying `offer`: from the store, or opened now (once for concurrent callers). */
   async function channelIdFor(offer: ChannelOffer, resourceUrl: string | undefined): Promise<bigint> {
-    const key = keyOf(offer);
-    const known = state.offers[key];
-    if (known !== undefined) return BigInt(known);
+    const known = book.known(offer);
+    if (known !== undefined) return known;
+    const key = offerKey(offer.network, offer.extra.contract, offer.payTo, offer.asset);
     let open = opening.get(key);
     if (!open) {
       open = (async () => {
@@ -136,40 +130,13 @@ export function createChannelScheme(options: ChannelSchemeOptions): ChannelSchem
           amount: options.deposit,
           ...(options.withdrawDelay !== undefined ? { withdrawDelay: options.withdrawDelay } : {}),
         });
-        state.offers[key] = channelIdHex(opened.channelId);
-        stateFor(offer, opened.channelId).deposit = opened.deposit.toString();
-        store.save();
+        book.remember(offer, opened.channelId, opened.deposit);
         return opened.channelId;
       })();
       open.catch(() => opening.delete(key));
       opening.set(key, open);
     }
     return open;
-  }
-
-  /** The persisted state of a channel, created empty on first use. */
-  function stateFor(offer: ChannelOffer, channelId: bigint): ChannelState {
-    return (state.channels[channelKey(offer.network, offer.extra.contract, channelId)] ??= {
-      channelId: channelIdHex(channelId),
-      signedMax: "0",
-      chargedKnown: "0",
-      receipts: 0,
-    });
-  }
-
-  function slotOf(offer: ChannelOffer, channelId: bigint): ChannelSlot {
-    const key = channelKey(offer.network, offer.extra.contract, channelId);
-    let slot = slots.get(key);
-    if (!slot) {
-      if (!isAddressEqual(signerOfChannel(channelId), options.sessionAccount.address)) {
-        throw new Error(
-          `channel ${channelIdHex(channelId)} is signed by ${signerOfChannel(channelId)}, not by the session account ${options.sessionAccount.address}`,
-        );
-      }
-      slot = new ChannelSlot(channelId, stateFor(offer, channelId), saver);
-      slots.set(key, slot);
-    }
-    return slot;
   }
 
   /** Removes and returns the voucher of `amount` on `channelId` still waiting for its answer. */
@@ -188,9 +155,14 @@ export function createChannelScheme(options: ChannelSchemeOptions): ChannelSchem
     requirements: PaymentRequirements,
     context?: PaymentPayloadContext,
   ): Promise<PaymentPayloadResult> {
-    if (x402Version !== X402_VERSION)
+    if (x402Version !== X402_VERSION) {
       throw new Error(`paychan channel scheme speaks x402 version 2, not ${x402Version}`);
+    }
     const offer = requirements as unknown as ChannelOffer;
+    const extra = offer.extra as Partial<ChannelOffer["extra"]>;
+    if (typeof extra.contract !== "string" || typeof extra.receiptSigner !== "string" || !/^\d+$/.test(offer.amount)) {
+      throw new Error("paychan channel scheme: the offer is not a paychan channel offer (docs/protocol.md)");
+    }
     const resourceUrl = resources.get(requirements);
     const url = resourceUrl ?? `the ${offer.network} offer of ${offer.payTo}`;
     const price = BigInt(offer.amount);
@@ -211,7 +183,7 @@ export function createChannelScheme(options: ChannelSchemeOptions): ChannelSchem
     let amount: bigint | undefined;
     let signature: `0x${string}`;
     try {
-      slot = slotOf(offer, await channelIdFor(offer, resourceUrl));
+      slot = book.slot(offer, await channelIdFor(offer, resourceUrl));
       amount = slot.reserve(price);
       if (amount === undefined) {
         throw new InsufficientDepositError(slot.channelId, offer, price, slot.deposit ?? 0n, slot.available(), url);
@@ -243,7 +215,7 @@ export function createChannelScheme(options: ChannelSchemeOptions): ChannelSchem
       },
       offer.maxTimeoutSeconds * 1000 + ANSWER_GRACE_MS,
     ).unref();
-    pending.set(key, { slot, price, offer, timer });
+    pending.set(key, { slot, price, timer });
     return {
       x402Version: X402_VERSION,
       payload: { channelId: channelIdHex(slot.channelId), amount: amount.toString(), signature },
@@ -309,9 +281,7 @@ export function createChannelScheme(options: ChannelSchemeOptions): ChannelSchem
       schemeHooks,
       findDefaultAsset: findDefaultAssetIn(options.defaultAssets),
       createPaymentPayload,
-      channelState: (channelId: bigint) =>
-        Object.values(state.channels).find((c) => BigInt(c.channelId) === channelId) as
-          Readonly<ChannelState> | undefined,
+      channelState: (channelId: bigint) => book.find(channelId),
     },
     {
       spent: { get: () => spent, enumerable: true },
