@@ -12,10 +12,14 @@ const LAYERS = {
   chain: ["store", "shared", "server", "settler", "client", "cli"],
   shared: ["server", "settler", "client", "cli"],
   server: ["settler", "client", "cli"],
+  "server/x402": ["settler", "client", "cli"],
   settler: ["server", "client", "cli"],
   client: ["store", "server", "settler", "cli"],
+  "client/x402": ["store", "server", "settler", "cli"],
 };
 
+// A nested folder (server/x402, client/x402) reaches src/ through one more "../"; its entry comes
+// after its parent's, so its rule is the one that applies to its files.
 const layerRules = Object.entries(LAYERS).map(([folder, forbidden]) => ({
   files: [`src/${folder}/**/*.ts`],
   rules: {
@@ -24,7 +28,7 @@ const layerRules = Object.entries(LAYERS).map(([folder, forbidden]) => ({
       {
         patterns: [
           {
-            regex: `^\\.\\./(${forbidden.join("|")})(/|$)`,
+            regex: `^(\\.\\./){${folder.split("/").length}}(${forbidden.join("|")})(/|$)`,
             message: `src/${folder} may not import ${forbidden.join(", ")} (layers: protocol → store, chain → shared → server, settler, client → cli).`,
           },
         ],

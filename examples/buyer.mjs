@@ -5,7 +5,7 @@
 // voucher signed by a session key kept in .paychan/session.key, within the limits set here, and
 // its receipt is verified.
 //
-//   npm install /path/to/paychan-0.1.0.tgz viem   # the tarball `npm pack` writes in a paychan checkout
+//   npm install /path/to/paychan-0.2.0.tgz viem   # the tarball `npm pack` writes in a paychan checkout
 //   PAYCHAN_PAYER_PRIVATE_KEY=0x... node buyer.mjs http://127.0.0.1:8402/weather 3
 import { privateKeyToAccount } from "viem/accounts";
 import { createPayingFetch, fileStateStore, loadOrCreateSessionKey, openChannel, termsFromOffer } from "paychan/client";

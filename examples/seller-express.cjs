@@ -6,7 +6,7 @@
 // and claims a channel at once when its payer starts to withdraw. A seller who runs no settler
 // (here or as `paychan settle`) is never paid.
 //
-//   npm install /path/to/paychan-0.1.0.tgz express   # the tarball `npm pack` writes in a paychan checkout
+//   npm install /path/to/paychan-0.2.0.tgz express   # the tarball `npm pack` writes in a paychan checkout
 //   PAYCHAN_PAYEE_PRIVATE_KEY=0x... PAYCHAN_RELAYER_PRIVATE_KEY=0x... node seller-express.cjs
 "use strict";
 

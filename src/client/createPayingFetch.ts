@@ -9,17 +9,18 @@ import {
   PAYMENT_SIGNATURE_HEADER,
   SCHEME,
   type ChannelOffer,
-  type ChannelView,
   type PaymentRequired,
   type SettleResponse,
 } from "../protocol/headers";
-import { requestHash, verifyReceipt, type SignedReceipt } from "../protocol/receipt";
-import { MAX_AMOUNT, signerOfChannel, voucherDomain, voucherTypedData } from "../protocol/voucher";
-import { AUTO_TOP_UP_DEFAULTS, AutoTopUp, type AutoTopUpOptions, type TopUpTarget } from "./autoTopUp";
+import type { SignedReceipt } from "../protocol/receipt";
+import { MAX_AMOUNT, voucherDomain, voucherTypedData } from "../protocol/voucher";
+import { AUTO_TOP_UP_DEFAULTS, AutoTopUp, type AutoTopUpOptions } from "./autoTopUp";
+import { receiptProblem } from "./checkReceipt";
 import { InsufficientDepositError, PaymentLimitError, ReceiptError } from "./errors";
 import type { FundingResult } from "./openChannel";
-import { channelKey, memoryStateStore, offerKey, type ChannelState, type ClientStateStore } from "./stateStore";
+import { memoryStateStore, offerKey, type ChannelState, type ClientStateStore } from "./stateStore";
 import { chainIdOf, type TypedDataSigner } from "./terms";
+import { ChannelBook, type ChannelSlot, viewOf } from "./trackChannel";
 
 /**
  * `createPayingFetch` wraps `fetch` so that priced resources are paid transparently through a
@@ -133,140 +134,6 @@ export interface PayingFetch {
 }
 
 /**
- * Group commit for the state file: every save asked for during one turn of the event loop is
- * written once, so a burst of concurrent requests costs one atomic write (and fsync), not one each.
- */
-class GroupSaver {
-  private pending: Promise<void> | undefined;
-
-  constructor(private readonly store: ClientStateStore) {}
-
-  /** Resolves once the state as it is at the end of this turn is durable. */
-  save(): Promise<void> {
-    this.pending ??= new Promise<void>((resolve, reject) =>
-      setImmediate(() => {
-        this.pending = undefined;
-        try {
-          this.store.save();
-          resolve();
-        } catch (error) {
-          reject(error);
-        }
-      }),
-    );
-    return this.pending;
-  }
-}
-
-/** Per-channel live numbers; `state` is the persisted mirror. */
-class ChannelSlot implements TopUpTarget {
-  signedMax: bigint;
-  chargedKnown: bigint;
-  inFlight = 0n;
-  deposit: bigint | undefined;
-  topUp: Promise<FundingResult> | undefined = undefined;
-  failedAt: number | undefined = undefined;
-  /** The deposit probe in flight, shared by every request that needs it. */
-  probe: Promise<void> | undefined = undefined;
-  /** Amounts sent and not answered yet: the server may still accept them. */
-  private readonly sent = new Set<bigint>();
-  /** Highest amount whose request failed in transit: the server may have accepted it. */
-  private lost = 0n;
-
-  constructor(
-    readonly channelId: bigint,
-    readonly state: ChannelState,
-    private readonly saver: GroupSaver,
-  ) {
-    this.signedMax = BigInt(state.signedMax);
-    this.chargedKnown = BigInt(state.chargedKnown);
-    this.deposit = state.deposit === undefined ? undefined : BigInt(state.deposit);
-  }
-
-  /** The next amount for a request priced `price` (docs/protocol.md, Concurrency). */
-  private next(price: bigint): bigint {
-    const byCharge = this.chargedKnown + this.inFlight + price;
-    return byCharge > this.signedMax ? byCharge : this.signedMax + 1n;
-  }
-
-  /** Whether the known deposit covers the next amount for `price` (true while the deposit is unknown). */
-  fits(price: bigint): boolean {
-    return this.deposit === undefined || this.next(price) <= this.deposit;
-  }
-
-  /** What the known deposit can still cover: deposit minus what is charged, signed or in flight. */
-  available(): bigint {
-    const committed =
-      this.chargedKnown + this.inFlight > this.signedMax ? this.chargedKnown + this.inFlight : this.signedMax;
-    return this.deposit !== undefined && this.deposit > committed ? this.deposit - committed : 0n;
-  }
-
-  /**
-   * Picks the next amount and reserves `price`, or answers undefined when that amount would
-   * exceed the known deposit. The caller must await {@link persist} before sending the voucher,
-   * so a restart never signs the amount again.
-   */
-  reserve(price: bigint): bigint | undefined {
-    // NOTE: never sign above the deposit: a server holding such a voucher could claim it after a
-    // later top-up, for requests it never served.
-    if (!this.fits(price)) return undefined;
-    const next = this.next(price);
-    this.signedMax = next;
-    this.inFlight += price;
-    this.sent.add(next);
-    this.mirror();
-    return next;
-  }
-
-  /** The answer to the request that reserved `price` with `amount` arrived (paid or not). */
-  release(price: bigint, amount: bigint, chargedTotal?: bigint): void {
-    this.inFlight -= price;
-    this.sent.delete(amount);
-    if (chargedTotal !== undefined && chargedTotal > this.chargedKnown) this.chargedKnown = chargedTotal;
-  }
-
-  /** The request that reserved `price` with `amount` failed in transit: the server may have accepted it. */
-  lose(price: bigint, amount: bigint): void {
-    this.release(price, amount);
-    if (amount > this.lost) this.lost = amount;
-  }
-
-  /** Records a deposit seen for the channel; deposits only grow while it is open. */
-  learnDeposit(deposit: bigint): void {
-    if (this.deposit === undefined || deposit > this.deposit) this.deposit = deposit;
-    this.mirror();
-  }
-
-  /**
-   * Adopts the server's view from a 402 (docs/protocol.md, Resynchronization). Every amount above
-   * the highest one the server accepted is unused, except those still in flight or lost in
-   * transit: `signedMax` comes back to the highest of these, so a refused voucher (one above the
-   * deposit, say) does not push every later amount up.
-   */
-  resync(view: ChannelView): void {
-    let floor = BigInt(view.highestAmount);
-    if (this.lost > floor) floor = this.lost;
-    for (const amount of this.sent) if (amount > floor) floor = amount;
-    this.signedMax = floor;
-    this.chargedKnown = BigInt(view.chargedTotal);
-    this.learnDeposit(BigInt(view.deposit));
-  }
-
-  /** Copies the live numbers into the persisted state object. */
-  mirror(): void {
-    this.state.signedMax = this.signedMax.toString();
-    this.state.chargedKnown = this.chargedKnown.toString();
-    if (this.deposit !== undefined) this.state.deposit = this.deposit.toString();
-  }
-
-  /** Makes the current numbers durable (group commit). */
-  persist(): Promise<void> {
-    this.mirror();
-    return this.saver.save();
-  }
-}
-
-/**
  * The signature of a deposit probe: well formed (r = s = 1, v = 27), but made by no key, so the
  * probe can never pay for anything.
  */
@@ -311,12 +178,6 @@ function decodeRequired(response: Response): PaymentRequired | undefined {
   }
 }
 
-/** The server's view of `channelId` in a refusal's channel offer, if it carries one. */
-function viewOf(required: PaymentRequired | undefined, channelId: bigint): ChannelView | undefined {
-  const view = required?.accepts?.find((o) => o.scheme === SCHEME)?.extra?.channelState;
-  return view && BigInt(view.channelId) === channelId ? view : undefined;
-}
-
 async function drain(response: Response): Promise<void> {
   try {
     await response.arrayBuffer();
@@ -336,16 +197,13 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
     throw new TypeError("createPayingFetch: autoTopUp needs maxTopUpTotal (the most it may add to channels)");
   }
   const autoTopUp = options.autoTopUp ? new AutoTopUp(options.autoTopUp, options.maxTopUpTotal ?? 0n) : undefined;
-  const store = options.store ?? memoryStateStore();
-  const state = store.load();
-  const saver = new GroupSaver(store);
+  const book = new ChannelBook(options.store ?? memoryStateStore(), options.sessionAccount.address);
   /**
    * Saves bookkeeping (charged totals, receipts) before the caller sees the answer, so a client
    * restarted right after it resumes without a resync; a failed save only loses what a resync restores.
    */
   const saveQuietly = (slot: ChannelSlot): Promise<void> => slot.persist().catch(() => undefined);
   const offers = new Map<string, ChannelOffer>();
-  const slots = new Map<string, ChannelSlot>();
   const resolving = new Map<string, Promise<bigint>>();
   let spent = 0n;
   let reserved = 0n;
@@ -368,23 +226,19 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
 
   async function channelIdFor(offer: ChannelOffer, resourceUrl: string): Promise<bigint> {
     if (typeof options.channel === "bigint") return options.channel;
+    const known = book.known(offer);
+    if (known !== undefined) return known;
     const key = offerKey(offer.network, offer.extra.contract, offer.payTo, offer.asset);
-    const known = state.offers[key];
-    if (known !== undefined) return BigInt(known);
     const resolver = options.channel;
     let pending = resolving.get(key);
     if (!pending) {
       pending = resolver(offer, resourceUrl).then((resolved) => {
-        const id = typeof resolved === "bigint" ? resolved : resolved.channelId;
-        state.offers[key] = channelIdHex(id);
-        if (typeof resolved !== "bigint" && resolved.deposit !== undefined) {
-          const persisted = channelStateFor(offer, id);
-          if (persisted.deposit === undefined || resolved.deposit > BigInt(persisted.deposit)) {
-            persisted.deposit = resolved.deposit.toString();
-          }
+        if (typeof resolved === "bigint") {
+          book.remember(offer, resolved);
+          return resolved;
         }
-        store.save();
-        return id;
+        book.remember(offer, resolved.channelId, resolved.deposit);
+        return resolved.channelId;
       });
       pending.catch(() => resolving.delete(key));
       resolving.set(key, pending);
@@ -392,30 +246,8 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
     return pending;
   }
 
-  /** The persisted state of a channel, created empty on first use. */
-  function channelStateFor(offer: ChannelOffer, channelId: bigint): ChannelState {
-    return (state.channels[channelKey(offer.network, offer.extra.contract, channelId)] ??= {
-      channelId: channelIdHex(channelId),
-      signedMax: "0",
-      chargedKnown: "0",
-      receipts: 0,
-    });
-  }
-
   async function slotFor(offer: ChannelOffer, resourceUrl: string): Promise<ChannelSlot> {
-    const channelId = await channelIdFor(offer, resourceUrl);
-    const key = channelKey(offer.network, offer.extra.contract, channelId);
-    let slot = slots.get(key);
-    if (!slot) {
-      if (!isAddressEqual(signerOfChannel(channelId), options.sessionAccount.address)) {
-        throw new Error(
-          `channel ${channelIdHex(channelId)} is signed by ${signerOfChannel(channelId)}, not by the session account ${options.sessionAccount.address}`,
-        );
-      }
-      slot = new ChannelSlot(channelId, channelStateFor(offer, channelId), saver);
-      slots.set(key, slot);
-    }
-    return slot;
+    return book.slot(offer, await channelIdFor(offer, resourceUrl));
   }
 
   function checkLimits(price: bigint, url: string): void {
@@ -425,30 +257,6 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
     if (spent + reserved + price > options.maxTotal) {
       throw new PaymentLimitError("maxTotal", price, options.maxTotal, spent + reserved, url);
     }
-  }
-
-  /** Checks a paid answer's receipt; returns undefined when it is valid, else the problem. */
-  async function receiptProblem(
-    paid: SettleResponse,
-    offer: ChannelOffer,
-    request: ReplayableRequest,
-    channelId: bigint,
-    amount: bigint,
-    price: bigint,
-  ): Promise<string | undefined> {
-    const r = paid.extra?.receipt;
-    if (!r || typeof r !== "object") return "PAYMENT-RESPONSE carries no receipt";
-    const ok = await verifyReceipt(r, offer.extra.receiptSigner, chainIdOf(offer.network), offer.extra.contract);
-    if (!ok) return `receipt not signed by the offered receiptSigner ${offer.extra.receiptSigner}`;
-    if (BigInt(r.channelId) !== channelId) return "receipt names another channel";
-    if (BigInt(r.voucherAmount) !== amount) return `receipt is for voucher ${r.voucherAmount}, not ${amount}`;
-    const url = new URL(request.url);
-    if (r.request !== requestHash(request.method, url.pathname + url.search)) return "receipt is for another request";
-    if (BigInt(r.charge) > price) return `receipt charges ${r.charge}, above the price ${price}`;
-    if (r.charge !== paid.amount || r.chargedTotal !== paid.extra.chargedTotal) {
-      return "PAYMENT-RESPONSE disagrees with its receipt";
-    }
-    return undefined;
   }
 
   /**
@@ -608,7 +416,7 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
         let problem: string | undefined;
         try {
           paid = decodeHeader<SettleResponse>(paidHeader);
-          problem = await receiptProblem(paid, offer, request, slot.channelId, amount, price);
+          problem = await receiptProblem(paid, offer, slot.channelId, amount, price, request);
         } catch (error) {
           problem = `unreadable PAYMENT-RESPONSE: ${(error as Error).message}`;
         }
@@ -707,9 +515,7 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
     reserved: { get: () => reserved },
     toppedUp: { get: () => autoTopUp?.toppedUp ?? 0n },
     channelState: {
-      value: (channelId: bigint) =>
-        Object.values(state.channels).find((c) => BigInt(c.channelId) === channelId) as
-          Readonly<ChannelState> | undefined,
+      value: (channelId: bigint) => book.find(channelId),
     },
   }) as PayingFetch;
 }

@@ -8,8 +8,11 @@ import type { ChannelOffer } from "../protocol/headers";
 /** A payment (or an automatic top-up) was refused locally, before anything was signed, because it would break a limit. */
 export class PaymentLimitError extends Error {
   constructor(
-    /** Which limit: the per-request price cap or the instance's total budget. */
-    readonly limit: "maxPerRequest" | "maxTotal" | "maxTopUpTotal",
+    /**
+     * Which limit: the per-request price cap (`maxAmountPerPayment` is x402's spend control, as
+     * resolved by x402Client), the instance's total budget, or the top-up budget.
+     */
+    readonly limit: "maxPerRequest" | "maxAmountPerPayment" | "maxTotal" | "maxTopUpTotal",
     /** The price asked by the server (for `maxTopUpTotal`: the top-up amount), atomic units. */
     readonly price: bigint,
     /** The configured limit, atomic units. */
@@ -19,8 +22,8 @@ export class PaymentLimitError extends Error {
     readonly url: string,
   ) {
     super(
-      limit === "maxPerRequest"
-        ? `payment refused: ${url} asks ${price} atomic units, above maxPerRequest ${allowed}`
+      limit === "maxPerRequest" || limit === "maxAmountPerPayment"
+        ? `payment refused: ${url} asks ${price} atomic units, above ${limit} ${allowed}`
         : limit === "maxTotal"
           ? `payment refused: ${url} asks ${price} atomic units, spent ${spent} of maxTotal ${allowed}`
           : `automatic top-up refused: adding ${price} atomic units would exceed maxTopUpTotal ${allowed} ` +

@@ -60,6 +60,12 @@ export interface PaymentServer {
   /** Health as served on the health endpoint. */
   health(): HealthReport;
   /**
+   * Reads a channel the engine does not hold yet from the chain (a few lookups at a time, as the
+   * gate does for an unknown channel) and hands it to the engine when it pays this server. A
+   * channel of another payee is returned too, and stays out of the engine.
+   */
+  lookupChannel(channelId: bigint): Promise<ChannelRecord | undefined>;
+  /**
    * Checks the RPC endpoint and that `config.contract` is a compatible PaymentChannels contract
    * (rejecting with a `ChainSetupError` that says what to fix), then starts the chain watcher.
    * Enough when only the gate is used (the Express `paywall` middleware); {@link start} does it too.
@@ -352,6 +358,7 @@ export async function createPaymentServer(
       relay,
       logger,
       health,
+      lookupChannel: fetchChannel,
       pruneVouchers,
       async startChain() {
         await checkDeployment(client, { network, rpcUrl: config.rpcUrl, contract: config.contract });

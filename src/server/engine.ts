@@ -217,6 +217,49 @@ export class VerificationEngine {
   }
 
   /**
+   * Takes back a ticket whose request failed before its voucher was made durable, as if it had
+   * never been accepted: its charge is returned, its amount may be used again and, when it was the
+   * highest voucher, the highest becomes the best other voucher held (in memory or, durably, in
+   * the store's ledger). Unlike {@link release}, nothing of it is kept, so the payer is not charged
+   * for it even by a claim of the best voucher.
+   *
+   * Refused (returns false, nothing changed) when the other accepted vouchers would no longer
+   * cover what they were charged: a voucher above the price lets later, lower ones through, and
+   * those requests were served on its strength. The caller then keeps the voucher with a charge of
+   * 0 ({@link settleCharge}), so what was served stays claimable.
+   */
+  cancel(ticket: Ticket): boolean {
+    const state = this.channels.get(ticket.channelId);
+    if (!state || state.signatures.get(ticket.amount) !== ticket.signature) return false;
+    const charged = state.charged - ticket.charge;
+    let highest = state.highest;
+    let highestSignature = state.highestSignature;
+    if (ticket.amount === state.highest) {
+      let ledger: ChannelLedger | undefined;
+      try {
+        ledger = this.options.loadLedger?.(ticket.channelId);
+      } catch {
+        return false;
+      }
+      highest = ledger?.highestAmount ?? 0n;
+      highestSignature = ledger?.highestSignature ?? null;
+      for (const [amount, signature] of state.signatures) {
+        if (amount !== ticket.amount && amount > highest) {
+          highest = amount;
+          highestSignature = signature;
+        }
+      }
+      if (charged > highest) return false;
+    }
+    state.charged = charged;
+    state.highest = highest;
+    state.highestSignature = highestSignature;
+    state.used?.delete(ticket.amount);
+    state.signatures.delete(ticket.amount);
+    return true;
+  }
+
+  /**
    * Changes a ticket's charge from `currentCharge` (initially the reservation) to `finalCharge`
    * after a usage-based route ran; the final charge never exceeds the reservation. Returns the
    * channel's new charged total.

@@ -405,18 +405,13 @@ export class PaymentGate {
       }
     }
     const view = this.options.engine.channelView(channelId);
-    const receipt = original && (JSON.parse(original.receipt) as SignedReceipt);
-    // NOTE: a retry must repeat the same voucher for the same request, within the window;
-    // anything else would serve a request nobody paid for.
-    if (
-      original === undefined ||
-      receipt === undefined ||
-      original.signature.toLowerCase() !== signature.toLowerCase() ||
-      receipt.request !== requestHash(request.method, request.pathAndQuery) ||
-      Date.now() - original.acceptedAt > this.retryWindowMs
-    ) {
-      return this.refuse(request, "voucher_reused", view);
-    }
+    const receipt = retriedReceipt(
+      original,
+      signature,
+      requestHash(request.method, request.pathAndQuery),
+      this.retryWindowMs,
+    );
+    if (original === undefined || receipt === undefined) return this.refuse(request, "voucher_reused", view);
     this.options.observer?.retried?.(channelId, amount);
     const response: SettleResponse = {
       success: true,
@@ -444,6 +439,23 @@ export class PaymentGate {
       response: () => response,
     };
   }
+}
+
+/**
+ * The receipt of `original` when a voucher sent again is a retry of it, else undefined. A retry
+ * must repeat the same voucher (same signature) for the same request (`request`, its hash),
+ * within the retry window: anything else would serve a request nobody paid for.
+ */
+export function retriedReceipt(
+  original: AcceptedVoucher | undefined,
+  signature: Hex,
+  request: Hex,
+  retryWindowMs: number,
+): SignedReceipt | undefined {
+  if (original === undefined || original.signature.toLowerCase() !== signature.toLowerCase()) return undefined;
+  if (Date.now() - original.acceptedAt > retryWindowMs) return undefined;
+  const receipt = JSON.parse(original.receipt) as SignedReceipt;
+  return receipt.request === request ? receipt : undefined;
 }
 
 function voucherKey(channelId: bigint, amount: bigint): string {

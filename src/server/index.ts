@@ -7,6 +7,8 @@
  * - In an Express app, {@link paywall} guards the priced routes with the server's gate and
  *   `server.relay.handle` serves the relay; `server.start()` instead runs the reverse proxy in
  *   front of `config.upstream`.
+ * - In an x402 server (@x402/express, @x402/hono), {@link x402Channel} adds paychan channels
+ *   beside `exact` or any other scheme: a scheme to register and an in-process facilitator.
  * - Accepted vouchers are claimed by the batch settler: `startSettler` from `paychan/settler` in
  *   the same process, or `paychan settle` beside it.
  */
@@ -40,6 +42,13 @@ export type {
   Payment,
   Refusal,
 } from "./gate";
+export { x402Channel } from "./x402/x402Channel";
+export type { X402Channel } from "./x402/x402Channel";
+export { ChannelSchemeServer } from "./x402/channelScheme";
+export type { ChannelSchemeOptions } from "./x402/channelScheme";
+export { ChannelFacilitatorClient } from "./x402/channelFacilitator";
+export { ChannelPayments } from "./x402/channelPayments";
+export type { ChannelPaymentsOptions, ChannelSettlement, ChannelVerdict, RequestLine } from "./x402/channelPayments";
 export { ExactPayments } from "./exactPayments";
 export type { ExactOutcome, ExactPaymentsOptions } from "./exactPayments";
 export { FacilitatorExactSettler, LocalExactSettler } from "./exactSettler";

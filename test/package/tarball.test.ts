@@ -218,6 +218,7 @@ describe("the installable package (npm pack, npm install --omit=dev, examples)",
       "paychan/client",
       "paychan/protocol",
       "paychan/settler",
+      "paychan/x402",
     ]);
     const script = `
       import { createRequire } from "node:module";
@@ -250,6 +251,8 @@ describe("the installable package (npm pack, npm install --omit=dev, examples)",
     expect(entries["paychan/client"].names).to.include.members(["createPayingFetch", "openChannel", "topUp"]);
     expect(entries["paychan/settler"].names).to.include.members(["startSettler", "Settler"]);
     expect(entries["paychan/protocol"].names).to.include.members(["verifyReceipt", "REASONS", "voucherTypedData"]);
+    // Loads without @x402/core installed: the plug-in uses its types only.
+    expect(entries["paychan/x402"].names).to.include.members(["createChannelScheme", "findDefaultAssetIn"]);
   });
 
   it("type-checks the examples against the installed declarations", async () => {

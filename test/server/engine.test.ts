@@ -356,6 +356,48 @@ describe("VerificationEngine", () => {
       expect(again.chargedTotal).to.equal(PRICE);
     });
 
+    it("cancel takes a ticket back entirely: charge, amount and highest voucher", () => {
+      const ledger = {
+        channelId: CH,
+        chargedTotal: PRICE,
+        highestAmount: PRICE,
+        highestSignature: signVoucher(CH, PRICE),
+        claimedAmount: 0n,
+      };
+      const { engine } = setup([], { loadLedger: () => ledger });
+      engine.applyChannel(channelRecord());
+      const ticket = accepted(check(engine, 2n * PRICE));
+      expect(engine.cancel(ticket)).to.equal(true);
+      expect(charged(engine)).to.equal(PRICE);
+      // Back to the durable best voucher: a claim collects only what was charged.
+      expect(engine.channelView(CH)?.highestAmount).to.equal(PRICE.toString());
+      expect([...engine.ledgers()][0].highestSignature).to.equal(ledger.highestSignature);
+      // A ticket no longer held (already taken back) changes nothing.
+      expect(engine.cancel(ticket)).to.equal(false);
+      expect(charged(engine)).to.equal(PRICE);
+      // The amount is free again and charged once.
+      expect(accepted(check(engine, 2n * PRICE)).chargedTotal).to.equal(2n * PRICE);
+    });
+
+    it("cancel of a ticket below the highest returns its charge and keeps the highest", () => {
+      const { engine } = setup();
+      const low = accepted(check(engine, PRICE));
+      accepted(check(engine, 2n * PRICE));
+      expect(engine.cancel(low)).to.equal(true);
+      expect(charged(engine)).to.equal(PRICE);
+      expect(engine.channelView(CH)?.highestAmount).to.equal((2n * PRICE).toString());
+    });
+
+    it("cancel is refused when lower vouchers were accepted on the strength of the ticket's amount", () => {
+      const { engine } = setup();
+      const high = accepted(check(engine, 10n * PRICE));
+      accepted(check(engine, 1n));
+      accepted(check(engine, 2n));
+      expect(engine.cancel(high)).to.equal(false);
+      expect(charged(engine)).to.equal(3n * PRICE);
+      expect(engine.channelView(CH)?.highestAmount).to.equal((10n * PRICE).toString());
+    });
+
     it("release of a ticket on a channel the engine no longer knows is a no-op", () => {
       const { engine } = setup();
       const ticket = accepted(check(engine, PRICE));
