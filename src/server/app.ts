@@ -16,6 +16,7 @@ import { VerificationEngine } from "./engine";
 import { PaymentGate } from "./gate";
 import { createLogger, type Logger } from "../shared/log";
 import { PaymentMetrics } from "./metrics";
+import { PaywallPage } from "./paywallPage";
 import { PaymentProxy, type HealthReport } from "./proxy";
 import { GaslessRelay } from "./relay";
 
@@ -274,6 +275,10 @@ export async function createPaymentServer(
       health,
       metrics,
       ...(relay ? { relay } : {}),
+      paywallPage: new PaywallPage({
+        logger: logger.child({ component: "paywall" }),
+        onReport: () => metrics.cspReports.inc(),
+      }),
       logger: logger.child({ component: "proxy" }),
     });
 
