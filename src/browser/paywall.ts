@@ -185,6 +185,7 @@ async function show(offer: ChannelOffer, answer: PaidAnswer): Promise<void> {
     content.textContent = text;
   }
   content.hidden = false;
+  document.querySelector("h1")!.textContent = "Paid";
   element("pay").hidden = false;
   element("wallets").hidden = true;
   element("limit-row").hidden = true;

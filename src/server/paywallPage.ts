@@ -254,6 +254,7 @@ function escapeHtml(text: string): string {
 
 const STYLE = `
 :root{color-scheme:light dark;font-family:system-ui,sans-serif}
+[hidden]{display:none!important}
 main{max-width:32rem;margin:4rem auto;padding:0 1rem;line-height:1.5}
 h1{font-size:1.4rem;margin:0 0 .5rem}
 .what{font-size:1.1rem;word-break:break-all}

@@ -155,6 +155,8 @@ describe("browser paywall (headless Chromium)", function () {
     const seconds = (Date.now() - started) / 1000;
     expect(JSON.parse((await page.textContent("#content")) ?? "")).to.deep.equal({ ok: true, path: "/article/1" });
     expect(await page.textContent("#status")).to.equal("Paid $0.001; $0.999 left of your $1 limit.");
+    expect(await page.textContent("h1")).to.equal("Paid");
+    expect(await page.isVisible("#approve")).to.equal(false);
     await screenshot("paywall-after.png");
     const channelId = BigInt((await page.getAttribute("body", "data-channel"))!);
     expect(clicks).to.equal(2);
