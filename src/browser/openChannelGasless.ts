@@ -47,7 +47,7 @@ export async function openChannelGasless(params: GaslessOpen): Promise<{ channel
   const signature = await wallet.signTypedData({
     account: payer,
     ...receiveWithAuthorizationTypedData(
-      { name: offer.extra.tokenName, version: offer.extra.tokenVersion, chainId, verifyingContract: offer.asset },
+      { name: offer.extra.name, version: offer.extra.version, chainId, verifyingContract: offer.asset },
       {
         from: payer,
         to: offer.extra.contract,

@@ -7,7 +7,7 @@ import {
   PAYMENT_SIGNATURE_HEADER,
   type ChannelOffer,
   type PaymentRequired,
-  type PaymentResponse,
+  type SettleResponse,
 } from "../protocol/headers";
 import { voucherDomain, voucherTypedData } from "../protocol/voucher";
 import type { SessionVault, StoredChannel } from "./sessionVault";
@@ -19,7 +19,7 @@ import type { SessionVault, StoredChannel } from "./sessionVault";
  * never above the deposit (the buyer's spending limit), and it is stored before the voucher is
  * sent, so a reload or a crash never signs an amount twice. Tabs of the same origin take turns
  * through a Web Lock, so they never race for the same amount. A refusal carrying the server's view
- * of the channel resynchronizes and is retried once.
+ * of the channel (`extra.channelState`) resynchronizes and is retried once.
  */
 
 /** The spending limit would be exceeded: nothing was signed. */
@@ -33,7 +33,7 @@ export class SpendingLimitReached extends Error {
 export interface PaidAnswer {
   readonly response: Response;
   /** The PAYMENT-RESPONSE of a paid answer. */
-  readonly settled?: PaymentResponse;
+  readonly settled?: SettleResponse;
   readonly channel: StoredChannel;
 }
 
@@ -62,26 +62,30 @@ export async function payRequest(
       );
       const response = await fetch(url, {
         headers: {
-          [PAYMENT_SIGNATURE_HEADER]: encodePaymentSignature(offer, {
-            channelId: channel.channelId,
-            amount: next.toString(),
-            signature,
-          }),
+          [PAYMENT_SIGNATURE_HEADER]: encodePaymentSignature(
+            offer,
+            {
+              channelId: channel.channelId,
+              amount: next.toString(),
+              signature,
+            },
+            { url },
+          ),
         },
         credentials: "same-origin",
         cache: "no-store",
       });
       const paid = response.headers.get(PAYMENT_RESPONSE_HEADER);
       if (paid) {
-        const settled = decodeHeader<PaymentResponse>(paid);
-        if (BigInt(settled.chargedTotal) > BigInt(channel.chargedKnown)) {
-          channel.chargedKnown = settled.chargedTotal;
+        const settled = decodeHeader<SettleResponse>(paid);
+        if (BigInt(settled.extra.chargedTotal) > BigInt(channel.chargedKnown)) {
+          channel.chargedKnown = settled.extra.chargedTotal;
         }
         await vault.saveChannel(channel);
         return { response, settled, channel };
       }
       const required = response.headers.get(PAYMENT_REQUIRED_HEADER);
-      const view = required ? decodeHeader<PaymentRequired>(required).channel : undefined;
+      const view = required ? decodeHeader<PaymentRequired>(required).accepts[0]?.extra.channelState : undefined;
       if (!view || attempt > 0) return { response, channel };
       // The server holds other amounts than this browser remembers (another device, lost storage):
       // continue from its view. The refused amount was not used, but never sign it again.

@@ -190,9 +190,9 @@ async function show(offer: ChannelOffer, answer: PaidAnswer): Promise<void> {
   element("wallets").hidden = true;
   element("limit-row").hidden = true;
   element("approve").hidden = true;
-  const left = BigInt(channel.deposit) - BigInt(settled.chargedTotal);
+  const left = BigInt(channel.deposit) - BigInt(settled.extra.chargedTotal);
   status(
-    `Paid ${formatDollars(BigInt(settled.charge), decimals)}; ${formatDollars(left, decimals)} left of your ` +
+    `Paid ${formatDollars(BigInt(settled.amount), decimals)}; ${formatDollars(left, decimals)} left of your ` +
       `${formatDollars(BigInt(channel.deposit), decimals)} limit.`,
   );
   document.body.dataset.channel = channel.channelId;

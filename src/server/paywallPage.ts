@@ -104,7 +104,7 @@ ${script ? `<script nonce="${nonce}" src="${PAYWALL_SCRIPT_PATH}" integrity="${s
 <h1>Payment required</h1>
 <p class="what" id="what">${escapeHtml(what)}</p>
 <p class="price"><strong id="price">${upto}${escapeHtml(price)}</strong> per request${
-      offer ? `, in ${escapeHtml(offer.extra.tokenName)} on ${escapeHtml(network)}` : ""
+      offer ? `, in ${escapeHtml(offer.extra.name)} on ${escapeHtml(network)}` : ""
     }</p>
 <section id="pay"${script ? "" : " hidden"}>
 <div id="wallets"></div>

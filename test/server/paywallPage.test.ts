@@ -117,8 +117,10 @@ describe("paywall page", () => {
         const paying = await fetch(`${base}/article`, {
           headers: { accept: BROWSER_ACCEPT, "payment-signature": "bm90IGEgdm91Y2hlcg==" },
         });
-        expect(paying.status).to.equal(400);
+        // Refused with 402 too, but a program sent it: JSON with the reason, not the page.
+        expect(paying.status).to.equal(402);
         expect(paying.headers.get("content-type")).to.match(/^application\/json/);
+        expect(((await paying.json()) as PaymentRequired).error).to.equal("malformed_header");
       });
 
       it("serves its script with the hash the page pins, revalidated by ETag", async () => {
