@@ -2,9 +2,9 @@ import { getAddress, type Address } from "viem";
 import { decodeHeader, SCHEME, type ChannelOffer, type PaymentRequired } from "../protocol/headers";
 import { formatDollars, toAtomic } from "../protocol/price";
 import { discoverWallets, type Wallet } from "./discoverWallets";
-import { openChannelGasless, RelayRefusal } from "./openChannelGasless";
+import { openChannelGasless, RelayRefusal, topUpChannelGasless } from "./fundChannelGasless";
 import { payRequest, SpendingLimitReached, type PaidAnswer } from "./payRequest";
-import { offerKey, SessionVault } from "./sessionVault";
+import { offerKey, SessionVault, type StoredChannel } from "./sessionVault";
 
 /**
  * The paywall page's script (bundled into dist/browser/paywall.js; the page is rendered by
@@ -37,7 +37,7 @@ function fail(error: unknown): void {
   stage("error");
   element("pay").hidden = false;
   if (error instanceof RelayRefusal)
-    status(`The server could not open the channel: ${error.message}. ${error.fix ?? ""}`);
+    status(`The server could not fund the channel: ${error.message}. ${error.fix ?? ""}`);
   else status(error instanceof Error ? error.message : String(error));
 }
 
@@ -50,21 +50,24 @@ async function main(): Promise<void> {
   }
   const key = offerKey(offer.network, offer.extra.contract, offer.payTo, offer.asset);
   const vault = await SessionVault.open();
-  if (await vault.channel(key)) {
+  const channel = await vault.channel(key);
+  if (channel) {
     try {
       await pay(vault, offer, key);
       return;
     } catch (error) {
       if (!(error instanceof SpendingLimitReached)) throw error;
-      await vault.forgetChannel(key);
-      status("Your spending limit for this site is used up: approve a new one to go on.");
     }
   }
-  await connect(vault, offer, key);
+  await connect(vault, offer, key, channel);
+  if (channel) status("What is left of your spending limit does not cover this page: add to it to go on.");
 }
 
-/** Shows the wallets; a click on one connects it (click 1). */
-async function connect(vault: SessionVault, offer: ChannelOffer, key: string): Promise<void> {
+/**
+ * Shows the wallets; a click on one connects it (click 1). `used` is this offer's channel when
+ * its limit is used up: approving then tops it up instead of opening another.
+ */
+async function connect(vault: SessionVault, offer: ChannelOffer, key: string, used?: StoredChannel): Promise<void> {
   stage("connect");
   if (!offer.extra.relay) {
     status("This server does not open channels for browsers (it offers no gasless relay).");
@@ -88,7 +91,7 @@ async function connect(vault: SessionVault, offer: ChannelOffer, key: string): P
           const payer = (accounts as string[])[0];
           if (!payer) throw new Error("The wallet shared no account.");
           list.hidden = true;
-          approve(vault, offer, key, wallet, getAddress(payer));
+          approve(vault, offer, key, wallet, getAddress(payer), used);
         })
         .catch(fail);
     });
@@ -99,8 +102,19 @@ async function connect(vault: SessionVault, offer: ChannelOffer, key: string): P
   status(wallets.length ? "" : "No wallet found: install a browser wallet, then reload this page.");
 }
 
-/** Asks for the spending limit; the approve button (click 2) opens the channel and pays. */
-function approve(vault: SessionVault, offer: ChannelOffer, key: string, wallet: Wallet, payer: Address): void {
+/**
+ * Asks for the spending limit; the approve button (click 2) opens the channel (or tops up `used`,
+ * when the connected wallet funded it) and pays.
+ */
+function approve(
+  vault: SessionVault,
+  offer: ChannelOffer,
+  key: string,
+  wallet: Wallet,
+  payer: Address,
+  used: StoredChannel | undefined,
+): void {
+  const topUp = used && used.payer === payer ? used : undefined;
   stage("approve");
   const { decimals } = offer.extra;
   const minimum =
@@ -123,7 +137,10 @@ function approve(vault: SessionVault, offer: ChannelOffer, key: string, wallet: 
     button.textContent =
       value === undefined
         ? `The limit must be at least ${formatDollars(minimum, decimals)}`
-        : `Approve ${formatDollars(value, decimals)} limit and pay ${formatDollars(BigInt(offer.amount), decimals)}`;
+        : (topUp
+            ? `Add ${formatDollars(value, decimals)} to your limit`
+            : `Approve ${formatDollars(value, decimals)} limit`) +
+          ` and pay ${formatDollars(BigInt(offer.amount), decimals)}`;
   };
   input.addEventListener("input", label);
   label();
@@ -137,22 +154,30 @@ function approve(vault: SessionVault, offer: ChannelOffer, key: string, wallet: 
     void (async () => {
       const session = await vault.sessionKey();
       status("Confirm the spending limit in your wallet…");
-      const opened = await openChannelGasless({
+      const funding = {
         provider: wallet.provider,
         payer,
         offer,
-        signer: session.address,
         amount,
         relayUrl: new URL(offer.extra.relay ?? "", location.href).toString(),
-      });
-      await vault.saveChannel({
-        offer: key,
-        channelId: opened.channelId,
-        payer,
-        deposit: opened.deposit.toString(),
-        signedMax: "0",
-        chargedKnown: "0",
-      });
+      };
+      if (topUp) {
+        const { deposit } = await topUpChannelGasless({ ...funding, channelId: topUp.channelId });
+        // Re-read: another tab may have paid from the channel meanwhile.
+        const current = (await vault.channel(key)) ?? topUp;
+        await vault.saveChannel({ ...current, deposit: deposit.toString() });
+      } else {
+        // A channel of another wallet is replaced: its unspent deposit returns to that wallet by withdrawal.
+        const opened = await openChannelGasless({ ...funding, signer: session.address });
+        await vault.saveChannel({
+          offer: key,
+          channelId: opened.channelId,
+          payer,
+          deposit: opened.deposit.toString(),
+          signedMax: "0",
+          chargedKnown: "0",
+        });
+      }
       await pay(vault, offer, key);
     })().catch((error: unknown) => {
       button.disabled = false;

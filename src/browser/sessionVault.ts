@@ -122,10 +122,4 @@ export class SessionVault {
     tx.objectStore(CHANNELS).put(channel);
     await done(tx);
   }
-
-  async forgetChannel(offer: string): Promise<void> {
-    const tx = this.db.transaction(CHANNELS, "readwrite");
-    tx.objectStore(CHANNELS).delete(offer);
-    await done(tx);
-  }
 }

@@ -81,7 +81,12 @@ describe("browser paywall (headless Chromium)", function () {
     local = await startLocalServer(
       { rpcUrl: node.url, contract: node.deployments!.PaymentChannels, token: usdc },
       { payee: PAYEE_KEY, relayer: RELAYER_KEY },
-      { routes: { "GET /article/*": { price: "$0.001", description: "One article of the Daily Ledger" } } },
+      {
+        routes: {
+          "GET /article/*": { price: "$0.001", description: "One article of the Daily Ledger" },
+          "GET /archive/*": { price: "$0.99", description: "The whole archive" },
+        },
+      },
       "/article/1",
     );
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
@@ -194,6 +199,64 @@ describe("browser paywall (headless Chromium)", function () {
       `      clicks from first load to content: ${clicks}; wallet prompts: 2 (connect, one signature); ` +
         `seconds from first load to content: ${seconds.toFixed(2)}; each further page paid in ${perPage.toFixed(2)} s`,
     );
+  });
+
+  it("resynchronizes from the server's channel view when the browser's stored amounts are stale: one voucher refused, then paid", async () => {
+    const channelId = BigInt((await page.getAttribute("body", "data-channel"))!);
+    const charged = BigInt(local.server.engine.channelView(channelId)!.chargedTotal);
+    // As if the site's storage were restored from an older copy: the next amount would be one already used.
+    await page.evaluate(
+      () =>
+        new Promise<void>((resolve, reject) => {
+          const open = indexedDB.open("paychan");
+          open.onsuccess = () => {
+            const store = open.result.transaction("channels", "readwrite").objectStore("channels");
+            const all = store.getAll();
+            all.onsuccess = () => {
+              for (const channel of all.result as { signedMax: string; chargedKnown: string }[]) {
+                store.put({ ...channel, signedMax: "0", chargedKnown: "0" });
+              }
+              store.transaction.oncomplete = () => resolve();
+            };
+          };
+          open.onerror = () => reject(open.error);
+        }),
+    );
+    // Vouchers refused (the page's own unpaid load counts as payment_required, not here).
+    const rejected = async () =>
+      (await local.server.metrics.rejected.get()).values
+        .filter((v) => v.labels.reason !== "payment_required")
+        .reduce((sum, v) => sum + v.value, 0);
+    const refusedBefore = await rejected();
+    await page.goto(`${local.baseUrl}/article/12`);
+    await paid(page);
+    expect(JSON.parse((await page.textContent("#content")) ?? "")).to.deep.equal({ ok: true, path: "/article/12" });
+    expect(await rejected()).to.equal(refusedBefore + 1);
+    expect(BigInt(local.server.engine.channelView(channelId)!.chargedTotal)).to.equal(charged + PRICE);
+    expect(Object.fromEntries(wallet.prompts)).to.deep.equal({ eth_requestAccounts: 1, eth_signTypedData_v4: 1 });
+  });
+
+  it("asks to add to the limit when it does not cover a page, and tops the same channel up gaslessly (two clicks)", async () => {
+    const channelId = BigInt((await page.getAttribute("body", "data-channel"))!);
+    const charged = BigInt(local.server.engine.channelView(channelId)!.chargedTotal);
+    expect(DOLLAR - charged).to.be.lessThan(990_000n);
+    await page.goto(`${local.baseUrl}/archive/all`);
+    await page.waitForSelector('body[data-paychan="connect"] #wallets button');
+    expect(await page.textContent("#status")).to.equal(
+      "What is left of your spending limit does not cover this page: add to it to go on.",
+    );
+    await page.click("#wallets button");
+    await page.waitForSelector("#approve:not([hidden])");
+    expect(await page.textContent("#approve")).to.equal("Add $1 to your limit and pay $0.99");
+    await page.click("#approve");
+    await paid(page);
+    expect(BigInt((await page.getAttribute("body", "data-channel"))!)).to.equal(channelId);
+    expect(local.server.engine.record(channelId)?.deposit).to.equal(2n * DOLLAR);
+    expect(BigInt(local.server.engine.channelView(channelId)!.chargedTotal)).to.equal(charged + 990_000n);
+    const topUps = (await local.server.metrics.relay.get()).values.filter((v) => v.labels.operation === "topup");
+    expect(topUps.map((v) => [v.labels.result, v.value])).to.deep.equal([["ok", 1]]);
+    expect(Object.fromEntries(wallet.prompts)).to.deep.equal({ eth_requestAccounts: 2, eth_signTypedData_v4: 2 });
+    expect(await cspReports()).to.equal(0);
   });
 
   it("blocks and reports what the wallet flow does not need (another origin, inline script)", async () => {
