@@ -7,6 +7,8 @@
  * - In an Express app, {@link paywall} guards the priced routes with the server's gate and
  *   `server.relay.handle` serves the relay; `server.start()` instead runs the reverse proxy in
  *   front of `config.upstream`.
+ * - Both answer a browser's unpaid navigation with the HTML paywall page ({@link PaywallPage},
+ *   docs/paywall.md), whose script the package ships in dist/browser/paywall.js.
  * - Accepted vouchers are claimed by the batch settler: `startSettler` from `paychan/settler` in
  *   the same process, or `paychan settle` beside it.
  */
@@ -14,6 +16,8 @@ export { createPaymentServer } from "./app";
 export type { PaymentServer, PaymentServerOptions } from "./app";
 export { paymentOf, paywall } from "./paywall";
 export type { PaywallOptions } from "./paywall";
+export { CSP_REPORT_PATH, PAYWALL_SCRIPT_PATH, PaywallPage, wantsPaywallPage } from "./paywallPage";
+export type { PaywallResponse } from "./paywallPage";
 export {
   CHANNEL_HEADER,
   CHARGE_HEADER,
