@@ -12,9 +12,12 @@ import { offerKey, SessionVault, type StoredChannel } from "./sessionVault";
  * spending limit and approves it (click 2: one EIP-3009 signature in the wallet); the server's
  * relay opens a channel with that deposit, gaslessly, naming a session key kept in IndexedDB; the
  * request is paid with a voucher and its answer shown. Later visits to any page with the same
- * offer pay with the stored channel at once, with no click and no prompt, until the limit is used.
+ * offer pay with the stored channel at once, with no click and no prompt, until the limit is used;
+ * a page another site sent the buyer to (the server renders `data-autopay="false"`) asks for one
+ * click first.
  *
- * `document.body.dataset.paychan` tells where the page is: connect, approve, paying, paid, error.
+ * `document.body.dataset.paychan` tells where the page is: confirm, connect, approve, paying, paid,
+ * error.
  */
 
 /** The page's terms: the PAYMENT-REQUIRED body the server put in a meta tag (no inline script). */
@@ -52,6 +55,7 @@ async function main(): Promise<void> {
   const vault = await SessionVault.open();
   const channel = await vault.channel(key);
   if (channel) {
+    if (document.body.dataset.autopay !== "true") await confirm(offer, channel);
     try {
       await pay(vault, offer, key);
       return;
@@ -61,6 +65,27 @@ async function main(): Promise<void> {
   }
   await connect(vault, offer, key, channel);
   if (channel) status("What is left of your spending limit does not cover this page: add to it to go on.");
+}
+
+/** Waits for a click on "Pay" (for a page another site navigated to). */
+function confirm(offer: ChannelOffer, channel: StoredChannel): Promise<void> {
+  stage("confirm");
+  const { decimals } = offer.extra;
+  const left = BigInt(channel.deposit) - BigInt(channel.chargedKnown);
+  const button = element<HTMLButtonElement>("approve");
+  button.textContent = `Pay ${formatDollars(BigInt(offer.amount), decimals)} from your limit`;
+  button.hidden = false;
+  status(`Another site sent you here. ${formatDollars(left, decimals)} is left of your spending limit.`);
+  return new Promise((resolve) =>
+    button.addEventListener(
+      "click",
+      () => {
+        button.hidden = true;
+        resolve();
+      },
+      { once: true },
+    ),
+  );
 }
 
 /**

@@ -67,7 +67,7 @@ export function paywall(options: PaywallOptions): RequestHandler {
         res.setHeader("access-control-expose-headers", "payment-required, payment-response");
         if (!result.ok) {
           if (page && result.status === 402 && wantsPaywallPage(req.method, req.headers.accept, header !== undefined)) {
-            const rendered = page.render(result.body);
+            const rendered = page.render(result.body, req.get("sec-fetch-site"));
             res.status(402).set(result.headers).set(rendered.headers).send(rendered.html);
             return;
           }

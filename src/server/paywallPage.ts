@@ -79,8 +79,14 @@ export class PaywallPage {
     return this.reports;
   }
 
-  /** The page for a refusal's PAYMENT-REQUIRED body. */
-  render(required: PaymentRequired): PaywallResponse {
+  /**
+   * The page for a refusal's PAYMENT-REQUIRED body. `fetchSite` is the request's Sec-Fetch-Site:
+   * a page another site navigated to does not pay from a stored channel on its own, it asks
+   * for a click first, so no other site can spend the buyer's limit by sending them to priced URLs.
+   */
+  render(required: PaymentRequired, fetchSite?: string): PaywallResponse {
+    // Absent in browsers too old to send it: nothing to tell, as before the header existed.
+    const autoPay = fetchSite === undefined || fetchSite === "same-origin" || fetchSite === "none";
     const nonce = randomBytes(16).toString("base64");
     const script = this.loadScript();
     const offer = required.accepts[0];
@@ -99,7 +105,7 @@ export class PaywallPage {
 <style nonce="${nonce}">${STYLE}</style>
 ${script ? `<script nonce="${nonce}" src="${PAYWALL_SCRIPT_PATH}" integrity="${script.integrity}" defer></script>` : ""}
 </head>
-<body>
+<body data-autopay="${autoPay}">
 <main>
 <h1>Payment required</h1>
 <p class="what" id="what">${escapeHtml(what)}</p>

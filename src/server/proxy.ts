@@ -382,7 +382,8 @@ export class PaymentProxy {
       refusal.status === 402 &&
       wantsPaywallPage(method, req.headers.accept, req.headers[PAYMENT_SIGNATURE_HEADER] !== undefined)
     ) {
-      const page = this.page.render(refusal.body);
+      const site = req.headers["sec-fetch-site"];
+      const page = this.page.render(refusal.body, Array.isArray(site) ? site[0] : site);
       res.writeHead(402, { ...refusal.headers, ...page.headers, "content-length": Buffer.byteLength(page.html) });
       res.end(method === "HEAD" ? undefined : page.html);
       return;

@@ -1,5 +1,7 @@
 import { expect } from "chai";
 import { existsSync, mkdirSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { createPublicClient, createWalletClient, http as httpTransport, type Address, type Hex } from "viem";
@@ -257,6 +259,32 @@ describe("browser paywall (headless Chromium)", function () {
     expect(topUps.map((v) => [v.labels.result, v.value])).to.deep.equal([["ok", 1]]);
     expect(Object.fromEntries(wallet.prompts)).to.deep.equal({ eth_requestAccounts: 2, eth_signTypedData_v4: 2 });
     expect(await cspReports()).to.equal(0);
+  });
+
+  it("asks for one click, not the wallet, before paying a page another site sent the buyer to", async () => {
+    const elsewhere = http.createServer((_req, res) => {
+      res.writeHead(200, { "content-type": "text/html" });
+      res.end(`<a id="go" href="${local.baseUrl}/article/20">read this</a>`);
+    });
+    await new Promise<void>((resolve) => elsewhere.listen(0, "127.0.0.1", resolve));
+    try {
+      // localhost and 127.0.0.1 are different sites to the browser.
+      await page.goto(`http://localhost:${(elsewhere.address() as AddressInfo).port}/`);
+      const accepted = async () => (await local.server.metrics.accepted.get()).values[0].value;
+      const before = await accepted();
+      await Promise.all([page.waitForURL(`${local.baseUrl}/article/20`), page.click("#go")]);
+      await page.waitForSelector('body[data-paychan="confirm"] #approve:not([hidden])');
+      expect(await page.textContent("#approve")).to.equal("Pay $0.001 from your limit");
+      expect(await accepted()).to.equal(before); // nothing paid before the click
+      await page.click("#approve");
+      await paid(page);
+      expect(JSON.parse((await page.textContent("#content")) ?? "")).to.deep.equal({ ok: true, path: "/article/20" });
+      expect(await accepted()).to.equal(before + 1);
+      expect(Object.fromEntries(wallet.prompts)).to.deep.equal({ eth_requestAccounts: 2, eth_signTypedData_v4: 2 });
+    } finally {
+      elsewhere.closeAllConnections();
+      await new Promise((resolve) => elsewhere.close(resolve));
+    }
   });
 
   it("blocks and reports what the wallet flow does not need (another origin, inline script)", async () => {

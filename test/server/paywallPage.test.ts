@@ -104,6 +104,12 @@ describe("paywall page", () => {
         expect(decodeHeader<PaymentRequired>(meta!)).to.deep.equal(required);
         expect(required.accepts[0].amount).to.equal("1500");
 
+        expect(html).to.include('<body data-autopay="true">');
+        const sent = await fetch(`${base}/article`, {
+          headers: { accept: BROWSER_ACCEPT, "sec-fetch-site": "cross-site" },
+        });
+        expect(await sent.text()).to.include('<body data-autopay="false">');
+
         // A second page gets another nonce.
         const again = await fetch(`${base}/article`, { headers: { accept: BROWSER_ACCEPT } });
         expect(again.headers.get("content-security-policy")).not.to.include(nonce);
@@ -157,6 +163,19 @@ describe("paywall page", () => {
       });
     });
   }
+
+  it("pays on its own only where the buyer navigated themselves (Sec-Fetch-Site same-origin or none)", () => {
+    const page = new PaywallPage({ scriptFile });
+    const required: PaymentRequired = { x402Version: 2, resource: { url: "http://x.test/a" }, accepts: [] };
+    const autopay = (site?: string) => /<body data-autopay="(true|false)">/.exec(page.render(required, site).html)?.[1];
+    expect([undefined, "none", "same-origin", "same-site", "cross-site"].map(autopay)).to.deep.equal([
+      "true",
+      "true",
+      "true",
+      "false",
+      "false",
+    ]);
+  });
 
   it("still shows the terms when the script was not built, saying how to build it", () => {
     const rendered = new PaywallPage({ scriptFile: path.join(dir, "missing.js") }).render({
