@@ -3,19 +3,23 @@ import tseslint from "typescript-eslint";
 
 /**
  * Layers run one way: protocol → store, chain → shared (config, logging) → the roles (server,
- * settler, client) → cli. A folder may import only the layers below it, and a role never imports
- * another role. Each entry names what a folder must not import.
+ * settler, client, browser) → cli. A folder may import only the layers below it, and a role never
+ * imports another role. browser (the paywall page's script) runs in a web page: it imports only
+ * protocol, and nothing imports it (the server serves its bundle as a file). Each entry names what
+ * a folder must not import.
  */
 const LAYERS = {
-  protocol: ["store", "chain", "shared", "server", "settler", "client", "cli"],
-  store: ["chain", "shared", "server", "settler", "client", "cli"],
-  chain: ["store", "shared", "server", "settler", "client", "cli"],
-  shared: ["server", "settler", "client", "cli"],
-  server: ["settler", "client", "cli"],
-  "server/x402": ["settler", "client", "cli"],
-  settler: ["server", "client", "cli"],
-  client: ["store", "server", "settler", "cli"],
-  "client/x402": ["store", "server", "settler", "cli"],
+  protocol: ["store", "chain", "shared", "server", "settler", "client", "browser", "cli"],
+  store: ["chain", "shared", "server", "settler", "client", "browser", "cli"],
+  chain: ["store", "shared", "server", "settler", "client", "browser", "cli"],
+  shared: ["server", "settler", "client", "browser", "cli"],
+  server: ["settler", "client", "browser", "cli"],
+  "server/x402": ["settler", "client", "browser", "cli"],
+  settler: ["server", "client", "browser", "cli"],
+  client: ["store", "server", "settler", "browser", "cli"],
+  "client/x402": ["store", "server", "settler", "browser", "cli"],
+  browser: ["store", "chain", "shared", "server", "settler", "client", "cli"],
+  cli: ["browser"],
 };
 
 // A nested folder (server/x402, client/x402) reaches src/ through one more "../"; its entry comes
@@ -29,7 +33,7 @@ const layerRules = Object.entries(LAYERS).map(([folder, forbidden]) => ({
         patterns: [
           {
             regex: `^(\\.\\./){${folder.split("/").length}}(${forbidden.join("|")})(/|$)`,
-            message: `src/${folder} may not import ${forbidden.join(", ")} (layers: protocol → store, chain → shared → server, settler, client → cli).`,
+            message: `src/${folder} may not import ${forbidden.join(", ")} (layers: protocol → store, chain → shared → server, settler, client, browser → cli).`,
           },
         ],
       },

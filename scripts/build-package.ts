@@ -1,6 +1,7 @@
 import { spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { buildPaywallScript } from "./build-paywall";
 
 /**
  * Builds the installable package into dist/ (`npm run build`, after `hardhat compile` and
@@ -9,6 +10,8 @@ import path from "node:path";
  * - `tsc -p tsconfig.build.json`: every source file of src/ as CommonJS with its `.d.ts`, one
  *   JavaScript file per TypeScript file (dist/<folder>/<file>.js). `require("paychan/...")` and
  *   the `paychan` bin run these.
+ * - dist/browser/paywall.js: the paywall page's script, bundled by scripts/build-paywall.ts (the
+ *   browser code under src/browser is not compiled file by file: it only exists bundled).
  * - dist/esm/<entry>.mjs and .d.mts: the ES module entry points. Each re-exports its CommonJS
  *   entry by name, so that a process which both imports and requires paychan (an ESM app using a
  *   CommonJS library that uses paychan) shares one copy of its module state (the signature backend,
@@ -68,7 +71,7 @@ function writeEsmEntry(subpath: string, entry: ExportEntry): void {
   writeFileSync(target(entry.import.types), `${header}export * from ${JSON.stringify(specifier(mjs, cjsTypes))};\n`);
 }
 
-function main(): void {
+async function main(): Promise<void> {
   rmSync(DIST, { recursive: true, force: true });
   const tsc = spawnSync(
     process.execPath,
@@ -77,13 +80,12 @@ function main(): void {
   );
   if (tsc.status !== 0) throw new Error(`tsc -p tsconfig.build.json failed (exit ${tsc.status})`);
   for (const [subpath, entry] of packageEntries()) writeEsmEntry(subpath, entry);
+  await buildPaywallScript();
 }
 
 if (require.main === module) {
-  try {
-    main();
-  } catch (error) {
+  main().catch((error: unknown) => {
     process.stderr.write(`build-package: ${error instanceof Error ? error.message : String(error)}\n`);
     process.exitCode = 1;
-  }
+  });
 }

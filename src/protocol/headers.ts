@@ -170,12 +170,18 @@ function optionalString(value: unknown): string | undefined | null {
 
 /** Encodes a header body: base64 of its JSON. */
 export function encodeHeader(body: object): string {
-  return Buffer.from(JSON.stringify(body), "utf8").toString("base64");
+  const json = JSON.stringify(body);
+  // Buffer where there is one (Node, the fast path); the paywall page's script runs where there is none.
+  if (typeof Buffer === "function") return Buffer.from(json, "utf8").toString("base64");
+  let binary = "";
+  for (const byte of new TextEncoder().encode(json)) binary += String.fromCharCode(byte);
+  return btoa(binary);
 }
 
 /** Decodes a header body written by {@link encodeHeader}; throws on malformed input. */
 export function decodeHeader<T>(header: string): T {
-  return JSON.parse(Buffer.from(header, "base64").toString("utf8")) as T;
+  if (typeof Buffer === "function") return JSON.parse(Buffer.from(header, "base64").toString("utf8")) as T;
+  return JSON.parse(new TextDecoder().decode(Uint8Array.from(atob(header), (c) => c.charCodeAt(0)))) as T;
 }
 
 /**

@@ -18,6 +18,7 @@ import { ExactPayments } from "./exactPayments";
 import { FacilitatorExactSettler, LocalExactSettler, type ExactSettler } from "./exactSettler";
 import { createLogger, type Logger } from "../shared/log";
 import { PaymentMetrics } from "./metrics";
+import { PaywallPage } from "./paywallPage";
 import { PaymentProxy, type HealthReport } from "./proxy";
 import { GaslessRelay } from "./relay";
 
@@ -317,6 +318,10 @@ export async function createPaymentServer(
       health,
       metrics,
       ...(relay ? { relay } : {}),
+      paywallPage: new PaywallPage({
+        logger: logger.child({ component: "paywall" }),
+        onReport: () => metrics.cspReports.inc(),
+      }),
       logger: logger.child({ component: "proxy" }),
     });
 

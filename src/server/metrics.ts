@@ -130,7 +130,8 @@ export interface MetricsSources {
  *   money held as vouchers and not yet settled, i.e. what a lost database would cost
  * - `paychan_channels{status}`, `paychan_watcher_lag_blocks`
  * - `paychan_requests_total{outcome}`, `paychan_upstream_errors_total{kind}`,
- *   `paychan_relay_transactions_total{operation,result}`
+ *   `paychan_relay_transactions_total{operation,result}`, `paychan_paywall_csp_reports_total`
+ *   (Content-Security-Policy violations reported by browsers showing the paywall page)
  */
 export class PaymentMetrics {
   readonly registry = new Registry();
@@ -142,6 +143,7 @@ export class PaymentMetrics {
   readonly requests: Counter<"outcome">;
   readonly upstreamErrors: Counter<"kind">;
   readonly relay: Counter<"operation" | "result">;
+  readonly cspReports: Counter;
   /** The observer to pass as the gate's `observer`. */
   readonly observer: GateObserver;
 
@@ -212,6 +214,11 @@ export class PaymentMetrics {
       name: "paychan_relay_transactions_total",
       help: "Gasless relay requests, by operation and result.",
       labelNames: ["operation", "result"],
+      registers,
+    });
+    this.cspReports = new Counter({
+      name: "paychan_paywall_csp_reports_total",
+      help: "Content-Security-Policy violations reported by browsers showing the paywall page.",
       registers,
     });
 

@@ -1,6 +1,7 @@
 import type { NextFunction, Request, RequestHandler, Response } from "express";
 import { PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER } from "../protocol/headers";
 import type { Payment, PaymentGate } from "./gate";
+import { PaywallPage, wantsPaywallPage } from "./paywallPage";
 import type { RouteTable } from "../shared/config";
 import { RouteMatcher, type ResolvedRoute } from "./routes";
 
@@ -10,6 +11,11 @@ export interface PaywallOptions {
   readonly routes: RouteTable | ((req: Request) => ResolvedRoute | null | undefined);
   /** Token decimals, for "$" prices in a route table. */
   readonly decimals: number;
+  /**
+   * The HTML paywall shown to browsers on a 402, with its script and CSP report endpoint
+   * (served under /.paychan/); default: a page with paychan's built script. null disables it.
+   */
+  readonly page?: PaywallPage | null;
 }
 
 const PAYMENT_KEY = "paychanPayment";
@@ -31,8 +37,10 @@ export function paywall(options: PaywallOptions): RequestHandler {
           (matcher: RouteMatcher) => (req: Request) =>
             matcher.match(req.method, req.path)
         )(new RouteMatcher(options.routes, options.decimals));
+  const page = options.page === undefined ? new PaywallPage() : options.page;
 
   return (req: Request, res: Response, next: NextFunction): void => {
+    if (page?.serve(req.method, req.path, req, res)) return;
     let route: ResolvedRoute | null | undefined;
     try {
       route = resolve(req);
@@ -58,6 +66,11 @@ export function paywall(options: PaywallOptions): RequestHandler {
       .then((result) => {
         res.setHeader("access-control-expose-headers", "payment-required, payment-response");
         if (!result.ok) {
+          if (page && result.status === 402 && wantsPaywallPage(req.method, req.headers.accept, header !== undefined)) {
+            const rendered = page.render(result.body, req.get("sec-fetch-site"));
+            res.status(402).set(result.headers).set(rendered.headers).send(rendered.html);
+            return;
+          }
           res.status(result.status).set(result.headers).json(result.body);
           return;
         }

@@ -7,6 +7,7 @@ import type { ForwardBeforeDurable, UnmatchedPolicy } from "../shared/config";
 import type { PaidRequest, Payment, PaymentGate, Refusal } from "./gate";
 import { silentLogger, type Logger } from "../shared/log";
 import type { PaymentMetrics, RequestOutcome } from "./metrics";
+import { PaywallPage, wantsPaywallPage } from "./paywallPage";
 import type { RoutePrice, RouteTable } from "../shared/config";
 import { RouteMatcher, type ResolvedRoute } from "./routes";
 
@@ -100,6 +101,8 @@ export interface ProxyOptions {
   readonly health?: () => HealthReport;
   readonly metrics?: PaymentMetrics;
   readonly relay?: RelayEndpoint;
+  /** The HTML paywall for browsers (and its script and CSP report endpoint); null disables it. */
+  readonly paywallPage?: PaywallPage | null;
   readonly logger?: Logger;
 }
 
@@ -213,6 +216,7 @@ export class PaymentProxy {
   private readonly metricsPath: string | null;
   private readonly relayOpen: string | undefined;
   private readonly relayTopUp: string | undefined;
+  private readonly page: PaywallPage | null;
   private inflight = 0;
   private draining = false;
   private drained: (() => void) | undefined;
@@ -227,6 +231,7 @@ export class PaymentProxy {
     this.metricsPath = options.metricsPath === undefined ? "/metrics" : options.metricsPath;
     this.relayOpen = options.relay && `${options.relay.path}/open`;
     this.relayTopUp = options.relay && `${options.relay.path}/topup`;
+    this.page = options.paywallPage === undefined ? new PaywallPage({ logger: this.log }) : options.paywallPage;
     const secure = options.upstream.protocol === "https:";
     this.request = secure ? https.request : http.request;
     // Keep-alive to the upstream: a paid request must not also pay a TCP (or TLS) handshake.
@@ -372,6 +377,18 @@ export class PaymentProxy {
     this.finish(req, started, "refused", refusal.status, () => ({ reason: refusal.reason }));
     res.setHeader("access-control-expose-headers", EXPOSE_HEADERS);
     res.setHeader("cache-control", "no-store");
+    const method = req.method ?? "GET";
+    if (
+      this.page &&
+      refusal.status === 402 &&
+      wantsPaywallPage(method, req.headers.accept, req.headers[PAYMENT_SIGNATURE_HEADER] !== undefined)
+    ) {
+      const site = req.headers["sec-fetch-site"];
+      const page = this.page.render(refusal.body, Array.isArray(site) ? site[0] : site);
+      res.writeHead(402, { ...refusal.headers, ...page.headers, "content-length": Buffer.byteLength(page.html) });
+      res.end(method === "HEAD" ? undefined : page.html);
+      return;
+    }
     sendJson(res, refusal.status, refusal.body, refusal.headers);
   }
 
@@ -433,6 +450,7 @@ export class PaymentProxy {
     req: http.IncomingMessage,
     res: http.ServerResponse,
   ): Promise<boolean> {
+    if (this.page?.serve(method, path, req, res)) return true;
     if (path === this.healthPath) {
       if (!allowMethods(method, ["GET", "HEAD"], res)) return true;
       let report: HealthReport;

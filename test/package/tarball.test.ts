@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -188,6 +189,7 @@ describe("the installable package (npm pack, npm install --omit=dev, examples)",
     }
     expect(files).to.include.members([
       "dist/cli/index.js",
+      "dist/browser/paywall.js",
       "examples/seller-express.cjs",
       "examples/buyer.mjs",
       "examples/paychan.config.json",
@@ -417,6 +419,16 @@ describe("the installable package (npm pack, npm install --omit=dev, examples)",
         services.push(proxy);
         const url = `http://127.0.0.1:${port}/weather?city=Porto`;
         await waitForSeller(url, proxy);
+
+        // A browser gets the paywall page, whose script the installed package serves from its dist/.
+        const page = await fetch(url, { headers: { accept: "text/html" } });
+        expect(page.status).to.equal(402);
+        const integrity = /<script nonce="[^"]+" src="\/\.paychan\/paywall\.js" integrity="([^"]+)"/.exec(
+          await page.text(),
+        )?.[1];
+        const script = Buffer.from(await (await fetch(`http://127.0.0.1:${port}/.paychan/paywall.js`)).arrayBuffer());
+        expect(integrity).to.equal(`sha384-${createHash("sha384").update(script).digest("base64")}`);
+        expect(script.length).to.be.greaterThan(10_000);
 
         const lines = await runBuyer("buyer-proxy", url, 2);
         expect(lines.map((l) => [l.status, l.charge, l.receiptValid])).to.deep.equal([
