@@ -9,8 +9,9 @@
  *   front of `config.upstream`.
  * - In an x402 server (@x402/express, @x402/hono), {@link x402Channel} adds paychan channels
  *   beside `exact` or any other scheme: a scheme to register and an in-process facilitator.
- * - The proxy and the paywall middleware answer a browser's unpaid navigation with the HTML paywall page ({@link PaywallPage},
- *   docs/paywall.md), whose script the package ships in dist/browser/paywall.js.
+ * - The proxy and the paywall middleware answer a browser's unpaid navigation with the HTML
+ *   paywall page ({@link PaywallPage}, docs/paywall.md), whose script the package ships in
+ *   dist/browser/paywall.js.
  * - Accepted vouchers are claimed by the batch settler: `startSettler` from `paychan/settler` in
  *   the same process, or `paychan settle` beside it.
  */
