@@ -3,7 +3,8 @@ import { existsSync, readFileSync } from "node:fs";
 import type http from "node:http";
 import path from "node:path";
 import { findNetwork } from "../chain/networks";
-import { encodeHeader, type PaymentRequired } from "../protocol/headers";
+import type { ExactOffer } from "../protocol/exact";
+import { encodeHeader, SCHEME, type PaymentRequired } from "../protocol/headers";
 import { formatDollars } from "../protocol/price";
 import { silentLogger, type Logger } from "../shared/log";
 
@@ -84,12 +85,17 @@ export class PaywallPage {
    * a page another site navigated to does not pay from a stored channel on its own, it asks
    * for a click first, so no other site can spend the buyer's limit by sending them to priced URLs.
    */
-  render(required: PaymentRequired, fetchSite?: string): PaywallResponse {
+  render(
+    required: Omit<PaymentRequired, "accepts"> & {
+      readonly accepts: readonly (PaymentRequired["accepts"][number] | ExactOffer)[];
+    },
+    fetchSite?: string,
+  ): PaywallResponse {
     // Absent in browsers too old to send it: nothing to tell, as before the header existed.
     const autoPay = fetchSite === undefined || fetchSite === "same-origin" || fetchSite === "none";
     const nonce = randomBytes(16).toString("base64");
     const script = this.loadScript();
-    const offer = required.accepts[0];
+    const offer = required.accepts.find((o) => o.scheme === SCHEME);
     const decimals = offer?.extra.decimals ?? 6;
     const price = offer ? formatDollars(BigInt(offer.amount), decimals) : "";
     const network = offer ? (findNetwork(offer.network)?.name ?? offer.network) : "";
