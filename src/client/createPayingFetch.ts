@@ -33,11 +33,11 @@ import { ChannelBook, type ChannelSlot, viewOf } from "./trackChannel";
  *    deposit as last known ({@link InsufficientDepositError}, nothing signed); it is recorded
  *    durably, signed by the session key and sent in PAYMENT-SIGNATURE;
  * 4. the PAYMENT-RESPONSE receipt is verified offline against `extra.receiptSigner`;
- * 5. a 402 carrying the server's channel view (`extra.channelState`) resynchronizes the state: a refused voucher is not
- *    used, so `signedMax` comes back to what the server holds (plus what is still in flight), and
- *    a corrective refusal (`insufficient_amount`, `voucher_reused`, or `amount_exceeds_deposit`
- *    caused by amounts signed earlier) is retried once; a 503 `store_unavailable` (nothing
- *    charged) is answered by resending the same voucher, twice at most.
+ * 5. a 402 carrying the server's channel view (`extra.channelState`) resynchronizes the state: a
+ *    refused voucher is not used, so `signedMax` comes back to what the server holds (plus what is
+ *    still in flight), and a corrective refusal (`insufficient_amount`, `voucher_reused`, or
+ *    `amount_exceeds_deposit` caused by amounts signed earlier) is retried once; a 503
+ *    `store_unavailable` (nothing charged) is answered by resending the same voucher, twice at most.
  *
  * The deposit is learned from the channel's opening (a resolver returning `openChannel`'s result),
  * every paid answer (`remaining + chargedTotal`), every 402 view and every top-up, and kept in the
