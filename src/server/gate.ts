@@ -203,6 +203,7 @@ export class PaymentGate {
     if (v.asset !== undefined && v.asset.toLowerCase() !== this.asset) return this.refuse(request, "wrong_token");
     if (v.payTo !== undefined && v.payTo.toLowerCase() !== this.payee) return this.refuse(request, "wrong_payee");
 
+    if (this.options.store.chargeVoucher) return this.chargeShared(request, v, started);
     const engine = this.options.engine;
     let result: CheckResult;
     try {
@@ -232,6 +233,125 @@ export class PaymentGate {
       case "accepted":
         return this.accept(request, result.ticket, started, options.early === true);
     }
+  }
+
+  /**
+   * The path of a store several instances share: the engine checks only what needs the channel's
+   * record and the signature, and the store decides the charge under the channel's row lock and
+   * commits it with its receipt (see docs/scaling.md). A retry landing on another instance finds
+   * the stored voucher there and gets the same receipt.
+   */
+  private async chargeShared(
+    request: PaidRequest,
+    v: { channelId: bigint; amount: bigint; signature: Hex },
+    started: bigint,
+  ): Promise<GateResult> {
+    const { engine, store, receipts } = this.options;
+    const chargeVoucher = store.chargeVoucher?.bind(store);
+    if (!chargeVoucher) return this.refuse(request, "store_unavailable");
+    let checked = engine.checkShared(v.channelId, v.amount, v.signature);
+    if (checked.kind === "unknown_channel" && this.options.fetchChannel) {
+      // NOTE: only a validly signed voucher may cost a chain lookup.
+      const verdict = engine.verifySignature(v.channelId, v.amount, v.signature);
+      if (verdict !== "ok") return this.refuse(request, verdict);
+      const record = await this.fetchChannel(v.channelId);
+      if (record && record.payee.toLowerCase() !== this.payee) return this.refuse(request, "wrong_payee");
+      if (record) {
+        engine.applyChannel(record);
+        checked = engine.checkShared(v.channelId, v.amount, v.signature);
+      }
+    }
+    if (checked.kind === "unknown_channel") return this.refuse(request, "unknown_channel");
+    if (checked.kind === "rejected") return this.refuse(request, checked.reason, checked.channel);
+    const { record, floor } = checked;
+
+    const reqHash = requestHash(request.method, request.pathAndQuery);
+    const issuedAt = Math.floor(Date.now() / 1000);
+    const reserved = request.price;
+    const signReceipt = (charge: bigint, chargedTotal: bigint): SignedReceipt =>
+      receipts.sign({
+        channelId: v.channelId,
+        voucherAmount: v.amount,
+        charge,
+        chargedTotal,
+        request: reqHash,
+        issuedAt,
+      });
+    let outcome;
+    try {
+      outcome = await chargeVoucher({
+        channelId: v.channelId,
+        amount: v.amount,
+        signature: v.signature,
+        charge: reserved,
+        floor,
+        acceptedAt: Date.now(),
+        sign: (chargedTotal) => JSON.stringify(signReceipt(reserved, chargedTotal)),
+      });
+    } catch {
+      return this.refuse(request, "store_unavailable");
+    }
+    engine.observeLedger(outcome.ledger);
+    switch (outcome.kind) {
+      case "stored":
+        return this.answerRetry(request, v.channelId, v.amount, v.signature, outcome.voucher);
+      case "below_floor":
+        return this.refuse(request, "voucher_reused", engine.channelView(v.channelId));
+      case "insufficient":
+        return this.refuse(request, "insufficient_amount", engine.channelView(v.channelId));
+      case "accepted":
+        break;
+    }
+    const accepted = outcome.voucher;
+    this.options.observer?.accepted?.(
+      {
+        channelId: v.channelId,
+        amount: v.amount,
+        signature: v.signature,
+        payer: record.payer,
+        charge: reserved,
+        chargedTotal: accepted.chargedTotal,
+        remaining: record.deposit - accepted.chargedTotal,
+      },
+      Number(process.hrtime.bigint() - started) / 1e9,
+    );
+    let receipt = JSON.parse(accepted.receipt) as SignedReceipt;
+    let charge = reserved;
+    let chargedTotal = accepted.chargedTotal;
+    const respond = (): PaymentResponse => ({
+      success: true,
+      scheme: SCHEME,
+      network: this.network,
+      payer: record.payer,
+      channelId: channelIdHex(v.channelId),
+      amount: v.amount.toString(),
+      charge: charge.toString(),
+      chargedTotal: chargedTotal.toString(),
+      remaining: (record.deposit - chargedTotal).toString(),
+      receipt,
+    });
+    return {
+      ok: true,
+      channelId: v.channelId,
+      amount: v.amount,
+      retry: false,
+      durable: undefined,
+      charge: (finalCharge: bigint) => {
+        if (finalCharge === charge) return;
+        if (finalCharge < 0n || finalCharge > reserved) {
+          throw new RangeError(`final charge ${finalCharge} outside [0, ${reserved}]`);
+        }
+        // This request's view of the total: what it was charged, less what it gives back.
+        chargedTotal = accepted.chargedTotal - (reserved - finalCharge);
+        charge = finalCharge;
+        receipt = signReceipt(charge, chargedTotal);
+        // As on the single-instance path, the signed receipt is authoritative for the lower
+        // charge and the store follows asynchronously (a lost adjustment only overstates it).
+        store.adjustCharge(v.channelId, v.amount, charge, chargedTotal, JSON.stringify(receipt)).catch(() => undefined);
+      },
+      responseHeader: () => encodeHeader(respond()),
+      response: respond,
+    };
   }
 
   private async fetchChannel(channelId: bigint): Promise<ChannelRecord | undefined> {
@@ -337,6 +457,17 @@ export class PaymentGate {
         return this.refuse(request, "store_unavailable");
       }
     }
+    return this.answerRetry(request, channelId, amount, signature, original);
+  }
+
+  /** Answers a repeated voucher with its original receipt, or refuses it as a reuse. */
+  private answerRetry(
+    request: PaidRequest,
+    channelId: bigint,
+    amount: bigint,
+    signature: Hex,
+    original: AcceptedVoucher | undefined,
+  ): GateResult {
     const view = this.options.engine.channelView(channelId);
     const receipt = original && (JSON.parse(original.receipt) as SignedReceipt);
     // NOTE: a retry must repeat the same voucher for the same request, within the window;

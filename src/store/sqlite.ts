@@ -2,9 +2,12 @@ import fs from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
 import type { Address, Hex } from "viem";
+import { DuplicateVoucherError, VoucherNotFoundError } from "./errors";
 import { migrate } from "./migrations";
 import type { ChannelRecord } from "../protocol/channel";
 import type { AcceptedVoucher, ChannelLedger, PaymentStore, PendingClaim } from "./types";
+
+export { DuplicateVoucherError, VoucherNotFoundError };
 
 /** Options of {@link openSqliteStore}. */
 export interface SqliteStoreOptions {
@@ -78,20 +81,6 @@ export interface SqliteStoreStats {
 }
 
 /**
- * A recordVoucher for a (channel, amount) already stored with a different signature. Only that
- * call is rejected; the stored voucher and the rest of its batch are unaffected.
- */
-export class DuplicateVoucherError extends Error {
-  constructor(
-    readonly channelId: bigint,
-    readonly amount: bigint,
-  ) {
-    super(`voucher ${amount} on channel 0x${channelId.toString(16)} is already stored with another signature`);
-    this.name = "DuplicateVoucherError";
-  }
-}
-
-/**
  * The WAL fsync failed. After a failed fsync the kernel may have dropped the unsynced pages, so
  * nothing later can be promised durable: the store refuses every write from then on and the
  * process must be restarted (SQLite then recovers whatever did reach the disk).
@@ -100,17 +89,6 @@ export class StoreSyncError extends Error {
   constructor(readonly cause: unknown) {
     super(`fsync of the SQLite WAL failed; the store refuses writes until restarted: ${String(cause)}`);
     this.name = "StoreSyncError";
-  }
-}
-
-/** An adjustCharge for a voucher that was never recorded. Only that call is rejected. */
-export class VoucherNotFoundError extends Error {
-  constructor(
-    readonly channelId: bigint,
-    readonly amount: bigint,
-  ) {
-    super(`no voucher ${amount} on channel 0x${channelId.toString(16)} to adjust`);
-    this.name = "VoucherNotFoundError";
   }
 }
 
