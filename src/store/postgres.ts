@@ -32,7 +32,7 @@ export interface PgStoreStats {
 }
 
 const MAX_U256 = (1n << 256n) - 1n;
-/** SQLSTATEs after which the same transaction may simply be run again. */
+/** SQLSTATEs after which the same transaction may simply be run again (serialization failure, deadlock). */
 const RETRYABLE = new Set(["40001", "40P01"]);
 const MAX_ATTEMPTS = 5;
 
@@ -473,7 +473,9 @@ export class PgStore implements PaymentStore {
       keys.set(keyOf(channelId, amount), { channelId, amount });
     }
     await client.query("BEGIN");
-    // Creates missing ledgers and locks all of the batch's, in channel order.
+    // Creates missing ledgers and locks all of the batch's, in channel order. The vouchers are
+    // read by the next statement, whose snapshot is taken after the locks are held, so it sees
+    // every voucher another instance committed on these channels.
     const locked = await client.query<LedgerRow>(
       `INSERT INTO ledgers (${LEDGER_COLUMNS})
        SELECT c, 0, 0, NULL, 0 FROM unnest($1::numeric[]) AS c ORDER BY c
@@ -591,29 +593,28 @@ export class PgStore implements PaymentStore {
       }
     }
 
-    if (inserts.length > 0) {
-      await client.query(
-        `INSERT INTO vouchers (${VOUCHER_COLUMNS})
-         SELECT * FROM unnest($1::numeric[], $2::numeric[], $3::text[], $4::numeric[], $5::numeric[], $6::text[], $7::bigint[])`,
-        voucherColumns(inserts),
-      );
-    }
-    if (adjusts.size > 0) {
-      await client.query(
-        `UPDATE vouchers v SET charge = u.charge, charged_total = u.charged_total, receipt = u.receipt
-         FROM unnest($1::numeric[], $2::numeric[], $3::text[], $4::numeric[], $5::numeric[], $6::text[], $7::bigint[])
-           AS u(channel_id, amount, signature, charge, charged_total, receipt, accepted_at)
-         WHERE v.channel_id = u.channel_id AND v.amount = u.amount`,
-        voucherColumns([...adjusts.values()]),
-      );
-    }
     const dirty = [...ledgers.values()].filter((l) => l.dirty);
-    if (dirty.length > 0) {
+    if (inserts.length > 0 || adjusts.size > 0 || dirty.length > 0) {
+      // One round trip for every write of the batch.
       await client.query(
-        `UPDATE ledgers l SET charged_total = u.c, highest_amount = u.h, highest_signature = u.s
-         FROM unnest($1::numeric[], $2::numeric[], $3::numeric[], $4::text[]) AS u(id, c, h, s)
-         WHERE l.channel_id = u.id`,
+        `WITH inserted AS (
+           INSERT INTO vouchers (${VOUCHER_COLUMNS})
+           SELECT * FROM unnest($1::numeric[], $2::numeric[], $3::text[], $4::numeric[], $5::numeric[], $6::text[],
+                                $7::bigint[])
+         ), adjusted AS (
+           UPDATE vouchers v SET charge = u.charge, charged_total = u.charged_total, receipt = u.receipt
+           FROM unnest($8::numeric[], $9::numeric[], $10::numeric[], $11::numeric[], $12::text[])
+             AS u(channel_id, amount, charge, charged_total, receipt)
+           WHERE v.channel_id = u.channel_id AND v.amount = u.amount
+         ), ledgered AS (
+           UPDATE ledgers l SET charged_total = u.c, highest_amount = u.h, highest_signature = u.s
+           FROM unnest($13::numeric[], $14::numeric[], $15::numeric[], $16::text[]) AS u(id, c, h, s)
+           WHERE l.channel_id = u.id
+         )
+         SELECT 1`,
         [
+          ...voucherColumns(inserts),
+          ...adjustColumns([...adjusts.values()]),
           dirty.map((l) => dec(l.channelId)),
           dirty.map((l) => dec(l.charged)),
           dirty.map((l) => dec(l.highest)),
@@ -626,6 +627,16 @@ export class PgStore implements PaymentStore {
       for (const settle of outcomes) settle();
     };
   }
+}
+
+function adjustColumns(vouchers: readonly AcceptedVoucher[]): unknown[] {
+  return [
+    vouchers.map((v) => dec(v.channelId)),
+    vouchers.map((v) => dec(v.amount)),
+    vouchers.map((v) => dec(v.charge)),
+    vouchers.map((v) => dec(v.chargedTotal)),
+    vouchers.map((v) => v.receipt),
+  ];
 }
 
 function voucherColumns(vouchers: readonly AcceptedVoucher[]): unknown[] {
