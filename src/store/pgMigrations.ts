@@ -1,4 +1,4 @@
-import type { PoolClient } from "pg";
+import { escapeIdentifier, type PoolClient } from "pg";
 
 /** One PostgreSQL schema step; append-only like the SQLite migrations (src/store/migrations.ts). */
 export interface PgMigration {
@@ -77,9 +77,9 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
 ];
 
 /**
- * Brings the connection's current schema to the last version, in one transaction holding an
- * advisory lock: instances starting together wait for each other instead of applying a step
- * twice. Returns the versions applied.
+ * Creates the connection's schema (the first of its search_path) if missing and brings it to the
+ * last version, in one transaction holding an advisory lock: instances starting together wait for
+ * each other instead of applying a step twice. Returns the versions applied.
  *
  * @throws if the schema was written by newer code than `migrations` knows.
  */
@@ -87,12 +87,22 @@ export async function migratePg(
   client: PoolClient,
   migrations: readonly PgMigration[] = PG_MIGRATIONS,
 ): Promise<number[]> {
+  // The schema the tables go to: the first of the search_path, or with the default path
+  // ("$user", public) the first that exists, as PostgreSQL picks it.
+  const { rows: names } = await client.query<{ schema: string }>(
+    `SELECT CASE WHEN s = '$user' THEN coalesce(current_schema(), 'public') ELSE s END AS schema
+     FROM trim(both '"' from trim(split_part(current_setting('search_path'), ',', 1))) AS s`,
+  );
+  const schema = names[0].schema;
   migrations.forEach((m, i) => {
     if (m.version !== i + 1) throw new Error(`migration #${i} has version ${m.version}, expected ${i + 1}`);
   });
   await client.query("BEGIN");
   try {
-    await client.query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':paychan-migrations'))");
+    // Keyed by the schema's name, so instances starting together on an empty database also wait
+    // for each other to create the schema.
+    await client.query("SELECT pg_advisory_xact_lock(hashtext($1 || ':paychan-migrations'))", [schema]);
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${escapeIdentifier(schema)}`);
     await client.query(
       `CREATE TABLE IF NOT EXISTS paychan_migrations (
          version    INTEGER PRIMARY KEY,

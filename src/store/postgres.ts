@@ -205,13 +205,6 @@ export class PgStore implements PaymentStore {
   async migrate(): Promise<number[]> {
     const client = await this.pool.connect();
     try {
-      const { rows } = await client.query<{ schema: string }>(
-        "SELECT trim(both '\"' from split_part(current_setting('search_path'), ',', 1)) AS schema",
-      );
-      const schema = rows[0].schema;
-      if (schema !== "" && schema !== "$user") {
-        await client.query(`CREATE SCHEMA IF NOT EXISTS ${pg.escapeIdentifier(schema)}`);
-      }
       return await migratePg(client);
     } finally {
       client.release();
