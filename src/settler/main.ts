@@ -460,6 +460,7 @@ oldest unclaimed voucher is a day old (settler.maxAgeSec); every setting is in d
 Environment:
   ${SETTLER_KEY_ENV}  key that sends the claims and pays their gas (fallback ${PAYEE_KEY_ENV})
   ${PAYEE_ADDRESS_ENV}        payee whose channels are claimed (default: the payee key's, else the settler key's address)
+  PAYCHAN_DATABASE_URL         PostgreSQL store shared with the servers; one settler at a time holds its lease
   PAYCHAN_LOG_LEVEL            debug | info | warn | error | silent (default info)
   <NETWORK>_RPC_URL            RPC endpoint when the config has no rpcUrl (e.g. BASE_SEPOLIA_RPC_URL)
 `;
