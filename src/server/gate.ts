@@ -207,18 +207,11 @@ export class PaymentGate {
     const engine = this.options.engine;
     let result: CheckResult;
     try {
-      result = engine.check(v.channelId, v.amount, v.signature, request.price);
-      if (result.kind === "unknown_channel" && this.options.fetchChannel) {
-        // NOTE: only a validly signed voucher may cost a chain lookup.
-        const verdict = engine.verifySignature(v.channelId, v.amount, v.signature);
-        if (verdict !== "ok") return this.refuse(request, verdict);
-        const record = await this.fetchChannel(v.channelId);
-        if (record && record.payee.toLowerCase() !== this.payee) return this.refuse(request, "wrong_payee");
-        if (record) {
-          engine.applyChannel(record);
-          result = engine.check(v.channelId, v.amount, v.signature, request.price);
-        }
-      }
+      const checked = await this.checkKnown(request, v, () =>
+        engine.check(v.channelId, v.amount, v.signature, request.price),
+      );
+      if ("ok" in checked) return checked;
+      result = checked;
     } catch {
       // The engine reads the store on a channel's first use after a restart.
       return this.refuse(request, "store_unavailable");
@@ -249,18 +242,8 @@ export class PaymentGate {
     const { engine, store, receipts } = this.options;
     const chargeVoucher = store.chargeVoucher?.bind(store);
     if (!chargeVoucher) return this.refuse(request, "store_unavailable");
-    let checked = engine.checkShared(v.channelId, v.amount, v.signature);
-    if (checked.kind === "unknown_channel" && this.options.fetchChannel) {
-      // NOTE: only a validly signed voucher may cost a chain lookup.
-      const verdict = engine.verifySignature(v.channelId, v.amount, v.signature);
-      if (verdict !== "ok") return this.refuse(request, verdict);
-      const record = await this.fetchChannel(v.channelId);
-      if (record && record.payee.toLowerCase() !== this.payee) return this.refuse(request, "wrong_payee");
-      if (record) {
-        engine.applyChannel(record);
-        checked = engine.checkShared(v.channelId, v.amount, v.signature);
-      }
-    }
+    const checked = await this.checkKnown(request, v, () => engine.checkShared(v.channelId, v.amount, v.signature));
+    if ("ok" in checked) return checked;
     if (checked.kind === "unknown_channel") return this.refuse(request, "unknown_channel");
     if (checked.kind === "rejected") return this.refuse(request, checked.reason, checked.channel);
     const { record, floor } = checked;
@@ -352,6 +335,27 @@ export class PaymentGate {
       responseHeader: () => encodeHeader(respond()),
       response: respond,
     };
+  }
+
+  /**
+   * Runs `check`; when the engine does not know the channel, looks it up once (only for a validly
+   * signed voucher) and checks again. A refusal found on the way is returned as is.
+   */
+  private async checkKnown<R extends { readonly kind: string }>(
+    request: PaidRequest,
+    v: { channelId: bigint; amount: bigint; signature: Hex },
+    check: () => R,
+  ): Promise<R | Refusal> {
+    const result = check();
+    if (result.kind !== "unknown_channel" || !this.options.fetchChannel) return result;
+    // NOTE: only a validly signed voucher may cost a chain lookup.
+    const verdict = this.options.engine.verifySignature(v.channelId, v.amount, v.signature);
+    if (verdict !== "ok") return this.refuse(request, verdict);
+    const record = await this.fetchChannel(v.channelId);
+    if (record && record.payee.toLowerCase() !== this.payee) return this.refuse(request, "wrong_payee");
+    if (!record) return result;
+    this.options.engine.applyChannel(record);
+    return check();
   }
 
   private async fetchChannel(channelId: bigint): Promise<ChannelRecord | undefined> {

@@ -137,16 +137,7 @@ export async function startSettler(
       onError: (error) => logger.warn("settler lease problem", { err: error }),
     });
     lease.start();
-    let stopping: Promise<void> | undefined;
-    return {
-      config: settleConfig,
-      settler,
-      stop: () =>
-        (stopping ??= (async () => {
-          await lease.stop();
-          await parts.close();
-        })()),
-    };
+    return running(() => lease.stop());
   }
 
   try {
@@ -156,16 +147,17 @@ export async function startSettler(
     await parts.close();
     throw error;
   }
-  let stopping: Promise<void> | undefined;
-  return {
-    config: settleConfig,
-    settler,
-    stop: () =>
-      (stopping ??= (async () => {
-        await halt();
-        await parts.close();
-      })()),
-  };
+  return running(halt);
+
+  /** The handle; `stop` ends the duty with `end`, then closes everything, once. */
+  function running(end: () => Promise<void>): RunningSettler {
+    let stopping: Promise<void> | undefined;
+    const stop = async () => {
+      await end();
+      await parts.close();
+    };
+    return { config: settleConfig, settler, stop: () => (stopping ??= stop()) };
+  }
 }
 
 /** What {@link openSettler} assembled; `close` stops the settler and its watchers, then closes the store. */

@@ -1,8 +1,9 @@
 import pg from "pg";
-import type { Address, Hex } from "viem";
+import type { Hex } from "viem";
 import type { ChannelRecord } from "../protocol/channel";
 import { DuplicateVoucherError, VoucherNotFoundError } from "./errors";
 import { migratePg } from "./pgMigrations";
+import { rowReaders, type ChannelRow, type LedgerRow, type PendingClaimRow, type VoucherRow } from "./rows";
 import { SyncQuery } from "./syncQuery";
 import type { AcceptedVoucher, ChannelLedger, ChargeOutcome, ChargeRequest, PaymentStore, PendingClaim } from "./types";
 
@@ -44,97 +45,8 @@ function dec(value: bigint): string {
   return value.toString();
 }
 
-const big = (text: string | number): bigint => BigInt(text);
-
-interface LedgerRow {
-  channel_id: string;
-  charged_total: string;
-  highest_amount: string;
-  highest_signature: string | null;
-  claimed_amount: string;
-}
-
-interface VoucherRow {
-  channel_id: string;
-  amount: string;
-  signature: string;
-  charge: string;
-  charged_total: string;
-  receipt: string;
-  accepted_at: string;
-}
-
-interface ChannelRow {
-  channel_id: string;
-  payer: string;
-  payee: string;
-  token: string;
-  signer: string;
-  deposit: string;
-  claimed_on_chain: string;
-  withdraw_delay: string;
-  withdraw_ready_at: string;
-  status: "open" | "closed";
-  opened_at_block: string;
-  updated_at_block: string;
-}
-
-interface PendingClaimRow {
-  tx_hash: string;
-  channel_id: string;
-  amount: string;
-  nonce: string;
-  sent_at: string;
-}
-
-function toLedger(row: LedgerRow): ChannelLedger {
-  return {
-    channelId: big(row.channel_id),
-    chargedTotal: big(row.charged_total),
-    highestAmount: big(row.highest_amount),
-    highestSignature: row.highest_signature as Hex | null,
-    claimedAmount: big(row.claimed_amount),
-  };
-}
-
-function toVoucher(row: VoucherRow): AcceptedVoucher {
-  return {
-    channelId: big(row.channel_id),
-    amount: big(row.amount),
-    signature: row.signature as Hex,
-    charge: big(row.charge),
-    chargedTotal: big(row.charged_total),
-    receipt: row.receipt,
-    acceptedAt: Number(row.accepted_at),
-  };
-}
-
-function toChannel(row: ChannelRow): ChannelRecord {
-  return {
-    channelId: big(row.channel_id),
-    payer: row.payer as Address,
-    payee: row.payee as Address,
-    token: row.token as Address,
-    signer: row.signer as Address,
-    deposit: big(row.deposit),
-    claimedOnChain: big(row.claimed_on_chain),
-    withdrawDelay: Number(row.withdraw_delay),
-    withdrawReadyAt: Number(row.withdraw_ready_at),
-    status: row.status,
-    openedAtBlock: big(row.opened_at_block),
-    updatedAtBlock: big(row.updated_at_block),
-  };
-}
-
-function toPendingClaim(row: PendingClaimRow): PendingClaim {
-  return {
-    txHash: row.tx_hash as Hex,
-    channelId: big(row.channel_id),
-    amount: big(row.amount),
-    nonce: Number(row.nonce),
-    sentAt: Number(row.sent_at),
-  };
-}
+const big = (text: string): bigint => BigInt(text);
+const { toLedger, toVoucher, toChannel, toPendingClaim } = rowReaders(big);
 
 /** A queued group-commit write; its values were checked when it was queued. */
 type QueuedWrite =

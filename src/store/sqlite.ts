@@ -1,9 +1,10 @@
 import fs from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
-import type { Address, Hex } from "viem";
+import type { Hex } from "viem";
 import { DuplicateVoucherError, VoucherNotFoundError } from "./errors";
 import { migrate } from "./migrations";
+import { rowReaders, type ChannelRow, type LedgerRow, type PendingClaimRow, type VoucherRow } from "./rows";
 import type { ChannelRecord } from "../protocol/channel";
 import type { AcceptedVoucher, ChannelLedger, PaymentStore, PendingClaim } from "./types";
 
@@ -112,46 +113,7 @@ function fromU256(text: string): bigint {
   return BigInt("0x" + text);
 }
 
-interface LedgerRow {
-  channel_id: string;
-  charged_total: string;
-  highest_amount: string;
-  highest_signature: string | null;
-  claimed_amount: string;
-}
-
-interface VoucherRow {
-  channel_id: string;
-  amount: string;
-  signature: string;
-  charge: string;
-  charged_total: string;
-  receipt: string;
-  accepted_at: number;
-}
-
-interface ChannelRow {
-  channel_id: string;
-  payer: string;
-  payee: string;
-  token: string;
-  signer: string;
-  deposit: string;
-  claimed_on_chain: string;
-  withdraw_delay: number;
-  withdraw_ready_at: number;
-  status: "open" | "closed";
-  opened_at_block: string;
-  updated_at_block: string;
-}
-
-interface PendingClaimRow {
-  tx_hash: string;
-  channel_id: string;
-  amount: string;
-  nonce: number;
-  sent_at: number;
-}
+const { toLedger, toVoucher, toChannel, toPendingClaim } = rowReaders(fromU256);
 
 /** A queued group-commit write, already encoded (so a bad value fails its own call, not the batch). */
 type QueuedWrite = {
@@ -173,55 +135,6 @@ interface LedgerDelta {
   /** Highest voucher inserted by the batch, ZERO if none. */
   highestAmount: string;
   highestSignature: string | null;
-}
-
-function toLedger(row: LedgerRow): ChannelLedger {
-  return {
-    channelId: fromU256(row.channel_id),
-    chargedTotal: fromU256(row.charged_total),
-    highestAmount: fromU256(row.highest_amount),
-    highestSignature: row.highest_signature as Hex | null,
-    claimedAmount: fromU256(row.claimed_amount),
-  };
-}
-
-function toVoucher(row: VoucherRow): AcceptedVoucher {
-  return {
-    channelId: fromU256(row.channel_id),
-    amount: fromU256(row.amount),
-    signature: row.signature as Hex,
-    charge: fromU256(row.charge),
-    chargedTotal: fromU256(row.charged_total),
-    receipt: row.receipt,
-    acceptedAt: row.accepted_at,
-  };
-}
-
-function toChannel(row: ChannelRow): ChannelRecord {
-  return {
-    channelId: fromU256(row.channel_id),
-    payer: row.payer as Address,
-    payee: row.payee as Address,
-    token: row.token as Address,
-    signer: row.signer as Address,
-    deposit: fromU256(row.deposit),
-    claimedOnChain: fromU256(row.claimed_on_chain),
-    withdrawDelay: row.withdraw_delay,
-    withdrawReadyAt: row.withdraw_ready_at,
-    status: row.status,
-    openedAtBlock: fromU256(row.opened_at_block),
-    updatedAtBlock: fromU256(row.updated_at_block),
-  };
-}
-
-function toPendingClaim(row: PendingClaimRow): PendingClaim {
-  return {
-    channelId: fromU256(row.channel_id),
-    amount: fromU256(row.amount),
-    txHash: row.tx_hash as Hex,
-    nonce: row.nonce,
-    sentAt: row.sent_at,
-  };
 }
 
 /**

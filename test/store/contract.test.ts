@@ -2,13 +2,12 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { expect } from "chai";
-import type { Hex } from "viem";
-import type { ChannelRecord } from "../../src/protocol/channel";
 import { DuplicateVoucherError, VoucherNotFoundError } from "../../src/store/errors";
 import { openPgStore, type PgStore } from "../../src/store/postgres";
 import { openSqliteStore } from "../../src/store/sqlite";
-import type { AcceptedVoucher, ChargeOutcome, PaymentStore, PendingClaim } from "../../src/store/types";
+import type { ChargeOutcome, PaymentStore, PendingClaim } from "../../src/store/types";
 import { requirePg, testSchema, type TestSchema } from "../helpers/pgSchema";
+import { channel, sig, voucher } from "../helpers/storeRecords";
 
 /**
  * The store contract, run against both backends: what the server, the watcher and the settler
@@ -17,41 +16,6 @@ import { requirePg, testSchema, type TestSchema } from "../helpers/pgSchema";
  */
 
 const MAX_U256 = (1n << 256n) - 1n;
-
-function sig(byte: number): Hex {
-  return `0x${byte.toString(16).padStart(2, "0").repeat(65)}`;
-}
-
-function voucher(channelId: bigint, amount: bigint, extra: Partial<AcceptedVoucher> = {}): AcceptedVoucher {
-  return {
-    channelId,
-    amount,
-    signature: sig(Number(amount % 251n)),
-    charge: 7n,
-    chargedTotal: amount,
-    receipt: `receipt:${channelId}:${amount}`,
-    acceptedAt: 1_700_000_000_123,
-    ...extra,
-  };
-}
-
-function channel(channelId: bigint, extra: Partial<ChannelRecord> = {}): ChannelRecord {
-  return {
-    channelId,
-    payer: "0x1111111111111111111111111111111111111111",
-    payee: "0x2222222222222222222222222222222222222222",
-    token: "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
-    signer: "0xAbCdEf0123456789aBcDeF0123456789AbCdEf01",
-    deposit: MAX_U256,
-    claimedOnChain: MAX_U256 - 1n,
-    withdrawDelay: 86_400,
-    withdrawReadyAt: 0,
-    status: "open",
-    openedAtBlock: 123_456_789n,
-    updatedAtBlock: (1n << 64n) + 5n,
-    ...extra,
-  };
-}
 
 async function outcome<T>(promise: Promise<T>): Promise<T | Error> {
   try {
