@@ -79,6 +79,8 @@ describe("paychan cluster: 3 instances on one PostgreSQL (hardhat node, real HTT
   const payer = privateKeyToAccount(PAYER_KEY);
   const acks = new Map<bigint, Ack>();
   let nextAmount = 0n;
+  /** Attempts no instance answered (connection lost, 502), each repeated. */
+  let unanswered = 0;
 
   async function send(from: PrivateKeyAccount, to: Address, abi: unknown, functionName: string, args: unknown[]) {
     const wallet = createWalletClient({ account: from, chain: hardhat, transport: httpTransport(node.url) });
@@ -119,7 +121,10 @@ describe("paychan cluster: 3 instances on one PostgreSQL (hardhat node, real HTT
     const h = await header(amount);
     for (let i = 0; i < 8; i++) {
       const answer = await attempt(proxy.url, h);
-      if (answer === undefined) continue;
+      if (answer === undefined) {
+        unanswered++;
+        continue;
+      }
       expect(answer.status, `voucher ${amount}: ${answer.error}`).to.equal(200);
       const ack = { amount, response: answer.response as PaymentResponse, backend: answer.backend };
       const earlier = acks.get(amount);
@@ -295,6 +300,7 @@ describe("paychan cluster: 3 instances on one PostgreSQL (hardhat node, real HTT
     expect(victim.alive()).to.equal(false);
     expect(done).to.equal(150);
     await expectLedgerMatchesAcks();
+    console.log(`      kill -9 under load: 150 payments, ${unanswered} attempts unanswered and repeated`);
   });
 
   it("claims everything charged before the exit when the settler's instance dies right after a withdrawal request", async () => {
