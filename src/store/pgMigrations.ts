@@ -74,6 +74,24 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: "exact_authorizations",
+    // The EIP-3009 authorizations submitted for `exact` payments, by (token, payer, nonce), as in
+    // the SQLite store's migration 4: a replay is refused from here, by any instance, without
+    // asking the chain. tx_hash is NULL while the transfer is being settled.
+    sql: `
+      CREATE TABLE exact_authorizations (
+        token      TEXT NOT NULL,
+        payer      TEXT NOT NULL,
+        nonce      TEXT NOT NULL,
+        value      NUMERIC(78, 0) NOT NULL,
+        tx_hash    TEXT,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (token, payer, nonce)
+      );
+    `,
+  },
 ];
 
 /**

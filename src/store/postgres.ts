@@ -1,11 +1,28 @@
 import pg from "pg";
-import type { Hex } from "viem";
+import type { Address, Hex } from "viem";
 import type { ChannelRecord } from "../protocol/channel";
 import { DuplicateVoucherError, VoucherNotFoundError } from "./errors";
 import { migratePg } from "./pgMigrations";
-import { rowReaders, type ChannelRow, type LedgerRow, type PendingClaimRow, type VoucherRow } from "./rows";
+import {
+  authorizationKey,
+  rowReaders,
+  type AuthorizationRow,
+  type ChannelRow,
+  type LedgerRow,
+  type PendingClaimRow,
+  type VoucherRow,
+} from "./rows";
 import { SyncQuery } from "./syncQuery";
-import type { AcceptedVoucher, ChannelLedger, ChargeOutcome, ChargeRequest, PaymentStore, PendingClaim } from "./types";
+import type {
+  AcceptedVoucher,
+  AuthorizationStore,
+  ChannelLedger,
+  ChargeOutcome,
+  ChargeRequest,
+  ExactAuthorization,
+  PaymentStore,
+  PendingClaim,
+} from "./types";
 
 /** Options of {@link openPgStore}. */
 export interface PgStoreOptions {
@@ -46,7 +63,7 @@ function dec(value: bigint): string {
 }
 
 const big = (text: string): bigint => BigInt(text);
-const { toLedger, toVoucher, toChannel, toPendingClaim } = rowReaders(big);
+const { toLedger, toVoucher, toChannel, toPendingClaim, toAuthorization } = rowReaders(big);
 
 /** A queued group-commit write; its values were checked when it was queued. */
 type QueuedWrite =
@@ -94,7 +111,7 @@ const LEDGER_COLUMNS = "channel_id, charged_total, highest_amount, highest_signa
  * Everything else (watcher, settler, start-up, retries) is synchronous, like the SQLite store's,
  * through a {@link SyncQuery} connection.
  */
-export class PgStore implements PaymentStore {
+export class PgStore implements PaymentStore, AuthorizationStore {
   private readonly pool: pg.Pool;
   private readonly sync: SyncQuery;
   private readonly maxBatchSize: number;
@@ -290,6 +307,50 @@ export class PgStore implements PaymentStore {
     return this.sync
       .query<PendingClaimRow>("SELECT * FROM pending_claims ORDER BY sent_at, tx_hash, channel_id")
       .map(toPendingClaim);
+  }
+
+  /*
+   * The exact fallback's authorizations: synchronous like the SQLite store's, each one statement
+   * committed on its own. The primary key makes a reservation atomic across instances: of two
+   * instances handed the same authorization at once, one inserts it and the other is refused.
+   */
+
+  reserveAuthorization(authorization: Omit<ExactAuthorization, "txHash">): boolean {
+    const key = authorizationKey(authorization.token, authorization.payer, authorization.nonce);
+    return (
+      this.sync.run(
+        `INSERT INTO exact_authorizations (token, payer, nonce, value, tx_hash, created_at)
+         VALUES ($1, $2, $3, $4, NULL, $5) ON CONFLICT DO NOTHING`,
+        [key.token, key.payer, key.nonce, dec(authorization.value), authorization.createdAt],
+      ) === 1
+    );
+  }
+
+  completeAuthorization(token: Address, payer: Address, nonce: Hex, txHash: Hex): void {
+    const key = authorizationKey(token, payer, nonce);
+    this.sync.run("UPDATE exact_authorizations SET tx_hash = $1 WHERE token = $2 AND payer = $3 AND nonce = $4", [
+      txHash.toLowerCase(),
+      key.token,
+      key.payer,
+      key.nonce,
+    ]);
+  }
+
+  releaseAuthorization(token: Address, payer: Address, nonce: Hex): void {
+    const key = authorizationKey(token, payer, nonce);
+    this.sync.run(
+      "DELETE FROM exact_authorizations WHERE token = $1 AND payer = $2 AND nonce = $3 AND tx_hash IS NULL",
+      [key.token, key.payer, key.nonce],
+    );
+  }
+
+  findAuthorization(token: Address, payer: Address, nonce: Hex): ExactAuthorization | undefined {
+    const key = authorizationKey(token, payer, nonce);
+    const [row] = this.sync.query<AuthorizationRow>(
+      "SELECT * FROM exact_authorizations WHERE token = $1 AND payer = $2 AND nonce = $3",
+      [key.token, key.payer, key.nonce],
+    );
+    return row && toAuthorization(row);
   }
 
   /** Commits queued writes (settling their promises), then closes both connections. Idempotent. */

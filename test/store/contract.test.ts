@@ -5,7 +5,7 @@ import { expect } from "chai";
 import { DuplicateVoucherError, VoucherNotFoundError } from "../../src/store/errors";
 import { openPgStore, type PgStore } from "../../src/store/postgres";
 import { openSqliteStore } from "../../src/store/sqlite";
-import type { ChargeOutcome, PaymentStore, PendingClaim } from "../../src/store/types";
+import type { AuthorizationStore, ChargeOutcome, PaymentStore, PendingClaim } from "../../src/store/types";
 import { requirePg, testSchema, type TestSchema } from "../helpers/pgSchema";
 import { channel, sig, voucher } from "../helpers/storeRecords";
 
@@ -27,14 +27,14 @@ async function outcome<T>(promise: Promise<T>): Promise<T | Error> {
 
 /** A backend under test: opens a store on one fresh database, again on the same one, and cleans up. */
 interface Backend {
-  open(): Promise<PaymentStore>;
+  open(): Promise<PaymentStore & AuthorizationStore>;
   cleanup(): Promise<void>;
 }
 
 function contract(name: string, setup: (context: Mocha.Context) => Promise<Backend>): void {
   describe(`store contract: ${name}`, function () {
     let backend: Backend;
-    const opened: PaymentStore[] = [];
+    const opened: (PaymentStore & AuthorizationStore)[] = [];
     const open = async () => {
       const store = await backend.open();
       opened.push(store);
@@ -179,6 +179,47 @@ function contract(name: string, setup: (context: Mocha.Context) => Promise<Backe
       store.setCursor("k", 4n);
       expect(store.getCursor("k")).to.equal(4n);
     });
+
+    it("records an exact authorization once whatever the address casing, completes or releases it, and keeps it across re-opening", async () => {
+      let store = await open();
+      const token = "0xAbCdEf0000000000000000000000000000000001" as const;
+      const payer = "0x00000000000000000000000000000000000000Fe" as const;
+      const nonce = `0x${"Ab".repeat(32)}` as const;
+      const other = `0x${"01".repeat(32)}` as const;
+      expect(
+        store.reserveAuthorization({ token, payer, nonce, value: MAX_U256, createdAt: 1_700_000_000_123 }),
+      ).to.equal(true);
+      const lower = [token.toLowerCase(), payer.toLowerCase(), nonce.toLowerCase()] as const;
+      expect(
+        store.reserveAuthorization({ token: lower[0] as `0x${string}`, payer, nonce, value: 1n, createdAt: 1 }),
+      ).to.equal(false);
+      expect(store.findAuthorization(token, payer, nonce)).to.deep.equal({
+        token: lower[0],
+        payer: lower[1],
+        nonce: lower[2],
+        value: MAX_U256,
+        txHash: null,
+        createdAt: 1_700_000_000_123,
+      });
+      expect(store.findAuthorization(token, payer, other)).to.equal(undefined);
+
+      const tx = `0x${"C".repeat(64)}` as const;
+      store.completeAuthorization(token, payer, nonce, tx);
+      // A completed authorization stays recorded: releasing it would let its replay be settled.
+      store.releaseAuthorization(token, payer, nonce);
+      expect(store.findAuthorization(token, payer, nonce)?.txHash).to.equal(tx.toLowerCase());
+
+      expect(store.reserveAuthorization({ token, payer, nonce: other, value: 5n, createdAt: 2 })).to.equal(true);
+      store.releaseAuthorization(token, payer, other);
+      expect(store.findAuthorization(token, payer, other)).to.equal(undefined);
+      expect(store.reserveAuthorization({ token, payer, nonce: other, value: 5n, createdAt: 3 })).to.equal(true);
+
+      await store.close();
+      store = await open();
+      expect(store.findAuthorization(token, payer, nonce)?.txHash).to.equal(tx.toLowerCase());
+      expect(store.findAuthorization(token, payer, other)?.createdAt).to.equal(3);
+      expect(store.reserveAuthorization({ token, payer, nonce: other, value: 5n, createdAt: 4 })).to.equal(false);
+    });
   });
 }
 
@@ -282,5 +323,19 @@ describe("PgStore as a store several instances share", function () {
     expect(await a.acquireLease("duty", "A", 1_000)).to.equal(false);
     await b.releaseLease("duty", "B");
     expect(await a.acquireLease("duty", "A", 1_000)).to.equal(true);
+  });
+
+  it("lets one instance only reserve an exact authorization, and shows every instance its transfer", async () => {
+    const [a, b] = [await open(), await open()];
+    const key = {
+      token: "0x0000000000000000000000000000000000000001",
+      payer: "0x0000000000000000000000000000000000000002",
+      nonce: `0x${"07".repeat(32)}`,
+    } as const;
+    expect(a.reserveAuthorization({ ...key, value: 10n, createdAt: 1 })).to.equal(true);
+    expect(b.reserveAuthorization({ ...key, value: 10n, createdAt: 2 })).to.equal(false);
+    const tx = `0x${"ab".repeat(32)}` as const;
+    a.completeAuthorization(key.token, key.payer, key.nonce, tx);
+    expect(b.findAuthorization(key.token, key.payer, key.nonce)?.txHash).to.equal(tx);
   });
 });
