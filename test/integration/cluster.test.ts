@@ -35,6 +35,7 @@ import { BACKEND_HEADER, startInstance, startRoundRobin, type Instance, type Rou
 import { HARDHAT_KEYS } from "../helpers/hardhatKeys";
 import { freePort, startHardhatNode, type HardhatNode } from "../helpers/hardhatNode";
 import { requirePg, testSchema, type TestSchema } from "../helpers/pgSchema";
+import { validSettleResponse } from "../helpers/x402Wire";
 
 /**
  * Three `paychan server` processes on one PostgreSQL database behind a round-robin proxy, on a real
@@ -108,6 +109,7 @@ describe("paychan cluster: 3 instances on one PostgreSQL (hardhat node, real HTT
       return {
         status: res.status,
         backend: Number(res.headers.get(BACKEND_HEADER) ?? -1),
+        paid,
         response: paid ? decodeHeader<SettleResponse>(paid) : undefined,
         error: refused ? decodeHeader<PaymentRequired>(refused).error : undefined,
       };
@@ -268,6 +270,11 @@ describe("paychan cluster: 3 instances on one PostgreSQL (hardhat node, real HTT
       acks.set(batch[i], { amount: batch[i], response: answer?.response as SettleResponse, backend: answer!.backend });
     }
     expect([...served].sort()).to.deep.equal([0, 1, 2]);
+    // x402's SettleResponse, as @x402/core reads it: this request's charge, no transaction.
+    for (const answer of answers) {
+      const response = await validSettleResponse(answer!.paid as string);
+      expect(response).to.include({ success: true, transaction: "", amount: offer.amount });
+    }
 
     const repeats = await Promise.all(headers.map((h, i) => attempt(instances[(answers[i]!.backend + 1) % 3].url, h)));
     for (const [i, repeat] of repeats.entries()) {
