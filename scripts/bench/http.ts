@@ -132,7 +132,7 @@ export interface HttpResults {
   readonly vouchersSignedOnTheFly: number;
 }
 
-interface Channel {
+export interface Channel {
   readonly id: bigint;
   readonly idHex: Hex;
   readonly key: Uint8Array;
@@ -219,7 +219,7 @@ const round3 = (x: number) => Math.round(x * 1000) / 1000;
  * server (k accepted vouchers of a channel include one of at least k · price), so two servers
  * with separate stores can share the channels.
  */
-class VoucherSource {
+export class VoucherSource {
   private issued = 0;
   private pool: string[] = [];
   private next = 0;
@@ -262,7 +262,7 @@ class VoucherSource {
 }
 
 /** CPU seconds (user + system) used so far by process `pid`, from /proc (0 where unavailable). */
-function cpuSecondsOf(pid: number | undefined): number {
+export function cpuSecondsOf(pid: number | undefined): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");

@@ -8,6 +8,7 @@ import { ChannelWatcher } from "../chain/watcher";
 import { createVoucherHasher, createVoucherSignatureVerifier } from "../protocol/fastVerify";
 import { ReceiptSigner } from "../protocol/receipt";
 import { TransactionSender } from "../chain/sender";
+import { openPgStore } from "../store/postgres";
 import { openSqliteStore } from "../store/sqlite";
 import type { ChannelRecord } from "../protocol/channel";
 import type { AuthorizationStore, PaymentStore } from "../store/types";
@@ -23,7 +24,7 @@ import { PaymentProxy, type HealthReport } from "./proxy";
 import { GaslessRelay } from "./relay";
 
 /**
- * Assembles a paychan server from a validated {@link ServerConfig}: SQLite store → verification
+ * Assembles a paychan server from a validated {@link ServerConfig}: SQLite (or shared PostgreSQL) store → verification
  * engine (restored from the store) → chain watcher (feeding the engine) → receipt signer →
  * payment gate (observed by metrics) → reverse proxy (+ gasless relay when a relayer key is set).
  *
@@ -111,14 +112,16 @@ export async function createPaymentServer(
 
   // The store's fsync durations go to the metrics, which are built further down.
   let observeSync: ((seconds: number) => void) | undefined;
-  const store =
+  const store: PaymentStore =
     options.store ??
-    openSqliteStore({
-      path: config.database.path,
-      durable: config.database.durable,
-      fsync: config.database.fsync,
-      onSync: (seconds) => observeSync?.(seconds),
-    });
+    (config.database.url
+      ? await openPgStore({ url: config.database.url })
+      : openSqliteStore({
+          path: config.database.path,
+          durable: config.database.durable,
+          fsync: config.database.fsync,
+          onSync: (seconds) => observeSync?.(seconds),
+        }));
   try {
     const engine = new VerificationEngine({
       payee: config.payee,

@@ -149,15 +149,8 @@ export class VerificationEngine {
     const state = this.channels.get(channelId);
     if (state === undefined) return { kind: "unknown_channel" };
     const record = state.record;
-    if (record.payee.toLowerCase() !== this.payee) return { kind: "rejected", reason: "wrong_payee" };
-    if (!this.tokens.has(record.token.toLowerCase())) return { kind: "rejected", reason: "wrong_token" };
-    if (record.status === "closed") return { kind: "rejected", reason: "channel_closed" };
-    if (record.withdrawDelay < (this.options.minWithdrawDelay ?? 0)) {
-      return { kind: "rejected", reason: "withdraw_delay_too_short" };
-    }
-    if (record.withdrawReadyAt !== 0 && record.withdrawReadyAt - this.nowSec() < this.options.withdrawSafetyMarginSec) {
-      return { kind: "rejected", reason: "channel_withdrawing", channel: this.view(state) };
-    }
+    const refused = this.checkRecord(state);
+    if (refused) return refused;
     const used = this.usedAmounts(state, channelId);
     if (used.has(amount)) {
       // NOTE: a retry must repeat the exact voucher; the same amount with another signature is
@@ -202,6 +195,43 @@ export class VerificationEngine {
         remaining: record.deposit - charged,
       },
     };
+  }
+
+  /**
+   * The checks of {@link check} that need only the channel's on-chain record and the signature,
+   * for a store shared by several instances: there the store decides the money rules under the
+   * channel's row lock ({@link PaymentStore.chargeVoucher}) and this engine's ledger is only a
+   * view, refreshed by {@link observeLedger}. Returns the record when the voucher may go to the store.
+   */
+  checkShared(
+    channelId: bigint,
+    amount: bigint,
+    signature: Hex,
+  ):
+    | { readonly kind: "ok"; readonly record: ChannelRecord; readonly floor: bigint }
+    | Exclude<CheckResult, { kind: "accepted" | "retry" }> {
+    const state = this.channels.get(channelId);
+    if (state === undefined) return { kind: "unknown_channel" };
+    const refused = this.checkRecord(state);
+    if (refused) return refused;
+    if (amount > state.record.deposit) {
+      return { kind: "rejected", reason: "amount_exceeds_deposit", channel: this.view(state) };
+    }
+    const verdict = this.options.verifySignature(channelId, amount, signature);
+    if (verdict !== "ok") return { kind: "rejected", reason: verdict };
+    return { kind: "ok", record: state.record, floor: state.floor };
+  }
+
+  /** Takes a channel's ledger as a shared store committed it. */
+  observeLedger(ledger: ChannelLedger): void {
+    const state = this.channels.get(ledger.channelId);
+    if (!state) return;
+    // One instance's commits settle in commit order, so a later ledger is never an older state.
+    state.charged = ledger.chargedTotal;
+    if (ledger.highestAmount > state.highest) {
+      state.highest = ledger.highestAmount;
+      state.highestSignature = ledger.highestSignature;
+    }
   }
 
   /**
@@ -303,6 +333,21 @@ export class VerificationEngine {
         highestSignature: state.highestSignature,
       };
     }
+  }
+
+  /** Refuses a channel this server must not take vouchers on now, whatever the voucher. */
+  private checkRecord(state: ChannelState): Extract<CheckResult, { kind: "rejected" }> | undefined {
+    const record = state.record;
+    if (record.payee.toLowerCase() !== this.payee) return { kind: "rejected", reason: "wrong_payee" };
+    if (!this.tokens.has(record.token.toLowerCase())) return { kind: "rejected", reason: "wrong_token" };
+    if (record.status === "closed") return { kind: "rejected", reason: "channel_closed" };
+    if (record.withdrawDelay < (this.options.minWithdrawDelay ?? 0)) {
+      return { kind: "rejected", reason: "withdraw_delay_too_short" };
+    }
+    if (record.withdrawReadyAt !== 0 && record.withdrawReadyAt - this.nowSec() < this.options.withdrawSafetyMarginSec) {
+      return { kind: "rejected", reason: "channel_withdrawing", channel: this.view(state) };
+    }
+    return undefined;
   }
 
   private usedAmounts(state: ChannelState, channelId: bigint): Set<bigint> {

@@ -240,21 +240,15 @@ export class PaymentGate {
     if (v.asset !== undefined && v.asset.toLowerCase() !== this.asset) return this.refuse(request, "wrong_token");
     if (v.payTo !== undefined && v.payTo.toLowerCase() !== this.payee) return this.refuse(request, "wrong_payee");
 
+    if (this.options.store.chargeVoucher) return this.chargeShared(request, v, started);
     const engine = this.options.engine;
     let result: CheckResult;
     try {
-      result = engine.check(v.channelId, v.amount, v.signature, request.price);
-      if (result.kind === "unknown_channel" && this.options.fetchChannel) {
-        // NOTE: only a validly signed voucher may cost a chain lookup.
-        const verdict = engine.verifySignature(v.channelId, v.amount, v.signature);
-        if (verdict !== "ok") return this.refuse(request, verdict);
-        const record = await this.fetchChannel(v.channelId);
-        if (record && record.payee.toLowerCase() !== this.payee) return this.refuse(request, "wrong_payee");
-        if (record) {
-          engine.applyChannel(record);
-          result = engine.check(v.channelId, v.amount, v.signature, request.price);
-        }
-      }
+      const checked = await this.checkKnown(request, v, () =>
+        engine.check(v.channelId, v.amount, v.signature, request.price),
+      );
+      if ("ok" in checked) return checked;
+      result = checked;
     } catch {
       // The engine reads the store on a channel's first use after a restart.
       return this.refuse(request, "store_unavailable");
@@ -296,6 +290,127 @@ export class PaymentGate {
       responseHeader: () => encodeHeader(response),
       response: () => response,
     };
+  }
+
+  /**
+   * The path of a store several instances share: the engine checks only what needs the channel's
+   * record and the signature, and the store decides the charge under the channel's row lock and
+   * commits it with its receipt (see docs/scaling.md). A retry landing on another instance finds
+   * the stored voucher there and gets the same receipt.
+   */
+  private async chargeShared(
+    request: PaidRequest,
+    v: { channelId: bigint; amount: bigint; signature: Hex },
+    started: bigint,
+  ): Promise<GateResult> {
+    const { engine, store, receipts } = this.options;
+    const chargeVoucher = store.chargeVoucher?.bind(store);
+    if (!chargeVoucher) return this.refuse(request, "store_unavailable");
+    const checked = await this.checkKnown(request, v, () => engine.checkShared(v.channelId, v.amount, v.signature));
+    if ("ok" in checked) return checked;
+    if (checked.kind === "unknown_channel") return this.refuse(request, "unknown_channel");
+    if (checked.kind === "rejected") return this.refuse(request, checked.reason, checked.channel);
+    const { record, floor } = checked;
+
+    const reqHash = requestHash(request.method, request.pathAndQuery);
+    const issuedAt = Math.floor(Date.now() / 1000);
+    const reserved = request.price;
+    const signReceipt = (charge: bigint, chargedTotal: bigint): SignedReceipt =>
+      receipts.sign({
+        channelId: v.channelId,
+        voucherAmount: v.amount,
+        charge,
+        chargedTotal,
+        request: reqHash,
+        issuedAt,
+      });
+    let outcome;
+    try {
+      outcome = await chargeVoucher({
+        channelId: v.channelId,
+        amount: v.amount,
+        signature: v.signature,
+        charge: reserved,
+        floor,
+        acceptedAt: Date.now(),
+        sign: (chargedTotal) => JSON.stringify(signReceipt(reserved, chargedTotal)),
+      });
+    } catch {
+      return this.refuse(request, "store_unavailable");
+    }
+    engine.observeLedger(outcome.ledger);
+    switch (outcome.kind) {
+      case "stored":
+        return this.answerRetry(request, v.channelId, v.amount, v.signature, outcome.voucher);
+      case "below_floor":
+        return this.refuse(request, "voucher_reused", engine.channelView(v.channelId));
+      case "insufficient":
+        return this.refuse(request, "insufficient_amount", engine.channelView(v.channelId));
+      case "accepted":
+        break;
+    }
+    const accepted = outcome.voucher;
+    this.options.observer?.accepted?.(
+      {
+        channelId: v.channelId,
+        amount: v.amount,
+        signature: v.signature,
+        payer: record.payer,
+        charge: reserved,
+        chargedTotal: accepted.chargedTotal,
+        remaining: record.deposit - accepted.chargedTotal,
+      },
+      Number(process.hrtime.bigint() - started) / 1e9,
+    );
+    let receipt = JSON.parse(accepted.receipt) as SignedReceipt;
+    let charge = reserved;
+    let chargedTotal = accepted.chargedTotal;
+    const respond = (): SettleResponse =>
+      this.settled(record.payer, v.channelId, v.amount, charge, chargedTotal, record.deposit - chargedTotal, receipt);
+    return {
+      ok: true,
+      scheme: SCHEME,
+      channelId: v.channelId,
+      amount: v.amount,
+      retry: false,
+      durable: undefined,
+      charge: (finalCharge: bigint) => {
+        if (finalCharge === charge) return;
+        if (finalCharge < 0n || finalCharge > reserved) {
+          throw new RangeError(`final charge ${finalCharge} outside [0, ${reserved}]`);
+        }
+        // This request's view of the total: what it was charged, less what it gives back.
+        chargedTotal = accepted.chargedTotal - (reserved - finalCharge);
+        charge = finalCharge;
+        receipt = signReceipt(charge, chargedTotal);
+        // As on the single-instance path, the signed receipt is authoritative for the lower
+        // charge and the store follows asynchronously (a lost adjustment only overstates it).
+        store.adjustCharge(v.channelId, v.amount, charge, chargedTotal, JSON.stringify(receipt)).catch(() => undefined);
+      },
+      responseHeader: () => encodeHeader(respond()),
+      response: respond,
+    };
+  }
+
+  /**
+   * Runs `check`; when the engine does not know the channel, looks it up once (only for a validly
+   * signed voucher) and checks again. A refusal found on the way is returned as is.
+   */
+  private async checkKnown<R extends { readonly kind: string }>(
+    request: PaidRequest,
+    v: { channelId: bigint; amount: bigint; signature: Hex },
+    check: () => R,
+  ): Promise<R | Refusal> {
+    const result = check();
+    if (result.kind !== "unknown_channel" || !this.options.fetchChannel) return result;
+    // NOTE: only a validly signed voucher may cost a chain lookup.
+    const verdict = this.options.engine.verifySignature(v.channelId, v.amount, v.signature);
+    if (verdict !== "ok") return this.refuse(request, verdict);
+    const record = await this.fetchChannel(v.channelId);
+    if (record && record.payee.toLowerCase() !== this.payee) return this.refuse(request, "wrong_payee");
+    if (!record) return result;
+    this.options.engine.applyChannel(record);
+    return check();
   }
 
   private async fetchChannel(channelId: bigint): Promise<ChannelRecord | undefined> {
@@ -345,20 +460,16 @@ export class PaymentGate {
 
     let charge = ticket.charge;
     let chargedTotal = ticket.chargedTotal;
-    const respond = (): SettleResponse => ({
-      success: true,
-      transaction: "",
-      network: this.network,
-      payer: ticket.payer,
-      amount: charge.toString(),
-      extra: {
-        channelId: channelIdHex(ticket.channelId),
-        voucherAmount: ticket.amount.toString(),
-        chargedTotal: chargedTotal.toString(),
-        remaining: (ticket.remaining + ticket.chargedTotal - chargedTotal).toString(),
+    const respond = (): SettleResponse =>
+      this.settled(
+        ticket.payer,
+        ticket.channelId,
+        ticket.amount,
+        charge,
+        chargedTotal,
+        ticket.remaining + ticket.chargedTotal - chargedTotal,
         receipt,
-      },
-    });
+      );
     return {
       ok: true,
       scheme: SCHEME,
@@ -404,6 +515,17 @@ export class PaymentGate {
         return this.refuse(request, "store_unavailable");
       }
     }
+    return this.answerRetry(request, channelId, amount, signature, original);
+  }
+
+  /** Answers a repeated voucher with its original receipt, or refuses it as a reuse. */
+  private answerRetry(
+    request: PaidRequest,
+    channelId: bigint,
+    amount: bigint,
+    signature: Hex,
+    original: AcceptedVoucher | undefined,
+  ): GateResult {
     const view = this.options.engine.channelView(channelId);
     const receipt = retriedReceipt(
       original,
@@ -413,20 +535,15 @@ export class PaymentGate {
     );
     if (original === undefined || receipt === undefined) return this.refuse(request, "voucher_reused", view);
     this.options.observer?.retried?.(channelId, amount);
-    const response: SettleResponse = {
-      success: true,
-      transaction: "",
-      network: this.network,
-      payer: this.options.engine.record(channelId)?.payer ?? ("0x0000000000000000000000000000000000000000" as Address),
-      amount: original.charge.toString(),
-      extra: {
-        channelId: channelIdHex(channelId),
-        voucherAmount: amount.toString(),
-        chargedTotal: original.chargedTotal.toString(),
-        remaining: view ? view.remaining : "0",
-        receipt,
-      },
-    };
+    const response = this.settled(
+      this.options.engine.record(channelId)?.payer ?? ("0x0000000000000000000000000000000000000000" as Address),
+      channelId,
+      amount,
+      original.charge,
+      original.chargedTotal,
+      view ? BigInt(view.remaining) : 0n,
+      receipt,
+    );
     return {
       ok: true,
       scheme: SCHEME,
@@ -437,6 +554,32 @@ export class PaymentGate {
       charge: () => undefined,
       responseHeader: () => encodeHeader(response),
       response: () => response,
+    };
+  }
+
+  /** The PAYMENT-RESPONSE of a channel payment: x402's SettleResponse, paychan's figures under `extra`. */
+  private settled(
+    payer: Address,
+    channelId: bigint,
+    voucherAmount: bigint,
+    charge: bigint,
+    chargedTotal: bigint,
+    remaining: bigint,
+    receipt: SignedReceipt,
+  ): SettleResponse {
+    return {
+      success: true,
+      transaction: "",
+      network: this.network,
+      payer,
+      amount: charge.toString(),
+      extra: {
+        channelId: channelIdHex(channelId),
+        voucherAmount: voucherAmount.toString(),
+        chargedTotal: chargedTotal.toString(),
+        remaining: remaining.toString(),
+        receipt,
+      },
     };
   }
 }

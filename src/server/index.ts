@@ -2,8 +2,9 @@
  * `paychan/server`: put paid routes in front of an API.
  *
  * - {@link createPaymentServer} assembles everything from a validated configuration
- *   ({@link loadConfig}): SQLite store, verification engine, chain watcher, receipt signer, payment
- *   gate, the gasless relay when a relayer key is set, and the reverse proxy.
+ *   ({@link loadConfig}): SQLite store (or PostgreSQL shared by several instances, with
+ *   `database.url`), verification engine, chain watcher, receipt signer, payment gate, the
+ *   gasless relay when a relayer key is set, and the reverse proxy.
  * - In an Express app, {@link paywall} guards the priced routes with the server's gate and
  *   `server.relay.handle` serves the relay; `server.start()` instead runs the reverse proxy in
  *   front of `config.upstream`.

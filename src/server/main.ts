@@ -135,6 +135,7 @@ Environment:
   PAYCHAN_PAYEE_PRIVATE_KEY    receipt signing key; its address is the payee (required)
   PAYCHAN_PAYEE_ADDRESS        payee address, if channels pay another address than the receipt key's
   PAYCHAN_RELAYER_PRIVATE_KEY  enables the gasless open/top-up relay (pays its gas)
+  PAYCHAN_DATABASE_URL         PostgreSQL store shared by several instances (docs/scaling.md)
   PAYCHAN_LOG_LEVEL            debug | info | warn | error | silent (default info)
   PAYCHAN_DEBUG                1: a start-up failure also prints its stack trace
   <NETWORK>_RPC_URL            RPC endpoint when the config has no rpcUrl (e.g. BASE_SEPOLIA_RPC_URL)

@@ -1,3 +1,5 @@
+import { randomUUID } from "node:crypto";
+import os from "node:os";
 import { createWalletClient, formatGwei, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { checkDeployment } from "../chain/checkDeployment";
@@ -19,8 +21,11 @@ import {
 } from "../shared/config";
 import { formatFailure } from "../shared/failure";
 import { createLogger, type Logger } from "../shared/log";
+import { openPgStore } from "../store/postgres";
 import { openSqliteStore } from "../store/sqlite";
+import type { PaymentStore } from "../store/types";
 import { TransactionSender } from "../chain/sender";
+import { DutyLease } from "./lease";
 import { Settler, type BatchReport, type PassSummary } from "./settler";
 
 /**
@@ -90,30 +95,78 @@ export async function startSettler(
 ): Promise<RunningSettler> {
   const settleConfig = typeof config === "string" ? loadSettleConfig(config, options.env ?? process.env) : config;
   const parts = await openSettler(settleConfig, options.logger ?? createLogger(), "scheduled", options.onBatch);
-  const { settler, watcher, logger } = parts;
-  try {
+  const { settler, logger, store } = parts;
+  let watcher: ChannelWatcher | undefined;
+  const run = async (): Promise<void> => {
     await settler.start();
+    watcher = await parts.createWatcher();
+    if (watcher) {
+      watcher.on("withdrawalRequested", (record, info) => {
+        logger.info("withdrawal requested; claiming now", { channelId: record.channelId, confirmed: info.confirmed });
+        settler.claimUrgently();
+      });
+      watcher.on("error", (error) => logger.warn("chain watcher poll failed", { err: error }));
+      watcher.start();
+    }
+  };
+  const halt = async (): Promise<void> => {
+    await watcher?.stop().catch(() => undefined);
+    watcher = undefined;
+    await settler.stop().catch(() => undefined);
+  };
+
+  if (store.acquireLease && store.releaseLease) {
+    // Several instances share the store: one of them settles and watches for withdrawals at a
+    // time, and another takes over when its lease runs out (docs/scaling.md).
+    const { network, contract, payee } = settleConfig.server;
+    const lease = new DutyLease({
+      store: { acquireLease: store.acquireLease.bind(store), releaseLease: store.releaseLease.bind(store) },
+      name: `settler:${network.chainId}:${contract.toLowerCase()}:${payee.toLowerCase()}`,
+      holder: `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
+      ttlMs: settleConfig.server.database.leaseMs,
+      onAcquired: async () => {
+        logger.info("settler duty taken");
+        await run();
+        // A withdrawal its last holder saw may be waiting: claim what is urgent at once.
+        void settler.runOnce();
+      },
+      onLost: async () => {
+        logger.warn("settler duty lost; stopping claims");
+        await halt();
+      },
+      onError: (error) => logger.warn("settler lease problem", { err: error }),
+    });
+    lease.start();
+    return running(() => lease.stop());
+  }
+
+  try {
+    await run();
   } catch (error) {
+    await halt();
     await parts.close();
     throw error;
   }
-  if (watcher) {
-    watcher.on("withdrawalRequested", (record, info) => {
-      logger.info("withdrawal requested; claiming now", { channelId: record.channelId, confirmed: info.confirmed });
-      settler.claimUrgently();
-    });
-    watcher.on("error", (error) => logger.warn("chain watcher poll failed", { err: error }));
-    watcher.start();
+  return running(halt);
+
+  /** The handle; `stop` ends the duty with `end`, then closes everything, once. */
+  function running(end: () => Promise<void>): RunningSettler {
+    let stopping: Promise<void> | undefined;
+    const stop = async () => {
+      await end();
+      await parts.close();
+    };
+    return { config: settleConfig, settler, stop: () => (stopping ??= stop()) };
   }
-  let stopping: Promise<void> | undefined;
-  return { config: settleConfig, settler, stop: () => (stopping ??= parts.close()) };
 }
 
-/** What {@link openSettler} assembled; `close` stops the watcher and the settler, then closes the store. */
+/** What {@link openSettler} assembled; `close` stops the settler and its watchers, then closes the store. */
 interface SettlerParts {
   readonly settler: Settler;
-  readonly watcher: ChannelWatcher | undefined;
+  readonly store: PaymentStore;
   readonly logger: Logger;
+  /** The settler's watcher (when the section asks for one), resuming from the stored cursor. */
+  createWatcher(): Promise<ChannelWatcher | undefined>;
   close(): Promise<void>;
 }
 
@@ -135,11 +188,13 @@ async function openSettler(
 
   await checkDeployment(publicClient, { network, rpcUrl: server.rpcUrl, contract: server.contract });
 
-  const store = openSqliteStore({ path: server.database.path, durable: server.database.durable });
-  let watcher: ChannelWatcher | undefined;
+  const store: PaymentStore = server.database.url
+    ? await openPgStore({ url: server.database.url })
+    : openSqliteStore({ path: server.database.path, durable: server.database.durable });
+  const watchers: ChannelWatcher[] = [];
   let settler: Settler | undefined;
   const close = async (): Promise<void> => {
-    await watcher?.stop().catch(() => undefined);
+    for (const watcher of watchers) await watcher.stop().catch(() => undefined);
     await settler?.stop().catch(() => undefined);
     await store.close().catch(() => undefined);
   };
@@ -172,7 +227,6 @@ async function openSettler(
       },
       onError: (cause, error) => logger.warn("settler problem", { cause, err: error }),
     });
-    if (settings.watch) watcher = await createWatcher(server, store, publicClient, logger);
   } catch (error) {
     await close();
     throw error;
@@ -186,7 +240,13 @@ async function openSettler(
     mode,
     intervalSec: settings.intervalSec,
   });
-  return { settler, watcher, logger, close };
+  const createSettlerWatcher = async (): Promise<ChannelWatcher | undefined> => {
+    if (!settings.watch) return undefined;
+    const watcher = await createWatcher(server, store, publicClient, logger);
+    watchers.push(watcher);
+    return watcher;
+  };
+  return { settler, store, logger, close, createWatcher: createSettlerWatcher };
 }
 
 /**
@@ -268,7 +328,7 @@ export async function settle(configPath: string, options: SettleOptions = {}): P
     }
     try {
       // Fresh channel records first, so a pending withdrawal is seen as urgent.
-      await parts.watcher?.syncNow();
+      await (await parts.createWatcher())?.syncNow();
       await parts.settler.reconcile();
       const reports = await parts.settler.runOnce();
       if (reports.length === 0) {
@@ -319,7 +379,7 @@ export async function settle(configPath: string, options: SettleOptions = {}): P
  */
 async function createWatcher(
   server: ServerConfig,
-  store: ReturnType<typeof openSqliteStore>,
+  store: PaymentStore,
   client: ReturnType<typeof createChainClient>,
   logger: Logger,
 ): Promise<ChannelWatcher> {
@@ -392,6 +452,7 @@ oldest unclaimed voucher is a day old (settler.maxAgeSec); every setting is in d
 Environment:
   ${SETTLER_KEY_ENV}  key that sends the claims and pays their gas (fallback ${PAYEE_KEY_ENV})
   ${PAYEE_ADDRESS_ENV}        payee whose channels are claimed (default: the payee key's, else the settler key's address)
+  PAYCHAN_DATABASE_URL         PostgreSQL store shared with the servers; one settler at a time holds its lease
   PAYCHAN_LOG_LEVEL            debug | info | warn | error | silent (default info)
   <NETWORK>_RPC_URL            RPC endpoint when the config has no rpcUrl (e.g. BASE_SEPOLIA_RPC_URL)
 `;

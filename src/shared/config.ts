@@ -54,6 +54,8 @@ export const PAYEE_ADDRESS_ENV = "PAYCHAN_PAYEE_ADDRESS";
 export const RELAYER_KEY_ENV = "PAYCHAN_RELAYER_PRIVATE_KEY";
 /** Environment variable: the key that sends the settler's claims and pays their gas. */
 export const SETTLER_KEY_ENV = "PAYCHAN_SETTLER_PRIVATE_KEY";
+/** Environment variable: PostgreSQL URL of a store shared by several instances (overrides database.url). */
+export const DATABASE_URL_ENV = "PAYCHAN_DATABASE_URL";
 
 /** The contract's bounds on a channel's withdraw delay (PaymentChannels.MIN/MAX_WITHDRAW_DELAY). */
 export const CONTRACT_MIN_WITHDRAW_DELAY = 15 * 60;
@@ -72,6 +74,7 @@ export const CONFIG_DEFAULTS = {
   databasePath: "paychan.db",
   durable: true,
   fsync: "background" as const,
+  leaseMs: 15_000,
   retryWindowMs: 60_000,
   maxHeaderBytes: 16 * 1024,
   upstreamTimeoutMs: 30_000,
@@ -166,7 +169,17 @@ export interface ServerConfig {
    * where a durable commit is fsynced: "background" (default, off the event loop) or "commit"
    * (inside SQLite's COMMIT, on the event loop). See SqliteStoreOptions.
    */
-  readonly database: { readonly path: string; readonly durable: boolean; readonly fsync: "background" | "commit" };
+  /**
+   * The store: the SQLite file at `path`, or, when `url` is set, PostgreSQL shared by several
+   * instances (docs/scaling.md), whose settler duty moves between them by a lease of `leaseMs`.
+   */
+  readonly database: {
+    readonly path: string;
+    readonly durable: boolean;
+    readonly fsync: "background" | "commit";
+    readonly url: string | undefined;
+    readonly leaseMs: number;
+  };
   readonly retryWindowMs: number;
   /** Node's `maxHeaderSize`: total bytes of a request's header section. */
   readonly maxHeaderBytes: number;
@@ -508,7 +521,7 @@ function fileSchema(context: Context) {
       .default(CONFIG_DEFAULTS.pollIntervalMs)
       .meta({ description: "How often the watcher polls for new blocks (ms)." }),
     fromBlock: fromBlockSchema(),
-    database: databaseSchema(context.baseDir),
+    database: databaseSchema(context.baseDir, context.env),
     retryWindowMs: integer({ min: 0, max: 24 * 3600 * 1000, unit: "ms" })
       .default(CONFIG_DEFAULTS.retryWindowMs)
       .meta({
@@ -659,15 +672,19 @@ function fromBlockSchema() {
     });
 }
 
-function databaseSchema(baseDir: string) {
+function databaseSchema(baseDir: string, env: Context["env"]) {
+  const shape = `a path or an object { "path", "durable", "fsync", "url", "leaseMs" }`;
   const file = z
     .string({ error: (issue) => `must be a non-empty file path, got ${show(issue.input)}` })
     .regex(/\S/, { error: (issue) => `must be a non-empty file path, got ${show(issue.input)}` });
+  const url = z
+    .string({ error: (issue) => `must be a postgres:// URL, got ${show(issue.input)}` })
+    .regex(/^postgres(ql)?:\/\/\S+$/, { error: (issue) => `must be a postgres:// URL, got ${show(issue.input)}` });
   return z
     .union(
       [
         file,
-        strictObject(`a path or an object { "path", "durable", "fsync" }`, {
+        strictObject(shape, {
           path: file
             .default(CONFIG_DEFAULTS.databasePath)
             .meta({ description: "The SQLite file, relative to the config file." }),
@@ -678,9 +695,16 @@ function databaseSchema(baseDir: string) {
             description:
               "Where a durable commit is fsynced: background (off the event loop) or commit (inside COMMIT).",
           }),
+          url: url.optional().meta({
+            description: `PostgreSQL store shared by several instances instead of SQLite (${DATABASE_URL_ENV} overrides it).`,
+          }),
+          leaseMs: integer({ min: 1_000, max: 300_000, unit: "ms" }).default(CONFIG_DEFAULTS.leaseMs).meta({
+            description:
+              "PostgreSQL only: lease of the settler duty; another instance takes over at most this long after its holder dies.",
+          }),
         }),
       ],
-      { error: (issue) => `must be a path or an object { "path", "durable", "fsync" }, got ${show(issue.input)}` },
+      { error: (issue) => `must be ${shape}, got ${show(issue.input)}` },
     )
     .prefault({})
     .transform((spec) => {
@@ -688,14 +712,28 @@ function databaseSchema(baseDir: string) {
         path: file,
         durable,
         fsync,
+        url: fileUrl,
+        leaseMs,
       } = typeof spec === "string"
-        ? { path: spec, durable: CONFIG_DEFAULTS.durable, fsync: CONFIG_DEFAULTS.fsync }
+        ? {
+            path: spec,
+            durable: CONFIG_DEFAULTS.durable,
+            fsync: CONFIG_DEFAULTS.fsync,
+            url: undefined,
+            leaseMs: CONFIG_DEFAULTS.leaseMs,
+          }
         : spec;
       // ":memory:" stays as is (tests); anything else is relative to the config file, not the cwd,
       // so `paychan server --config /etc/paychan/config.json` finds its database wherever it is run from.
-      return { path: file === ":memory:" ? file : path.resolve(baseDir, file), durable, fsync };
+      return {
+        path: file === ":memory:" ? file : path.resolve(baseDir, file),
+        durable,
+        fsync,
+        url: env[DATABASE_URL_ENV] ?? fileUrl,
+        leaseMs,
+      };
     })
-    .meta({ description: "The SQLite store: a file path, or an object." });
+    .meta({ description: "The store: a SQLite file path, or an object (with url: PostgreSQL)." });
 }
 
 function relaySchema(env: Context["env"]) {

@@ -2,7 +2,17 @@ import fs from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
 import type { Address, Hex } from "viem";
+import { DuplicateVoucherError, VoucherNotFoundError } from "./errors";
 import { migrate } from "./migrations";
+import {
+  authorizationKey,
+  rowReaders,
+  type AuthorizationRow,
+  type ChannelRow,
+  type LedgerRow,
+  type PendingClaimRow,
+  type VoucherRow,
+} from "./rows";
 import type { ChannelRecord } from "../protocol/channel";
 import type {
   AcceptedVoucher,
@@ -12,6 +22,8 @@ import type {
   PaymentStore,
   PendingClaim,
 } from "./types";
+
+export { DuplicateVoucherError, VoucherNotFoundError };
 
 /** Options of {@link openSqliteStore}. */
 export interface SqliteStoreOptions {
@@ -85,20 +97,6 @@ export interface SqliteStoreStats {
 }
 
 /**
- * A recordVoucher for a (channel, amount) already stored with a different signature. Only that
- * call is rejected; the stored voucher and the rest of its batch are unaffected.
- */
-export class DuplicateVoucherError extends Error {
-  constructor(
-    readonly channelId: bigint,
-    readonly amount: bigint,
-  ) {
-    super(`voucher ${amount} on channel 0x${channelId.toString(16)} is already stored with another signature`);
-    this.name = "DuplicateVoucherError";
-  }
-}
-
-/**
  * The WAL fsync failed. After a failed fsync the kernel may have dropped the unsynced pages, so
  * nothing later can be promised durable: the store refuses every write from then on and the
  * process must be restarted (SQLite then recovers whatever did reach the disk).
@@ -107,17 +105,6 @@ export class StoreSyncError extends Error {
   constructor(readonly cause: unknown) {
     super(`fsync of the SQLite WAL failed; the store refuses writes until restarted: ${String(cause)}`);
     this.name = "StoreSyncError";
-  }
-}
-
-/** An adjustCharge for a voucher that was never recorded. Only that call is rejected. */
-export class VoucherNotFoundError extends Error {
-  constructor(
-    readonly channelId: bigint,
-    readonly amount: bigint,
-  ) {
-    super(`no voucher ${amount} on channel 0x${channelId.toString(16)} to adjust`);
-    this.name = "VoucherNotFoundError";
   }
 }
 
@@ -141,55 +128,7 @@ function fromU256(text: string): bigint {
   return BigInt("0x" + text);
 }
 
-interface LedgerRow {
-  channel_id: string;
-  charged_total: string;
-  highest_amount: string;
-  highest_signature: string | null;
-  claimed_amount: string;
-}
-
-interface VoucherRow {
-  channel_id: string;
-  amount: string;
-  signature: string;
-  charge: string;
-  charged_total: string;
-  receipt: string;
-  accepted_at: number;
-}
-
-interface ChannelRow {
-  channel_id: string;
-  payer: string;
-  payee: string;
-  token: string;
-  signer: string;
-  deposit: string;
-  claimed_on_chain: string;
-  withdraw_delay: number;
-  withdraw_ready_at: number;
-  status: "open" | "closed";
-  opened_at_block: string;
-  updated_at_block: string;
-}
-
-interface PendingClaimRow {
-  tx_hash: string;
-  channel_id: string;
-  amount: string;
-  nonce: number;
-  sent_at: number;
-}
-
-interface AuthorizationRow {
-  token: string;
-  payer: string;
-  nonce: string;
-  value: string;
-  tx_hash: string | null;
-  created_at: number;
-}
+const { toLedger, toVoucher, toChannel, toPendingClaim, toAuthorization } = rowReaders(fromU256);
 
 /** A queued group-commit write, already encoded (so a bad value fails its own call, not the batch). */
 type QueuedWrite = {
@@ -211,71 +150,6 @@ interface LedgerDelta {
   /** Highest voucher inserted by the batch, ZERO if none. */
   highestAmount: string;
   highestSignature: string | null;
-}
-
-function toLedger(row: LedgerRow): ChannelLedger {
-  return {
-    channelId: fromU256(row.channel_id),
-    chargedTotal: fromU256(row.charged_total),
-    highestAmount: fromU256(row.highest_amount),
-    highestSignature: row.highest_signature as Hex | null,
-    claimedAmount: fromU256(row.claimed_amount),
-  };
-}
-
-function toVoucher(row: VoucherRow): AcceptedVoucher {
-  return {
-    channelId: fromU256(row.channel_id),
-    amount: fromU256(row.amount),
-    signature: row.signature as Hex,
-    charge: fromU256(row.charge),
-    chargedTotal: fromU256(row.charged_total),
-    receipt: row.receipt,
-    acceptedAt: row.accepted_at,
-  };
-}
-
-function toChannel(row: ChannelRow): ChannelRecord {
-  return {
-    channelId: fromU256(row.channel_id),
-    payer: row.payer as Address,
-    payee: row.payee as Address,
-    token: row.token as Address,
-    signer: row.signer as Address,
-    deposit: fromU256(row.deposit),
-    claimedOnChain: fromU256(row.claimed_on_chain),
-    withdrawDelay: row.withdraw_delay,
-    withdrawReadyAt: row.withdraw_ready_at,
-    status: row.status,
-    openedAtBlock: fromU256(row.opened_at_block),
-    updatedAtBlock: fromU256(row.updated_at_block),
-  };
-}
-
-function toPendingClaim(row: PendingClaimRow): PendingClaim {
-  return {
-    channelId: fromU256(row.channel_id),
-    amount: fromU256(row.amount),
-    txHash: row.tx_hash as Hex,
-    nonce: row.nonce,
-    sentAt: row.sent_at,
-  };
-}
-
-/** Addresses and nonces are stored lowercase, so a key never depends on checksum casing. */
-function authorizationKey(token: Address, payer: Address, nonce: Hex): { token: string; payer: string; nonce: string } {
-  return { token: token.toLowerCase(), payer: payer.toLowerCase(), nonce: nonce.toLowerCase() };
-}
-
-function toAuthorization(row: AuthorizationRow): ExactAuthorization {
-  return {
-    token: row.token as Address,
-    payer: row.payer as Address,
-    nonce: row.nonce as Hex,
-    value: fromU256(row.value),
-    txHash: row.tx_hash as Hex | null,
-    createdAt: row.created_at,
-  };
 }
 
 /**

@@ -41,6 +41,37 @@ export interface PendingClaim {
   readonly sentAt: number;
 }
 
+/** A voucher whose charge the store decides ({@link PaymentStore.chargeVoucher}). */
+export interface ChargeRequest {
+  readonly channelId: bigint;
+  readonly amount: bigint;
+  /** 65-byte signature as 0x-hex, already verified. */
+  readonly signature: Hex;
+  /** What this request is charged (the route's price, or its maximum for "upto"). */
+  readonly charge: bigint;
+  /** The amount this instance knows as claimed on-chain: a voucher at or below it pays nothing new. */
+  readonly floor: bigint;
+  /** Unix milliseconds. */
+  readonly acceptedAt: number;
+  /** The receipt (encoded as sent) for the charged total the store assigns to this request. */
+  sign(chargedTotal: bigint): string;
+}
+
+/**
+ * What {@link PaymentStore.chargeVoucher} decided, durably. `ledger` is the channel's state after
+ * the commit that decided it.
+ * - accepted: charged, stored with its receipt.
+ * - stored: this (channel, amount) was accepted before, by this or another instance: a retry if
+ *   the signature and request match, a reuse otherwise (the caller tells them apart).
+ * - insufficient: the channel's charged total plus the charge would exceed its best voucher.
+ * - below_floor: at or below the amount claimed on-chain and not stored: nothing left to claim.
+ */
+export type ChargeOutcome =
+  | { readonly kind: "accepted"; readonly voucher: AcceptedVoucher; readonly ledger: ChannelLedger }
+  | { readonly kind: "stored"; readonly voucher: AcceptedVoucher; readonly ledger: ChannelLedger }
+  | { readonly kind: "insufficient"; readonly ledger: ChannelLedger }
+  | { readonly kind: "below_floor"; readonly ledger: ChannelLedger };
+
 /**
  * Durable storage of everything paychan must not lose. The embedded default is SQLite
  * (src/store/sqlite.ts); a PostgreSQL backend implements the same interface.
@@ -99,6 +130,22 @@ export interface PaymentStore {
   removePendingClaims(txHash: Hex): void;
   /** Claims sent and not yet confirmed. */
   loadPendingClaims(): PendingClaim[];
+
+  /**
+   * Present on a store several server processes share (PostgreSQL): the store, not the engine's
+   * memory, decides the charge. Under the channel's row lock it checks the voucher against the
+   * stored ledger (used amounts, charged total, best voucher), assigns the charged total, has the
+   * receipt signed for it and commits, group-committed like {@link recordVoucher}; it resolves
+   * once the decision is durable.
+   */
+  chargeVoucher?(request: ChargeRequest): Promise<ChargeOutcome>;
+  /**
+   * Present on a shared store: takes or renews the lease `name` for `holder` until `ttlMs` from
+   * now (by the database's clock). Resolves true when `holder` holds it.
+   */
+  acquireLease?(name: string, holder: string, ttlMs: number): Promise<boolean>;
+  /** Gives a lease up early, if `holder` holds it, so another process takes over at once. */
+  releaseLease?(name: string, holder: string): Promise<void>;
 
   /** Flushes pending writes and closes the store. */
   close(): Promise<void>;

@@ -76,7 +76,8 @@ describe("paychan/x402: x402's fetch and axios clients pay through a channel (ha
     local = await startLocalServer(
       { rpcUrl: node.url, contract: node.deployments!.PaymentChannels, token: usdc },
       { payee: HARDHAT_KEYS[2], relayer: HARDHAT_KEYS[3] },
-      // Channels only: the exact fallback (on with a relayer key) would let an exact-only client pay.
+      // Without the exact fallback (its own suite: test/server/exactFallback.test.ts), so the
+      // last test sees what an exact-only client makes of a 402 offering channels alone.
       { routes: { "GET /paid": "$0.001", "GET /dear": "$0.5" }, exact: false },
       "/paid",
     );
@@ -240,7 +241,7 @@ describe("paychan/x402: x402's fetch and axios clients pay through a channel (ha
     expect(findDefaultAssetIn()(usdc, NETWORK)).to.equal(undefined);
   });
 
-  it("an exact-only @x402/fetch client parses paychan's 402 and finds no scheme it can pay", async () => {
+  it("an exact-only @x402/fetch client parses a channel-only 402 and finds no scheme it can pay", async () => {
     const exactOnly = new x402Client().register(NETWORK, new ExactEvmScheme(funder));
     const answer = await fetch(`${local.baseUrl}/paid`);
     const required = new x402HTTPClient(exactOnly).getPaymentRequiredResponse((name) => answer.headers.get(name));

@@ -9,6 +9,7 @@ import {
   CONFIG_DEFAULTS,
   loadConfig,
   loadSettleConfig,
+  DATABASE_URL_ENV,
   parseConfig,
   parseSettleConfig,
   PAYEE_ADDRESS_ENV,
@@ -81,7 +82,13 @@ describe("server config", () => {
       expect(config.withdrawSafetyMarginSec).to.equal(3_600);
       expect(config.confirmations).to.equal(0);
       expect(config.fromBlock).to.equal(1n);
-      expect(config.database).to.deep.equal({ path: "/srv/paychan/paychan.db", durable: true, fsync: "background" });
+      expect(config.database).to.deep.equal({
+        path: "/srv/paychan/paychan.db",
+        durable: true,
+        fsync: "background",
+        url: undefined,
+        leaseMs: 15_000,
+      });
       expect(config.retryWindowMs).to.equal(60_000);
       expect(config.maxHeaderBytes).to.equal(16_384);
       expect(config.healthPath).to.equal("/healthz");
@@ -312,16 +319,33 @@ describe("server config", () => {
         path: "/srv/paychan/data/x.db",
         durable: true,
         fsync: "background",
+        url: undefined,
+        leaseMs: 15_000,
       });
       expect(parse(base({ database: { path: ":memory:", durable: false } })).database).to.deep.equal({
         path: ":memory:",
         durable: false,
         fsync: "background",
+        url: undefined,
+        leaseMs: 15_000,
       });
       expect(parse(base({ database: { path: "x.db", fsync: "commit" } })).database).to.include({ fsync: "commit" });
       expect(issuesOf(base({ database: { path: "x.db", durable: "yes", fsync: "always" } }))).to.deep.equal([
         "config.database.durable: must be true or false",
         'config.database.fsync: must be one of "background", "commit", got "always"',
+      ]);
+    });
+
+    it("selects a shared PostgreSQL store by database.url or PAYCHAN_DATABASE_URL, the variable first", () => {
+      const url = "postgres://paychan@db.internal:5432/paychan";
+      expect(parse(base({ database: { url, leaseMs: 5_000 } })).database).to.include({ url, leaseMs: 5_000 });
+      expect(parse(base(), { ...ENV, [DATABASE_URL_ENV]: url }).database.url).to.equal(url);
+      expect(
+        parse(base({ database: { url: "postgres://a/b" } }), { ...ENV, [DATABASE_URL_ENV]: url }).database.url,
+      ).to.equal(url);
+      expect(issuesOf(base({ database: { url: "mysql://x", leaseMs: 10 } }))).to.deep.equal([
+        'config.database.url: must be a postgres:// URL, got "mysql://x"',
+        "config.database.leaseMs: 10 is outside [1000, 300000]",
       ]);
     });
   });
@@ -417,7 +441,7 @@ describe("server config", () => {
         `config.routes['GET /d']: unknown keys "x", "y" (known: price, pricing, description)`,
         `config.minDeposit: amount "79228162514264337593543950336" exceeds the largest channel amount (2^96 - 1 atomic units)`,
         `config.fromBlock: must be a block number or "latest", got 1.5`,
-        `config.database: must be a path or an object { "path", "durable", "fsync" }, got 5`,
+        `config.database: must be a path or an object { "path", "durable", "fsync", "url", "leaseMs" }, got 5`,
         `config.relay: must be an object like { "path": "/paychan/relay" } or false, got "yes"`,
         "config.settler: must be an object, got 3",
       ]);

@@ -20,7 +20,8 @@ export interface X402Channel {
  * paychan channels for an x402 server (@x402/express, @x402/hono or x402ResourceServer itself),
  * beside `exact` or any other scheme, from a paychan server (`createPaymentServer`, with
  * `startChain()` called; its reverse proxy need not run). Vouchers are verified against the
- * server's engine and stored in its store; run the settler (`startSettler` from
+ * server's engine and stored in its store (SQLite: refused on a store several instances share,
+ * see docs/scaling.md); run the settler (`startSettler` from
  * `paychan/settler`, or `paychan settle`) to claim them.
  *
  * @example
@@ -37,6 +38,15 @@ export interface X402Channel {
  * await startSettler("paychan.config.json");
  */
 export function x402Channel(server: PaymentServer): X402Channel {
+  if (server.store.chargeVoucher) {
+    // x402 reserves a charge at verify and takes it back at cancel, in this process's engine; on a
+    // store several instances share, the database decides each charge when it is committed, and
+    // a reservation held in one instance's memory would let another charge the same funds.
+    throw new Error(
+      "x402Channel needs a store of its own (SQLite): on a PostgreSQL store shared by several " +
+        "instances, take channel payments through paychan's proxy or middleware (docs/scaling.md)",
+    );
+  }
   let channel = created.get(server);
   if (channel === undefined) {
     channel = create(server);
