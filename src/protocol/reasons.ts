@@ -28,8 +28,11 @@ export const REASONS = {
   amount_exceeds_deposit: 402,
   insufficient_amount: 402,
   voucher_reused: 402,
+  invalid_quote: 402,
+  quote_expired: 402,
   // 503: the server cannot take payments right now; retry later with the same voucher.
   store_unavailable: 503,
+  rate_unavailable: 503,
 } as const;
 
 export type ReasonCode = keyof typeof REASONS;
