@@ -206,7 +206,7 @@ function refusalOf(
   const offer = required.accepts?.find((o) => o.scheme === SCHEME);
   if (!offer) return undefined;
   const known = store.load().offers[offerKey(offer.network, offer.extra.contract, offer.payTo, offer.asset)];
-  const view = required.channel;
+  const view = offer.extra.channelState;
   const channelId = view ? BigInt(view.channelId) : known !== undefined ? BigInt(known) : undefined;
   const ctx: RefusalContext = {
     url,

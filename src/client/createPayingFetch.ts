@@ -3,6 +3,7 @@ import {
   channelIdHex,
   decodeHeader,
   encodePaymentSignature,
+  offerTerms,
   PAYMENT_REQUIRED_HEADER,
   PAYMENT_RESPONSE_HEADER,
   PAYMENT_SIGNATURE_HEADER,
@@ -10,7 +11,7 @@ import {
   type ChannelOffer,
   type ChannelView,
   type PaymentRequired,
-  type PaymentResponse,
+  type SettleResponse,
 } from "../protocol/headers";
 import { requestHash, verifyReceipt, type SignedReceipt } from "../protocol/receipt";
 import { MAX_AMOUNT, signerOfChannel, voucherDomain, voucherTypedData } from "../protocol/voucher";
@@ -31,7 +32,7 @@ import { chainIdOf, type TypedDataSigner } from "./terms";
  *    deposit as last known ({@link InsufficientDepositError}, nothing signed); it is recorded
  *    durably, signed by the session key and sent in PAYMENT-SIGNATURE;
  * 4. the PAYMENT-RESPONSE receipt is verified offline against `extra.receiptSigner`;
- * 5. a 402 carrying the server's `channel` view resynchronizes the state: a refused voucher is not
+ * 5. a 402 carrying the server's channel view (`extra.channelState`) resynchronizes the state: a refused voucher is not
  *    used, so `signedMax` comes back to what the server holds (plus what is still in flight), and
  *    a corrective refusal (`insufficient_amount`, `voucher_reused`, or `amount_exceeds_deposit`
  *    caused by amounts signed earlier) is retried once; a 503 `store_unavailable` (nothing
@@ -310,6 +311,12 @@ function decodeRequired(response: Response): PaymentRequired | undefined {
   }
 }
 
+/** The server's view of `channelId` in a refusal's channel offer, if it carries one. */
+function viewOf(required: PaymentRequired | undefined, channelId: bigint): ChannelView | undefined {
+  const view = required?.accepts?.find((o) => o.scheme === SCHEME)?.extra?.channelState;
+  return view && BigInt(view.channelId) === channelId ? view : undefined;
+}
+
 async function drain(response: Response): Promise<void> {
   try {
     await response.arrayBuffer();
@@ -343,13 +350,16 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
   let spent = 0n;
   let reserved = 0n;
 
-  const pick = (required: PaymentRequired): ChannelOffer | undefined =>
-    required.accepts?.find(
+  /** The channel offer to pay, without the refusal's channel view (it is remembered per route). */
+  const pick = (required: PaymentRequired): ChannelOffer | undefined => {
+    const offer = required.accepts?.find(
       (o) =>
         o.scheme === SCHEME &&
         (options.network === undefined || o.network === options.network) &&
         (options.contract === undefined || isAddressEqual(o.extra.contract, options.contract)),
     );
+    return offer && offerTerms(offer);
+  };
 
   const routeKey = (request: ReplayableRequest): string => {
     const url = new URL(request.url);
@@ -419,14 +429,14 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
 
   /** Checks a paid answer's receipt; returns undefined when it is valid, else the problem. */
   async function receiptProblem(
-    paid: PaymentResponse,
+    paid: SettleResponse,
     offer: ChannelOffer,
     request: ReplayableRequest,
     channelId: bigint,
     amount: bigint,
     price: bigint,
   ): Promise<string | undefined> {
-    const r = paid.receipt;
+    const r = paid.extra?.receipt;
     if (!r || typeof r !== "object") return "PAYMENT-RESPONSE carries no receipt";
     const ok = await verifyReceipt(r, offer.extra.receiptSigner, chainIdOf(offer.network), offer.extra.contract);
     if (!ok) return `receipt not signed by the offered receiptSigner ${offer.extra.receiptSigner}`;
@@ -435,7 +445,7 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
     const url = new URL(request.url);
     if (r.request !== requestHash(request.method, url.pathname + url.search)) return "receipt is for another request";
     if (BigInt(r.charge) > price) return `receipt charges ${r.charge}, above the price ${price}`;
-    if (r.charge !== paid.charge || r.chargedTotal !== paid.chargedTotal) {
+    if (r.charge !== paid.amount || r.chargedTotal !== paid.extra.chargedTotal) {
       return "PAYMENT-RESPONSE disagrees with its receipt";
     }
     return undefined;
@@ -456,9 +466,9 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
             signature: PROBE_SIGNATURE,
           }),
         );
-        const view = decodeRequired(response)?.channel;
+        const view = viewOf(decodeRequired(response), slot.channelId);
         await drain(response);
-        if (view && BigInt(view.channelId) === slot.channelId) {
+        if (view) {
           slot.resync(view);
           await saveQuietly(slot);
         }
@@ -517,10 +527,8 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
     for (let waits = 0; ; waits++) {
       if (response.status !== 402) return response;
       const required = decodeRequired(response);
-      const view = required?.channel;
-      if (required?.error !== "amount_exceeds_deposit" || !view || BigInt(view.channelId) !== slot.channelId) {
-        return response;
-      }
+      const view = viewOf(required, slot.channelId);
+      if (required?.error !== "amount_exceeds_deposit" || !view) return response;
       slot.learnDeposit(BigInt(view.deposit));
       if (slot.deposit === undefined || slot.deposit < amount || Date.now() > deadline) return response;
       await drain(response);
@@ -574,11 +582,11 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
             cumulativeAmount: amount,
           }),
         );
-        const header = encodePaymentSignature(offer, {
-          channelId: channelIdHex(slot.channelId),
-          amount: amount.toString(),
-          signature,
-        });
+        const header = encodePaymentSignature(
+          offer,
+          { channelId: channelIdHex(slot.channelId), amount: amount.toString(), signature },
+          { url: request.url },
+        );
         response = await send(header);
         // store_unavailable: nothing was charged and the same voucher may be resent (docs/protocol.md).
         for (let retry = 0; retry < STORE_RETRIES && response.status === 503; retry++) {
@@ -596,10 +604,10 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
 
       const paidHeader = response.headers.get(PAYMENT_RESPONSE_HEADER);
       if (paidHeader && response.status < 400) {
-        let paid: PaymentResponse | undefined;
+        let paid: SettleResponse | undefined;
         let problem: string | undefined;
         try {
-          paid = decodeHeader<PaymentResponse>(paidHeader);
+          paid = decodeHeader<SettleResponse>(paidHeader);
           problem = await receiptProblem(paid, offer, request, slot.channelId, amount, price);
         } catch (error) {
           problem = `unreadable PAYMENT-RESPONSE: ${(error as Error).message}`;
@@ -619,7 +627,7 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
             amount,
             charge: price,
             chargedTotal: slot.chargedKnown,
-            receipt: (paid?.receipt ?? {}) as SignedReceipt,
+            receipt: (paid?.extra?.receipt ?? {}) as SignedReceipt,
             receiptValid: false,
             receiptProblem: problem,
             resynced,
@@ -627,13 +635,13 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
           options.onPayment?.(flagged, response);
           return attach(response, flagged);
         }
-        const charge = BigInt(paid.charge);
-        const chargedTotal = BigInt(paid.chargedTotal);
+        const charge = BigInt(paid.amount);
+        const chargedTotal = BigInt(paid.extra.chargedTotal);
         slot.release(price, amount, chargedTotal);
         spent += charge;
         slot.state.receipts += 1;
-        slot.state.lastReceipt = paid.receipt;
-        const remaining = /^\d+$/.test(String(paid.remaining)) ? BigInt(paid.remaining) : undefined;
+        slot.state.lastReceipt = paid.extra.receipt;
+        const remaining = /^\d+$/.test(String(paid.extra.remaining)) ? BigInt(paid.extra.remaining) : undefined;
         if (remaining !== undefined) slot.learnDeposit(remaining + chargedTotal);
         await saveQuietly(slot);
         let topUp: FundingResult | undefined;
@@ -654,7 +662,7 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
           amount,
           charge,
           chargedTotal,
-          receipt: paid.receipt,
+          receipt: paid.extra.receipt,
           receiptValid: true,
           resynced,
           ...(topUp ? { topUp } : {}),
@@ -669,9 +677,9 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
       reserved -= price;
       const required = decodeRequired(response);
       if (!required) return response;
-      const view = required.channel;
-      viewIsFresh = view !== undefined && BigInt(view.channelId) === slot.channelId;
-      if (view && viewIsFresh) {
+      const view = viewOf(required, slot.channelId);
+      viewIsFresh = view !== undefined;
+      if (view) {
         slot.resync(view);
         await saveQuietly(slot);
       }

@@ -4,9 +4,11 @@ import type { SignedReceipt } from "./receipt";
 import { MAX_AMOUNT } from "./voucher";
 
 /**
- * The x402 v2 HTTP transport as paychan speaks it: a 402 carries `PAYMENT-REQUIRED`, the client
- * retries with `PAYMENT-SIGNATURE`, the paid response carries `PAYMENT-RESPONSE`; each header is
- * base64 of JSON. docs/protocol.md documents every field.
+ * The x402 v2 HTTP transport as paychan speaks it: a 402 carries `PAYMENT-REQUIRED` (x402's
+ * `PaymentRequired`), the client retries with `PAYMENT-SIGNATURE` (x402's `PaymentPayload`), the
+ * paid response carries `PAYMENT-RESPONSE` (x402's `SettleResponse`); each header is base64 of
+ * JSON. paychan's own data rides in the `extra` objects x402 reserves for schemes, so any x402
+ * client can parse every header. docs/protocol.md documents every field.
  */
 export const X402_VERSION = 2;
 /** paychan's x402 scheme name. */
@@ -14,44 +16,17 @@ export const SCHEME = "channel";
 export const PAYMENT_REQUIRED_HEADER = "payment-required";
 export const PAYMENT_SIGNATURE_HEADER = "payment-signature";
 export const PAYMENT_RESPONSE_HEADER = "payment-response";
-/** Largest PAYMENT-SIGNATURE header accepted, in bytes; a valid one is about 700. */
-export const MAX_PAYMENT_HEADER_BYTES = 2048;
+/**
+ * Largest PAYMENT-SIGNATURE header accepted, in bytes. paychan's client sends about 1.3 KB plus
+ * the resource URL; x402's clients echo the whole offer and `resource`, so the cap leaves room
+ * for a long URL and description.
+ */
+export const MAX_PAYMENT_HEADER_BYTES = 8192;
 
 /** How a route charges: a fixed price, or up to the price depending on what the handler did. */
 export type Pricing = "fixed" | "upto";
 
-/** One entry of `accepts`: the terms for paying this resource through a channel. */
-export interface ChannelOffer {
-  readonly scheme: typeof SCHEME;
-  /** CAIP-2 network id, e.g. "eip155:84532". */
-  readonly network: string;
-  /** Price of one request in atomic units (the maximum, for "upto" pricing). */
-  readonly amount: string;
-  /** The token contract. */
-  readonly asset: Address;
-  /** The payee: channels must name this address. */
-  readonly payTo: Address;
-  readonly maxTimeoutSeconds: number;
-  readonly extra: {
-    /** The PaymentChannels contract. */
-    readonly contract: Address;
-    readonly pricing: Pricing;
-    /** Smallest deposit the server accepts for a new channel, atomic units. */
-    readonly minDeposit: string;
-    /** Shortest withdraw delay (seconds) the server accepts for a channel. */
-    readonly minWithdrawDelay: number;
-    /** The token's EIP-712 domain name and version, for EIP-2612 / EIP-3009 signatures. */
-    readonly tokenName: string;
-    readonly tokenVersion: string;
-    readonly decimals: number;
-    /** Address whose signature is on every receipt. */
-    readonly receiptSigner: Address;
-    /** Path of the gasless open / top-up relay on this server, if it offers one. */
-    readonly relay?: string;
-  };
-}
-
-/** The server's view of a channel, sent with a 402 so a client that lost its state can resume. */
+/** The server's view of a channel, sent with some refusals so a client that lost its state can resume. */
 export interface ChannelView {
   readonly channelId: Hex;
   readonly deposit: string;
@@ -67,16 +42,59 @@ export interface ChannelView {
   readonly withdrawReadyAt: number;
 }
 
-/** Body of the PAYMENT-REQUIRED header (and of the 402 response). */
+/** The scheme data of a channel offer (x402's `PaymentRequirements.extra`). */
+export interface ChannelOfferExtra {
+  /** The token's EIP-712 domain name, for EIP-2612 / EIP-3009 signatures (as in every x402 EVM scheme). */
+  readonly name: string;
+  /** The token's EIP-712 domain version. */
+  readonly version: string;
+  /** The PaymentChannels contract. */
+  readonly contract: Address;
+  readonly pricing: Pricing;
+  /** Smallest deposit the server accepts for a new channel, atomic units. */
+  readonly minDeposit: string;
+  /** Shortest withdraw delay (seconds) the server accepts for a channel. */
+  readonly minWithdrawDelay: number;
+  readonly decimals: number;
+  /** Address whose signature is on every receipt. */
+  readonly receiptSigner: Address;
+  /** Path of the gasless open / top-up relay on this server, if it offers one. */
+  readonly relay?: string;
+  /** The server's view of the channel a refused voucher named, when the refusal carries one. */
+  readonly channelState?: ChannelView;
+}
+
+/** One entry of `accepts` (x402's `PaymentRequirements`): the terms for paying this resource through a channel. */
+export interface ChannelOffer {
+  readonly scheme: typeof SCHEME;
+  /** CAIP-2 network id, e.g. "eip155:84532". */
+  readonly network: string;
+  /** Price of one request in atomic units (the maximum, for "upto" pricing). */
+  readonly amount: string;
+  /** The token contract. */
+  readonly asset: Address;
+  /** The payee: channels must name this address. */
+  readonly payTo: Address;
+  readonly maxTimeoutSeconds: number;
+  readonly extra: ChannelOfferExtra;
+}
+
+/** x402's `ResourceInfo`: what is being paid for. */
+export interface ResourceInfo {
+  readonly url: string;
+  readonly description?: string;
+  readonly mimeType?: string;
+}
+
+/** Body of the PAYMENT-REQUIRED header (and of the 402 response): x402's `PaymentRequired`. */
 export interface PaymentRequired {
   readonly x402Version: typeof X402_VERSION;
   readonly error?: ReasonCode;
-  readonly resource: { readonly url: string; readonly description?: string; readonly mimeType?: string };
+  readonly resource: ResourceInfo;
   readonly accepts: readonly ChannelOffer[];
-  readonly channel?: ChannelView;
 }
 
-/** The voucher a client sends in PAYMENT-SIGNATURE. */
+/** The voucher a client sends in PAYMENT-SIGNATURE (`payload`). */
 export interface VoucherPayload {
   /** 0x-hex channel id. */
   readonly channelId: Hex;
@@ -86,35 +104,39 @@ export interface VoucherPayload {
   readonly signature: Hex;
 }
 
-/** Body of the PAYMENT-SIGNATURE header. */
+/** Body of the PAYMENT-SIGNATURE header: x402's `PaymentPayload`, echoing the offer it pays. */
 export interface PaymentPayload {
   readonly x402Version: typeof X402_VERSION;
-  readonly accepted: {
-    readonly scheme: string;
-    readonly network: string;
-    readonly asset?: Address;
-    readonly payTo?: Address;
-    readonly extra?: { readonly contract?: Address };
-  };
+  readonly resource?: ResourceInfo;
+  readonly accepted: ChannelOffer;
   readonly payload: VoucherPayload;
 }
 
-/** Body of the PAYMENT-RESPONSE header. */
-export interface PaymentResponse {
-  readonly success: true;
-  readonly scheme: typeof SCHEME;
-  readonly network: string;
-  readonly payer: Address;
+/** paychan's figures in a PAYMENT-RESPONSE (`extra`). */
+export interface SettleExtra {
   readonly channelId: Hex;
-  /** The voucher amount this request was paid with. */
-  readonly amount: string;
-  /** What this request was charged. */
-  readonly charge: string;
+  /** The cumulative voucher amount this request was paid with. */
+  readonly voucherAmount: string;
   /** Everything charged on the channel so far. */
   readonly chargedTotal: string;
   /** What the payer can still spend on the channel. */
   readonly remaining: string;
   readonly receipt: SignedReceipt;
+}
+
+/**
+ * Body of the PAYMENT-RESPONSE header: x402's `SettleResponse`. A voucher is settled off-chain
+ * (the server claims the best one later, in a batch), so `transaction` is empty; the signed
+ * receipt in `extra` is the proof.
+ */
+export interface SettleResponse {
+  readonly success: true;
+  readonly transaction: "";
+  readonly network: string;
+  readonly payer: Address;
+  /** What this request was charged, atomic units (the price, or less on an "upto" route). */
+  readonly amount: string;
+  readonly extra: SettleExtra;
 }
 
 /** A decoded voucher with numbers parsed. */
@@ -204,20 +226,25 @@ export function decodePaymentSignature(header: string): DecodeResult {
   };
 }
 
-/** Builds a PAYMENT-SIGNATURE header for a voucher under an offer. */
-export function encodePaymentSignature(offer: ChannelOffer, voucher: VoucherPayload): string {
+/**
+ * Builds a PAYMENT-SIGNATURE header for a voucher under an offer: the whole offer is echoed in
+ * `accepted` (without the refusal's `channelState`), as x402's `PaymentPayload` requires.
+ */
+export function encodePaymentSignature(offer: ChannelOffer, voucher: VoucherPayload, resource?: ResourceInfo): string {
   const body: PaymentPayload = {
     x402Version: X402_VERSION,
-    accepted: {
-      scheme: offer.scheme,
-      network: offer.network,
-      asset: offer.asset,
-      payTo: offer.payTo,
-      extra: { contract: offer.extra.contract },
-    },
+    ...(resource ? { resource } : {}),
+    accepted: offerTerms(offer),
     payload: voucher,
   };
   return encodeHeader(body);
+}
+
+/** The offer without the server's channel view a refusal may have added to it. */
+export function offerTerms(offer: ChannelOffer): ChannelOffer {
+  if (offer.extra.channelState === undefined) return offer;
+  const { channelState: _view, ...extra } = offer.extra;
+  return { ...offer, extra };
 }
 
 /** 0x-hex of a channel id, as used on the wire. */

@@ -31,6 +31,7 @@ export {
   encodeHeader,
   encodePaymentSignature,
   MAX_PAYMENT_HEADER_BYTES,
+  offerTerms,
   PAYMENT_REQUIRED_HEADER,
   PAYMENT_RESPONSE_HEADER,
   PAYMENT_SIGNATURE_HEADER,
@@ -39,13 +40,16 @@ export {
 } from "./headers";
 export type {
   ChannelOffer,
+  ChannelOfferExtra,
   ChannelView,
   DecodedVoucher,
   DecodeResult,
   PaymentPayload,
   PaymentRequired,
-  PaymentResponse,
   Pricing,
+  ResourceInfo,
+  SettleExtra,
+  SettleResponse,
   VoucherPayload,
 } from "./headers";
 export {

@@ -6,14 +6,14 @@
  * programming and transport faults are thrown.
  */
 export const REASONS = {
-  // 400: the request is malformed; retrying it unchanged will fail again.
-  malformed_header: 400,
-  header_too_large: 400,
-  unsupported_version: 400,
-  invalid_payload: 400,
-  malformed_signature: 400,
-  // 402: the payment is missing or not acceptable; the body carries fresh payment terms.
+  // 402: the payment is missing, malformed or not acceptable; the body carries fresh payment
+  // terms. A malformed payment is a payment verdict too: x402 clients act on 402 only.
   payment_required: 402,
+  malformed_header: 402,
+  header_too_large: 402,
+  unsupported_version: 402,
+  invalid_payload: 402,
+  malformed_signature: 402,
   unsupported_scheme: 402,
   wrong_network: 402,
   wrong_contract: 402,

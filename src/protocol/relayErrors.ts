@@ -34,7 +34,7 @@ export const RELAY_ERRORS = {
     status: 422,
     fix:
       "Sign the EIP-3009 ReceiveWithAuthorization with the payer's key, in the token's domain " +
-      "(offer extra.tokenName, extra.tokenVersion), for the nonce derived from the channel parameters; the client library does.",
+      "(offer extra.name, extra.version), for the nonce derived from the channel parameters; the client library does.",
   },
   authorization_not_yet_valid: { status: 422, fix: "Sign with validAfter 0 (or a time already past)." },
   authorization_expiring: { status: 422, fix: "Sign with a validBefore at least two minutes ahead." },

@@ -8,8 +8,8 @@ import {
   type ChannelOffer,
   type ChannelView,
   type PaymentRequired,
-  type PaymentResponse,
   type Pricing,
+  type SettleResponse,
 } from "../protocol/headers";
 import { statusOf, type ReasonCode } from "../protocol/reasons";
 import { requestHash, type ReceiptSigner, type SignedReceipt } from "../protocol/receipt";
@@ -102,8 +102,8 @@ export interface Payment {
   charge(finalCharge: bigint): void;
   /** The PAYMENT-RESPONSE header value for the final charge. */
   responseHeader(): string;
-  /** The decoded PAYMENT-RESPONSE. */
-  response(): PaymentResponse;
+  /** The decoded PAYMENT-RESPONSE (x402's `SettleResponse`; `amount` is this request's charge). */
+  response(): SettleResponse;
 }
 
 export type GateResult = Payment | Refusal;
@@ -151,12 +151,12 @@ export class PaymentGate {
       payTo: t.payee,
       maxTimeoutSeconds: t.maxTimeoutSeconds ?? 60,
       extra: {
+        name: t.tokenName,
+        version: t.tokenVersion,
         contract: t.contract,
         pricing,
         minDeposit: t.minDeposit.toString(),
         minWithdrawDelay: t.minWithdrawDelay,
-        tokenName: t.tokenName,
-        tokenVersion: t.tokenVersion,
         decimals: t.decimals,
         receiptSigner: this.options.receipts.address,
         ...(t.relay ? { relay: t.relay } : {}),
@@ -164,14 +164,17 @@ export class PaymentGate {
     };
   }
 
-  /** A refusal carrying the payment terms (and, when known, the server's view of the channel). */
+  /**
+   * A refusal carrying the payment terms and, when known, the server's view of the channel in
+   * the offer's `extra.channelState` (where x402 schemes carry channel state).
+   */
   refuse(request: PaidRequest, reason: ReasonCode, channel?: ChannelView): Refusal {
+    const offer = this.offer(request.price, request.pricing);
     const body: PaymentRequired = {
       x402Version: X402_VERSION,
       ...(reason === "payment_required" ? {} : { error: reason }),
       resource: { url: request.url, ...(request.description ? { description: request.description } : {}) },
-      accepts: [this.offer(request.price, request.pricing)],
-      ...(channel ? { channel } : {}),
+      accepts: [channel ? { ...offer, extra: { ...offer.extra, channelState: channel } } : offer],
     };
     this.options.observer?.rejected?.(reason);
     return {
@@ -281,17 +284,19 @@ export class PaymentGate {
 
     let charge = ticket.charge;
     let chargedTotal = ticket.chargedTotal;
-    const respond = (): PaymentResponse => ({
+    const respond = (): SettleResponse => ({
       success: true,
-      scheme: SCHEME,
+      transaction: "",
       network: this.network,
       payer: ticket.payer,
-      channelId: channelIdHex(ticket.channelId),
-      amount: ticket.amount.toString(),
-      charge: charge.toString(),
-      chargedTotal: chargedTotal.toString(),
-      remaining: (ticket.remaining + ticket.chargedTotal - chargedTotal).toString(),
-      receipt,
+      amount: charge.toString(),
+      extra: {
+        channelId: channelIdHex(ticket.channelId),
+        voucherAmount: ticket.amount.toString(),
+        chargedTotal: chargedTotal.toString(),
+        remaining: (ticket.remaining + ticket.chargedTotal - chargedTotal).toString(),
+        receipt,
+      },
     });
     return {
       ok: true,
@@ -351,17 +356,19 @@ export class PaymentGate {
       return this.refuse(request, "voucher_reused", view);
     }
     this.options.observer?.retried?.(channelId, amount);
-    const response: PaymentResponse = {
+    const response: SettleResponse = {
       success: true,
-      scheme: SCHEME,
+      transaction: "",
       network: this.network,
       payer: this.options.engine.record(channelId)?.payer ?? ("0x0000000000000000000000000000000000000000" as Address),
-      channelId: channelIdHex(channelId),
-      amount: amount.toString(),
-      charge: original.charge.toString(),
-      chargedTotal: original.chargedTotal.toString(),
-      remaining: view ? view.remaining : "0",
-      receipt,
+      amount: original.charge.toString(),
+      extra: {
+        channelId: channelIdHex(channelId),
+        voucherAmount: amount.toString(),
+        chargedTotal: original.chargedTotal.toString(),
+        remaining: view ? view.remaining : "0",
+        receipt,
+      },
     };
     return {
       ok: true,

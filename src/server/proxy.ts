@@ -352,7 +352,7 @@ export class PaymentProxy {
     if (
       result.ok &&
       result.retry &&
-      result.response().receipt.request !== requestHash(method, paidRequest.pathAndQuery)
+      result.response().extra.receipt.request !== requestHash(method, paidRequest.pathAndQuery)
     ) {
       // The gate answers a retry of an accepted voucher whatever the request; and a 402's channel
       // view shows the highest voucher to anyone naming the channel. Binding a retry to the
@@ -574,7 +574,7 @@ export class PaymentProxy {
       return;
     }
     this.finish(req, started, paid ? (paid.payment.retry ? "retry" : "paid") : "free", status, () =>
-      paid ? { charge: paid.payment.response().charge } : {},
+      paid ? { charge: paid.payment.response().amount } : {},
     );
     upstreamRes.pipe(res);
   }
@@ -635,7 +635,7 @@ export class PaymentProxy {
     if (paid) {
       const response = paid.payment.response();
       out[PAYER_HEADER] = response.payer;
-      out[CHANNEL_HEADER] = response.channelId;
+      out[CHANNEL_HEADER] = response.extra.channelId;
       out[PRICE_HEADER] = paid.price.toString();
       out[PRICING_HEADER] = paid.pricing;
     }

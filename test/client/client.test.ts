@@ -37,7 +37,7 @@ import {
   PAYMENT_RESPONSE_HEADER,
   PAYMENT_SIGNATURE_HEADER,
   type PaymentRequired,
-  type PaymentResponse,
+  type SettleResponse,
 } from "../../src/protocol/headers";
 import { createPaymentServer, type PaymentServer } from "../../src/server/app";
 import { loadConfig, PAYEE_KEY_ENV, RELAYER_KEY_ENV } from "../../src/shared/config";
@@ -386,8 +386,8 @@ describe("client: createPayingFetch and channel operations (hardhat node, real s
       const response = await fetch(input, init);
       const header = response.headers.get(PAYMENT_RESPONSE_HEADER);
       if (!header) return response;
-      const paid = decodeHeader<PaymentResponse>(header);
-      const forged = { ...paid, receipt: { ...paid.receipt, charge: "1" } };
+      const paid = decodeHeader<SettleResponse>(header);
+      const forged = { ...paid, extra: { ...paid.extra, receipt: { ...paid.extra.receipt, charge: "1" } } };
       const headers = new Headers(response.headers);
       headers.set(PAYMENT_RESPONSE_HEADER, encodeHeader(forged));
       return new Response(await response.arrayBuffer(), { status: response.status, headers });

@@ -14,7 +14,7 @@ import {
   PAYMENT_SIGNATURE_HEADER,
   type ChannelOffer,
   type PaymentRequired,
-  type PaymentResponse,
+  type SettleResponse,
 } from "../../src/protocol/headers";
 import { ReceiptSigner, requestHash } from "../../src/protocol/receipt";
 import { channelIdFor } from "../../src/protocol/voucher";
@@ -39,12 +39,12 @@ function fakeServer(price: bigint, seed = 1) {
     payTo: "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
     maxTimeoutSeconds: 60,
     extra: {
+      name: "USDC",
+      version: "2",
       contract: CONTRACT,
       pricing: "fixed",
       minDeposit: "1000000",
       minWithdrawDelay: 3600,
-      tokenName: "USDC",
-      tokenVersion: "2",
       decimals: 6,
       receiptSigner: signer.address,
     },
@@ -58,19 +58,24 @@ function fakeServer(price: bigint, seed = 1) {
       x402Version: 2,
       ...(error ? { error: error as PaymentRequired["error"] } : {}),
       resource: { url: "http://api.test/x" },
-      accepts: [offer],
-      ...(channelId !== undefined
-        ? {
-            channel: {
-              channelId: channelIdHex(channelId),
-              deposit: ledger.deposit.toString(),
-              chargedTotal: ledger.chargedTotal.toString(),
-              highestAmount: ledger.highestAmount.toString(),
-              remaining: (ledger.deposit - ledger.chargedTotal).toString(),
-              withdrawReadyAt: 0,
+      accepts: [
+        channelId === undefined
+          ? offer
+          : {
+              ...offer,
+              extra: {
+                ...offer.extra,
+                channelState: {
+                  channelId: channelIdHex(channelId),
+                  deposit: ledger.deposit.toString(),
+                  chargedTotal: ledger.chargedTotal.toString(),
+                  highestAmount: ledger.highestAmount.toString(),
+                  remaining: (ledger.deposit - ledger.chargedTotal).toString(),
+                  withdrawReadyAt: 0,
+                },
+              },
             },
-          }
-        : {}),
+      ],
     };
     return new Response(JSON.stringify(body), {
       status: 402,
@@ -117,17 +122,19 @@ function fakeServer(price: bigint, seed = 1) {
       request: requestHash(init?.method ?? "GET", url.pathname + url.search),
       issuedAt: Math.floor(Date.now() / 1000),
     });
-    const paid: PaymentResponse = {
+    const paid: SettleResponse = {
       success: true,
-      scheme: "channel",
+      transaction: "",
       network: offer.network,
       payer: offer.payTo,
-      channelId: channelIdHex(channelId),
-      amount: amount.toString(),
-      charge: price.toString(),
-      chargedTotal: ledger.chargedTotal.toString(),
-      remaining: (ledger.deposit - ledger.chargedTotal).toString(),
-      receipt,
+      amount: price.toString(),
+      extra: {
+        channelId: channelIdHex(channelId),
+        voucherAmount: amount.toString(),
+        chargedTotal: ledger.chargedTotal.toString(),
+        remaining: (ledger.deposit - ledger.chargedTotal).toString(),
+        receipt,
+      },
     };
     // Answers, too, come back in a random order.
     await new Promise((resolve) => setTimeout(resolve, Math.floor(random() * 5)));

@@ -35,7 +35,7 @@ import {
   PAYMENT_SIGNATURE_HEADER,
   type ChannelOffer,
   type PaymentRequired,
-  type PaymentResponse,
+  type SettleResponse,
 } from "../../src/protocol/headers";
 import { verifyReceipt, type SignedReceipt } from "../../src/protocol/receipt";
 import { voucherDomain, voucherTypedData, type VoucherDomain } from "../../src/protocol/voucher";
@@ -142,21 +142,21 @@ class PayingClient {
     const res = await fetch(this.baseUrl + routePath, { method, headers: { [PAYMENT_SIGNATURE_HEADER]: header } });
     const paid = res.headers.get(PAYMENT_RESPONSE_HEADER);
     if (res.status === 200 && paid) {
-      const response = decodeHeader<PaymentResponse>(paid);
-      this.charges.push(BigInt(response.charge));
-      this.receipts.push(response.receipt);
-      const total = BigInt(response.chargedTotal);
+      const response = decodeHeader<SettleResponse>(paid);
+      this.charges.push(BigInt(response.amount));
+      this.receipts.push(response.extra.receipt);
+      const total = BigInt(response.extra.chargedTotal);
       if (total > this.charged) this.charged = total;
     }
     return res;
   }
 
   /** Pays one request; fails the test unless it is served. */
-  async pay(routePath: string, price = PRICE, method = "GET"): Promise<PaymentResponse> {
+  async pay(routePath: string, price = PRICE, method = "GET"): Promise<SettleResponse> {
     const res = await this.send(routePath, await this.header(this.nextAmount(price)), method);
     const body = await res.text();
     expect(res.status, `${method} ${routePath}: ${body}`).to.equal(200);
-    return decodeHeader<PaymentResponse>(res.headers.get(PAYMENT_RESPONSE_HEADER) as string);
+    return decodeHeader<SettleResponse>(res.headers.get(PAYMENT_RESPONSE_HEADER) as string);
   }
 
   /** `n` requests at once on the channel, each voucher paying one more price than the last. */
@@ -306,7 +306,7 @@ describe("paychan server end to end (hardhat node, real HTTP)", function () {
     for (let i = 0; i < 400; i++) await client.pay("/weather");
     for (let i = 0; i < 20; i++) {
       const paid = await client.pay("/usage", UPTO_PRICE, "POST");
-      expect(BigInt(paid.charge)).to.be.within(1_001n, UPTO_PRICE);
+      expect(BigInt(paid.amount)).to.be.within(1_001n, UPTO_PRICE);
     }
     const statuses = await client.burst("/weather", 32);
     expect(statuses).to.deep.equal(new Array(32).fill(200));
@@ -345,7 +345,7 @@ describe("paychan server end to end (hardhat node, real HTTP)", function () {
     expect(stale.status).to.equal(402);
     const refusal = (await stale.json()) as PaymentRequired;
     expect(refusal.error).to.equal("insufficient_amount");
-    expect(refusal.channel?.chargedTotal).to.equal(client.charged.toString());
+    expect(refusal.accepts[0].extra.channelState?.chargedTotal).to.equal(client.charged.toString());
     // An old voucher replayed after the retry window is refused as reused.
     const first = await client.send("/weather", await client.header(PRICE));
     expect(first.status).to.equal(402);

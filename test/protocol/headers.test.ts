@@ -12,7 +12,7 @@ import {
   encodePaymentSignature,
   type DecodeResult,
   type PaymentRequired,
-  type PaymentResponse,
+  type SettleResponse,
 } from "../../src/protocol/headers";
 import {
   RECEIPT_DOMAIN_NAME,
@@ -40,6 +40,7 @@ import {
   payerChannel,
   signVoucher,
 } from "../helpers/memoryStore";
+import { validPaymentPayload, validPaymentRequired, validSettleResponse } from "../helpers/x402Wire";
 
 const CH = payerChannel(5n);
 /** The channel of the examples in docs/protocol.md: nonce 0 of the test payer. */
@@ -69,10 +70,24 @@ describe("x402 headers", () => {
     expect(() => decodeHeader("%%%")).to.throw();
   });
 
-  it("encodes a PAYMENT-SIGNATURE from an offer and decodes it back", () => {
+  it("encodes a PAYMENT-SIGNATURE (x402's PaymentPayload, the whole offer echoed) and decodes it back", () => {
     const offer = harness().offer(1_000n);
-    const header = encodePaymentSignature(offer, { channelId: channelIdHex(CH), amount: "1000", signature: SIG });
-    expect(decodeHeader(header)).to.deep.equal(body());
+    const voucher = { channelId: channelIdHex(CH), amount: "1000", signature: SIG };
+    const resource = { url: "http://127.0.0.1/weather?city=Lisbon" };
+    const header = encodePaymentSignature(offer, voucher, resource);
+    expect(decodeHeader(header)).to.deep.equal({ x402Version: 2, resource, accepted: offer, payload: voucher });
+    expect(validPaymentPayload(header).accepted).to.deep.equal(offer);
+    // A refusal's channel view is not echoed back.
+    const view = {
+      channelId: voucher.channelId,
+      deposit: "1",
+      chargedTotal: "0",
+      highestAmount: "0",
+      remaining: "1",
+      withdrawReadyAt: 0,
+    };
+    const refusedOffer = { ...offer, extra: { ...offer.extra, channelState: view } };
+    expect(decodeHeader(encodePaymentSignature(refusedOffer, voucher, resource))).to.deep.equal(decodeHeader(header));
     expect(decodePaymentSignature(header)).to.deep.equal({
       ok: true,
       voucher: {
@@ -192,10 +207,10 @@ describe("x402 headers", () => {
     }
 
     it("checks the size cap before anything else", () => {
-      const big = encodeHeader(body({}, { pad: "x".repeat(2000) }));
+      const big = encodeHeader(body({}, { pad: "x".repeat(6200) }));
       expect(big.length).to.be.greaterThan(MAX_PAYMENT_HEADER_BYTES);
       expect(reason(decodePaymentSignature(big))).to.equal("header_too_large");
-      const fits = encodeHeader(body({}, { pad: "x".repeat(1000) }));
+      const fits = encodeHeader(body({}, { pad: "x".repeat(5500) }));
       expect(fits.length).to.be.at.most(MAX_PAYMENT_HEADER_BYTES);
       expect(reason(decodePaymentSignature(fits))).to.equal("ok");
     });
@@ -211,6 +226,35 @@ describe("x402 headers", () => {
   it("uses x402 version 2 and the scheme name channel", () => {
     expect(X402_VERSION).to.equal(2);
     expect(SCHEME).to.equal("channel");
+  });
+
+  it("fits the payload of an x402 client that echoes the offer and a 4 KiB resource URL", () => {
+    const offer = harness().offer(1_000n);
+    const url = `http://127.0.0.1/search?q=${"x".repeat(4096)}`;
+    const header = encodePaymentSignature(
+      offer,
+      { channelId: channelIdHex(CH), amount: "1000", signature: SIG },
+      { url, description: "Search" },
+    );
+    expect(header.length).to.be.at.most(MAX_PAYMENT_HEADER_BYTES);
+    expect(reason(decodePaymentSignature(header))).to.equal("ok");
+  });
+
+  it("x402's validators refuse the version-1 wire (no transaction, partial accepted), so the checks can fail", async () => {
+    const partial = encodeHeader(body());
+    expect(() => validPaymentPayload(partial)).to.throw();
+    const oldResponse = encodeHeader({
+      success: true,
+      scheme: "channel",
+      network: NETWORK,
+      amount: "1000",
+      charge: "1000",
+    });
+    await validSettleResponse(oldResponse).then(
+      () => expect.fail("accepted a response without transaction"),
+      (error: Error) => expect(error.message).to.match(/invalid data/),
+    );
+    expect(() => validPaymentRequired(encodeHeader({ x402Version: 2, accepts: [] }))).to.throw();
   });
 });
 
@@ -229,12 +273,20 @@ describe("docs/protocol.md matches the code", () => {
     expect(CHANNEL_NONCE_BITS).to.equal(24n);
   });
 
+  it("has examples that x402's validators accept", async () => {
+    const required = jsonBlocks.find((b) => "accepts" in b)!;
+    validPaymentRequired(encodeHeader(required));
+    const response = jsonBlocks.find((b) => "transaction" in b)!;
+    expect(await validSettleResponse(encodeHeader(response))).to.deep.equal(response);
+  });
+
   it("has a PAYMENT-SIGNATURE example that decodes to its JSON and carries a valid voucher", () => {
     const line = /^PAYMENT-SIGNATURE: (\S+)$/m.exec(doc);
     expect(line, "example header").to.not.equal(null);
     const header = line![1];
     const example = jsonBlocks.find((b) => "payload" in b);
     expect(decodeHeader(header)).to.deep.equal(example);
+    validPaymentPayload(header);
     const decoded = decodePaymentSignature(header);
     if (!decoded.ok) throw new Error(decoded.reason);
     expect(decoded.voucher.channelId).to.equal(CH_DOC);
@@ -242,9 +294,10 @@ describe("docs/protocol.md matches the code", () => {
   });
 
   it("has a PAYMENT-RESPONSE example whose receipt verifies offline for the documented request", async () => {
-    const example = jsonBlocks.find((b) => "receipt" in b) as unknown as PaymentResponse;
+    const example = jsonBlocks.find((b) => "transaction" in b) as unknown as SettleResponse;
     const offer = (jsonBlocks.find((b) => "accepts" in b) as unknown as PaymentRequired).accepts[0];
-    const receipt = example.receipt;
+    const receipt = example.extra.receipt;
+    expect(example.amount).to.equal(receipt.charge);
     expect(receipt.request).to.equal(requestHash("GET", "/weather?city=Lisbon"));
     expect(await verifyReceipt(receipt, offer.extra.receiptSigner, CHAIN_ID, offer.extra.contract)).to.equal(true);
   });
@@ -253,14 +306,17 @@ describe("docs/protocol.md matches the code", () => {
     const offer = harness().offer(1n) as unknown as Record<string, unknown>;
     const fields = [
       ...Object.keys(offer).filter((k) => k !== "extra"),
-      ...["contract", "pricing", "minDeposit", "minWithdrawDelay", "tokenName", "tokenVersion", "decimals"].map(
+      ...["name", "version", "contract", "pricing", "minDeposit", "minWithdrawDelay", "decimals"].map(
         (k) => `extra.${k}`,
       ),
       "extra.receiptSigner",
       "extra.relay",
-      ...["x402Version", "error", "resource.url", "resource.description", "accepts", "channel"],
+      "extra.channelState",
+      ...["x402Version", "error", "resource.url", "resource.description", "accepts", "accepted", "resource"],
       ...["deposit", "chargedTotal", "highestAmount", "remaining", "withdrawReadyAt"],
-      ...["success", "payer", "amount", "charge", "receipt", "voucherAmount", "request", "issuedAt", "signer"],
+      ...["success", "transaction", "network", "payer", "amount"],
+      ...["extra.channelId", "extra.voucherAmount", "extra.chargedTotal", "extra.remaining", "extra.receipt"],
+      ...["charge", "voucherAmount", "request", "issuedAt", "signer"],
     ];
     for (const field of fields) expect(doc, field).to.include(`| \`${field}\` |`);
   });

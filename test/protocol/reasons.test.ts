@@ -68,9 +68,9 @@ describe("reason codes", () => {
     }
   });
 
-  it("maps codes to 400, 402 or 503 and recognizes only known codes", () => {
+  it("maps every payment verdict to 402 (store_unavailable alone to 503) and recognizes only known codes", () => {
     for (const code of Object.keys(REASONS) as ReasonCode[]) {
-      expect([400, 402, 503]).to.include(statusOf(code));
+      expect(statusOf(code), code).to.equal(code === "store_unavailable" ? 503 : 402);
       expect(isReasonCode(code)).to.equal(true);
     }
     for (const value of ["", "toString", "__proto__", "hasOwnProperty", "MALFORMED_HEADER", 402, null, undefined]) {

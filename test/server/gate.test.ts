@@ -31,6 +31,7 @@ import {
   type Harness,
 } from "../helpers/memoryStore";
 import { createRandom } from "../helpers/random";
+import { validPaymentRequired, validSettleResponse } from "../helpers/x402Wire";
 import { privateKeyToAccount } from "viem/accounts";
 
 const P = 1_000n;
@@ -60,6 +61,7 @@ function refused(result: GateResult, reason: keyof typeof REASONS): Refusal {
   expect(result.reason).to.equal(reason);
   expect(result.status).to.equal(REASONS[reason]);
   expect(decodeHeader<PaymentRequired>(result.headers["payment-required"])).to.deep.equal(result.body);
+  validPaymentRequired(result.headers["payment-required"]);
   return result;
 }
 
@@ -107,12 +109,12 @@ describe("PaymentGate", () => {
               payTo: PAYEE,
               maxTimeoutSeconds: 60,
               extra: {
+                name: "USDC",
+                version: "2",
                 contract: CONTRACT,
                 pricing: "fixed",
                 minDeposit: "1000000",
                 minWithdrawDelay: 3600,
-                tokenName: "USDC",
-                tokenVersion: "2",
                 decimals: 6,
                 receiptSigner: RECEIPT_SIGNER,
               },
@@ -120,7 +122,7 @@ describe("PaymentGate", () => {
           ],
         });
         expect(result.body).not.to.have.property("error");
-        expect(result.body).not.to.have.property("channel");
+        expect(result.body.accepts[0].extra).not.to.have.property("channelState");
       }
     });
 
@@ -140,12 +142,12 @@ describe("PaymentGate", () => {
     });
   });
 
-  describe("decoding (400)", () => {
+  describe("decoding (402: a malformed payment is a payment verdict)", () => {
     const cases: [string, string, keyof typeof REASONS][] = [
       ["not base64", "%%%%", "malformed_header"],
       ["base64 of non-JSON", Buffer.from("hello").toString("base64"), "malformed_header"],
       ["a JSON array", encodeHeader([1, 2]), "malformed_header"],
-      ["oversized", "A".repeat(2052), "header_too_large"],
+      ["oversized", "A".repeat(8196), "header_too_large"],
       ["x402Version 1", encodeHeader({ x402Version: 1, accepted: {}, payload: {} }), "unsupported_version"],
       [
         "no payload",
@@ -167,7 +169,7 @@ describe("PaymentGate", () => {
       refused(await h.gate.authorize(request(header)), "malformed_signature");
     });
 
-    it("refuses a structurally invalid signature the verifier rejects with malformed_signature (400)", async () => {
+    it("refuses a structurally invalid signature the verifier rejects with malformed_signature", async () => {
       const h = harness();
       const sig = `${signVoucher(CH, P).slice(0, 130)}1f` as Hex;
       refused(await h.gate.authorize(request(h.header(P, P, { signature: sig }))), "malformed_signature");
@@ -299,21 +301,21 @@ describe("PaymentGate", () => {
     it("refuses a voucher above the deposit", async () => {
       const h = harness({ channels: [channelRecord({ deposit: 5_000n })] });
       const result = refused(await h.gate.authorize(request(h.header(5_001n, P))), "amount_exceeds_deposit");
-      expect(result.body.channel?.deposit).to.equal("5000");
+      expect(result.body.accepts[0].extra.channelState?.deposit).to.equal("5000");
     });
 
     it("refuses an insufficient voucher with the channel view, and the resynchronized voucher pays", async () => {
       const h = harness();
       paid(await h.gate.authorize(request(h.header(3n * P, 3n * P), { price: 3n * P })));
       const result = refused(await h.gate.authorize(request(h.header(3n * P + 1n, P))), "insufficient_amount");
-      const view = result.body.channel!;
+      const view = result.body.accepts[0].extra.channelState!;
       expect(view.chargedTotal).to.equal((3n * P).toString());
       expect(view.highestAmount).to.equal((3n * P).toString());
       expect(view.remaining).to.equal((10_000_000n - 3n * P).toString());
       expect(result.body.error).to.equal("insufficient_amount");
       const next = BigInt(view.chargedTotal) + P;
       const payment = paid(await h.gate.authorize(request(h.header(next, P))));
-      expect(payment.response().chargedTotal).to.equal((4n * P).toString());
+      expect(payment.response().extra.chargedTotal).to.equal((4n * P).toString());
     });
 
     it("refuses an invalid or high-s signature with 402 and charges nothing", async () => {
@@ -341,25 +343,28 @@ describe("PaymentGate", () => {
       expect(payment.amount).to.equal(P);
       const response = payment.response();
       expect(decodeHeader(payment.responseHeader())).to.deep.equal(response);
+      expect(await validSettleResponse(payment.responseHeader())).to.deep.equal(response);
       expect(response).to.deep.include({
         success: true,
-        scheme: SCHEME,
+        transaction: "",
         network: NETWORK,
         payer: PAYER,
-        channelId: channelIdHex(CH),
         amount: "1000",
-        charge: "1000",
+      });
+      expect(response.extra).to.deep.include({
+        channelId: channelIdHex(CH),
+        voucherAmount: "1000",
         chargedTotal: "1000",
         remaining: (10_000_000n - P).toString(),
       });
-      expect(JSON.parse(stored!.receipt)).to.deep.equal(response.receipt);
-      expect(await verifyReceipt(response.receipt, RECEIPT_SIGNER, CHAIN_ID, CONTRACT)).to.equal(true);
-      const fields = parseReceipt(response.receipt);
+      expect(JSON.parse(stored!.receipt)).to.deep.equal(response.extra.receipt);
+      expect(await verifyReceipt(response.extra.receipt, RECEIPT_SIGNER, CHAIN_ID, CONTRACT)).to.equal(true);
+      const fields = parseReceipt(response.extra.receipt);
       expect(fields.request).to.equal(requestHash("GET", "/weather?city=Lisbon"));
       expect(fields.voucherAmount).to.equal(P);
       expect(fields.chargedTotal).to.equal(P);
       expect(Math.abs(fields.issuedAt - Date.now() / 1000)).to.be.lessThan(5);
-      expect(await verifyReceipt(response.receipt, PAYEE, CHAIN_ID, CONTRACT)).to.equal(false);
+      expect(await verifyReceipt(response.extra.receipt, PAYEE, CHAIN_ID, CONTRACT)).to.equal(false);
     });
 
     it("reports accepted, rejected and retried payments to the observer", async () => {
@@ -388,9 +393,10 @@ describe("PaymentGate", () => {
       const first = paid(await h.gate.authorize(request(header)));
       const second = paid(await h.gate.authorize(request(header)));
       expect(second.retry).to.equal(true);
-      expect(second.response().receipt).to.deep.equal(first.response().receipt);
-      expect(second.response().charge).to.equal("1000");
-      expect(second.response().chargedTotal).to.equal("1000");
+      expect(second.response().extra.receipt).to.deep.equal(first.response().extra.receipt);
+      expect(second.response().amount).to.equal("1000");
+      expect(second.response().extra.chargedTotal).to.equal("1000");
+      expect(await validSettleResponse(second.responseHeader())).to.deep.equal(second.response());
       expect(charged(h)).to.equal(P);
       expect(h.store.recordCalls).to.equal(1);
       second.charge(1n); // a retry cannot change what was charged
@@ -411,8 +417,8 @@ describe("PaymentGate", () => {
       const header = h.header(P, P);
       const [a, b, c] = (await Promise.all([1, 2, 3].map(() => h.gate.authorize(request(header))))).map(paid);
       expect([a.retry, b.retry, c.retry]).to.deep.equal([false, true, true]);
-      expect(b.response().receipt).to.deep.equal(a.response().receipt);
-      expect(c.response().receipt).to.deep.equal(a.response().receipt);
+      expect(b.response().extra.receipt).to.deep.equal(a.response().extra.receipt);
+      expect(c.response().extra.receipt).to.deep.equal(a.response().extra.receipt);
       expect(h.store.recordCalls).to.equal(1);
       expect(charged(h)).to.equal(P);
     });
@@ -424,7 +430,7 @@ describe("PaymentGate", () => {
       paid(await h.gate.authorize(request(header)));
       await sleep(60);
       const result = refused(await h.gate.authorize(request(header)), "voucher_reused");
-      expect(result.body.channel?.chargedTotal).to.equal("1000");
+      expect(result.body.accepts[0].extra.channelState?.chargedTotal).to.equal("1000");
       expect(charged(h)).to.equal(P);
     });
 
@@ -448,7 +454,7 @@ describe("PaymentGate", () => {
       expect(charged(h)).to.equal(P);
       const retry = paid(await h.gate.authorize(request(header)));
       expect(retry.retry).to.equal(true);
-      expect(retry.response().receipt).to.deep.equal(original.response().receipt);
+      expect(retry.response().extra.receipt).to.deep.equal(original.response().extra.receipt);
       const other = signVoucher(CH, P, { key: PAYEE_KEY });
       refused(await h.gate.authorize(request(h.header(P, P, { signature: other }))), "voucher_reused");
       expect(charged(h)).to.equal(P);
@@ -488,7 +494,7 @@ describe("PaymentGate", () => {
       // The same voucher, retried later as the 503 advises, is accepted and charged once.
       const payment = paid(await h.gate.authorize(request(header)));
       expect(payment.retry).to.equal(false);
-      expect(payment.response().chargedTotal).to.equal("1000");
+      expect(payment.response().extra.chargedTotal).to.equal("1000");
       paid(await h.gate.authorize(request(h.header(2n * P, P))));
       expect(charged(h)).to.equal(2n * P);
     });
@@ -554,9 +560,11 @@ describe("PaymentGate", () => {
         expect(BigInt(view.highestAmount) - S).to.equal(64n * P);
         expect(h.store.recordCalls).to.equal(64);
         // Every request was charged exactly once: the totals its receipt reports are all distinct.
-        const totals = payments.map((p) => BigInt(p.response().receipt.chargedTotal)).sort((a, b) => Number(a - b));
+        const totals = payments
+          .map((p) => BigInt(p.response().extra.receipt.chargedTotal))
+          .sort((a, b) => Number(a - b));
         expect(totals).to.deep.equal(Array.from({ length: 64 }, (_, i) => S + BigInt(i + 1) * P));
-        expect(payments.every((p) => p.response().charge === P.toString())).to.equal(true);
+        expect(payments.every((p) => p.response().amount === P.toString())).to.equal(true);
       });
     }
 
@@ -572,7 +580,7 @@ describe("PaymentGate", () => {
       expect(h.store.recordCalls).to.equal(64);
       const byAmount = new Map<bigint, string>();
       for (const p of payments) {
-        const receipt = JSON.stringify(p.response().receipt);
+        const receipt = JSON.stringify(p.response().extra.receipt);
         if (byAmount.has(p.amount)) expect(byAmount.get(p.amount)).to.equal(receipt);
         byAmount.set(p.amount, receipt);
       }
@@ -588,18 +596,18 @@ describe("PaymentGate", () => {
       payment.charge(400n);
       expect(charged(h)).to.equal(400n);
       const response = payment.response();
-      expect(response.charge).to.equal("400");
-      expect(response.chargedTotal).to.equal("400");
-      expect(response.remaining).to.equal((10_000_000n - 400n).toString());
+      expect(response.amount).to.equal("400");
+      expect(response.extra.chargedTotal).to.equal("400");
+      expect(response.extra.remaining).to.equal((10_000_000n - 400n).toString());
       expect(decodeHeader(payment.responseHeader())).to.deep.equal(response);
-      expect(parseReceipt(response.receipt).charge).to.equal(400n);
-      expect(parseReceipt(response.receipt).chargedTotal).to.equal(400n);
-      expect(await verifyReceipt(response.receipt, RECEIPT_SIGNER, CHAIN_ID, CONTRACT)).to.equal(true);
+      expect(parseReceipt(response.extra.receipt).charge).to.equal(400n);
+      expect(parseReceipt(response.extra.receipt).chargedTotal).to.equal(400n);
+      expect(await verifyReceipt(response.extra.receipt, RECEIPT_SIGNER, CHAIN_ID, CONTRACT)).to.equal(true);
       expect(h.store.adjustCalls).to.deep.equal([{ channelId: CH, amount: P, charge: 400n, chargedTotal: 400n }]);
       await sleep(5);
       // A retry answers with the settled receipt from the store.
       const retry = paid(await h.gate.authorize(request(h.header(P, P), upto)));
-      expect(retry.response().receipt).to.deep.equal(response.receipt);
+      expect(retry.response().extra.receipt).to.deep.equal(response.extra.receipt);
       // The headroom freed is spendable: the voucher of P now covers 400 + 600.
       paid(await h.gate.authorize(request(h.header(P - 1n, 600n), { price: 600n })));
     });
@@ -611,7 +619,7 @@ describe("PaymentGate", () => {
       payment.charge(500n);
       payment.charge(300n);
       expect(charged(h)).to.equal(300n);
-      expect(payment.response().chargedTotal).to.equal("300");
+      expect(payment.response().extra.chargedTotal).to.equal("300");
       payment.charge(P);
       expect(charged(h)).to.equal(P);
     });
@@ -624,7 +632,7 @@ describe("PaymentGate", () => {
       expect(h.store.adjustCalls).to.have.length(0);
       expect(() => payment.charge(P + 1n)).to.throw(RangeError);
       expect(() => payment.charge(-1n)).to.throw(RangeError);
-      expect(payment.response().charge).to.equal("1000");
+      expect(payment.response().amount).to.equal("1000");
       expect(charged(h)).to.equal(P);
     });
 
@@ -632,9 +640,9 @@ describe("PaymentGate", () => {
       const h = harness();
       const payment = paid(await h.gate.authorize(request(h.header(P, P), { pricing: "upto" })));
       payment.charge(0n);
-      expect(payment.response().charge).to.equal("0");
+      expect(payment.response().amount).to.equal("0");
       expect(charged(h)).to.equal(0n);
-      expect(await verifyReceipt(payment.response().receipt, RECEIPT_SIGNER, CHAIN_ID, CONTRACT)).to.equal(true);
+      expect(await verifyReceipt(payment.response().extra.receipt, RECEIPT_SIGNER, CHAIN_ID, CONTRACT)).to.equal(true);
     });
   });
 });

@@ -9,7 +9,7 @@ import {
   encodePaymentSignature,
   type ChannelOffer,
   type PaymentRequired,
-  type PaymentResponse,
+  type SettleResponse,
 } from "../../src/protocol/headers";
 import { REASONS } from "../../src/protocol/reasons";
 import { parseReceipt, requestHash, verifyReceipt } from "../../src/protocol/receipt";
@@ -24,6 +24,7 @@ import {
   signVoucher,
   type Harness,
 } from "../helpers/memoryStore";
+import { validSettleResponse } from "../helpers/x402Wire";
 
 const RECEIPT_SIGNER = privateKeyToAccount(RECEIPT_KEY).address;
 const CH = payerChannel();
@@ -112,10 +113,10 @@ async function required(response: Response): Promise<PaymentRequired> {
   return body;
 }
 
-function paymentResponse(response: Response): PaymentResponse {
+function paymentResponse(response: Response): SettleResponse {
   const header = response.headers.get("payment-response");
   expect(header, "PAYMENT-RESPONSE header").to.be.a("string");
-  return decodeHeader<PaymentResponse>(header!);
+  return decodeHeader<SettleResponse>(header!);
 }
 
 describe("paywall (Express, over HTTP)", () => {
@@ -149,16 +150,13 @@ describe("paywall (Express, over HTTP)", () => {
     expect(response.status).to.equal(200);
     expect(await response.json()).to.deep.equal({ city: "Lisbon", temperature: 21 });
     const paid = paymentResponse(response);
-    expect(paid).to.deep.include({
-      success: true,
-      payer: PAYER,
-      channelId: channelIdHex(CH),
-      amount: "1000",
-      charge: "1000",
-      chargedTotal: "1000",
-    });
-    expect(await verifyReceipt(paid.receipt, offer.extra.receiptSigner, CHAIN_ID, offer.extra.contract)).to.equal(true);
-    expect(parseReceipt(paid.receipt).request).to.equal(requestHash("GET", "/weather?city=Lisbon"));
+    expect(paid).to.deep.include({ success: true, transaction: "", payer: PAYER, amount: "1000" });
+    expect(paid.extra).to.deep.include({ channelId: channelIdHex(CH), voucherAmount: "1000", chargedTotal: "1000" });
+    expect(await validSettleResponse(response.headers.get("payment-response")!)).to.deep.equal(paid);
+    expect(await verifyReceipt(paid.extra.receipt, offer.extra.receiptSigner, CHAIN_ID, offer.extra.contract)).to.equal(
+      true,
+    );
+    expect(parseReceipt(paid.extra.receipt).request).to.equal(requestHash("GET", "/weather?city=Lisbon"));
     expect(running.served.get("/weather")).to.equal(1);
 
     // The same header again is an idempotent retry: same receipt, no new charge.
@@ -166,7 +164,7 @@ describe("paywall (Express, over HTTP)", () => {
       headers: { "PAYMENT-SIGNATURE": paymentHeader(offer, WEATHER) },
     });
     expect(again.status).to.equal(200);
-    expect(paymentResponse(again).receipt).to.deep.equal(paid.receipt);
+    expect(paymentResponse(again).extra.receipt).to.deep.equal(paid.extra.receipt);
     expect(running.h.engine.channelView(CH)?.chargedTotal).to.equal("1000");
   });
 
@@ -203,20 +201,20 @@ describe("paywall (Express, over HTTP)", () => {
     });
     expect(response.status).to.equal(200);
     const paid = paymentResponse(response);
-    expect(paid.charge).to.equal("420");
-    expect(paid.chargedTotal).to.equal("420");
-    expect(paid.remaining).to.equal((10_000_000n - 420n).toString());
-    const receipt = parseReceipt(paid.receipt);
+    expect(paid.amount).to.equal("420");
+    expect(paid.extra.chargedTotal).to.equal("420");
+    expect(paid.extra.remaining).to.equal((10_000_000n - 420n).toString());
+    const receipt = parseReceipt(paid.extra.receipt);
     expect(receipt.charge).to.equal(420n);
     expect(receipt.voucherAmount).to.equal(LLM);
     expect(receipt.request).to.equal(requestHash("POST", "/llm?tokens=42"));
-    expect(await verifyReceipt(paid.receipt, RECEIPT_SIGNER, CHAIN_ID, CONTRACT)).to.equal(true);
+    expect(await verifyReceipt(paid.extra.receipt, RECEIPT_SIGNER, CHAIN_ID, CONTRACT)).to.equal(true);
     expect(running.h.engine.channelView(CH)?.chargedTotal).to.equal("420");
   });
 
-  it("answers malformed payments with 400 and the reason, never reaching the handler", async () => {
+  it("answers malformed payments with 402 and the reason, never reaching the handler", async () => {
     const response = await fetch(`${running.base}/weather`, { headers: { "payment-signature": "not base64!" } });
-    expect(response.status).to.equal(400);
+    expect(response.status).to.equal(402);
     expect((await required(response)).error).to.equal("malformed_header");
     expect(running.served.get("/weather")).to.equal(undefined);
   });
@@ -233,8 +231,8 @@ describe("paywall (Express, over HTTP)", () => {
     expect(low.status).to.equal(402);
     const body = await required(low);
     expect(body.error).to.equal("insufficient_amount");
-    expect(body.channel?.chargedTotal).to.equal("1000");
-    const next = BigInt(body.channel!.chargedTotal) + BigInt(offer.amount);
+    expect(body.accepts[0].extra.channelState?.chargedTotal).to.equal("1000");
+    const next = BigInt(body.accepts[0].extra.channelState!.chargedTotal) + BigInt(offer.amount);
     const ok = await fetch(`${running.base}/weather`, { headers: { "payment-signature": paymentHeader(offer, next) } });
     expect(ok.status).to.equal(200);
   });
@@ -269,7 +267,7 @@ describe("paywall (Express, over HTTP)", () => {
       });
       inFlight -= WEATHER;
       const paid = paymentResponse(response);
-      const total = BigInt(paid.chargedTotal);
+      const total = BigInt(paid.extra.chargedTotal);
       if (total > chargedKnown) chargedKnown = total;
       return response.status;
     };

@@ -5,7 +5,7 @@ import { performance } from "node:perf_hooks";
 import {
   decodeHeader,
   type PaymentRequired,
-  type PaymentResponse,
+  type SettleResponse,
   PAYMENT_REQUIRED_HEADER,
   PAYMENT_RESPONSE_HEADER,
   PAYMENT_SIGNATURE_HEADER,
@@ -23,6 +23,7 @@ import {
 } from "../../src/server/proxy";
 import type { RouteTable } from "../../src/shared/config";
 import { CHAIN_ID, CONTRACT, harness, payerChannel, PAYER, type Harness } from "../helpers/memoryStore";
+import { validPaymentRequired, validSettleResponse } from "../helpers/x402Wire";
 
 const PRICE = 1_000n;
 const UPTO = 5_000n;
@@ -130,10 +131,10 @@ function sendRaw(port: number, raw: string): Promise<string> {
   });
 }
 
-function paymentResponse(reply: Reply): PaymentResponse {
+function paymentResponse(reply: Reply): SettleResponse {
   const header = reply.headers[PAYMENT_RESPONSE_HEADER];
   expect(header, "PAYMENT-RESPONSE header").to.be.a("string");
-  return decodeHeader<PaymentResponse>(header as string);
+  return decodeHeader<SettleResponse>(header as string);
 }
 
 describe("paying reverse proxy", () => {
@@ -287,11 +288,12 @@ describe("paying reverse proxy", () => {
       const reply = await send(port, { path: "/paid?city=Lisbon", headers: { [PAYMENT_SIGNATURE_HEADER]: pay() } });
       expect(reply.status).to.equal(200);
       const response = paymentResponse(reply);
-      expect(response.charge).to.equal("1000");
-      expect(response.chargedTotal).to.equal("1000");
+      expect(response.amount).to.equal("1000");
+      expect(response.extra.chargedTotal).to.equal("1000");
       expect(response.payer).to.equal(PAYER);
-      expect(response.receipt.request).to.equal(requestHash("GET", "/paid?city=Lisbon"));
-      expect(await verifyReceipt(response.receipt, h.receipts.address, CHAIN_ID, CONTRACT)).to.equal(true);
+      expect(await validSettleResponse(reply.headers["payment-response"] as string)).to.deep.equal(response);
+      expect(response.extra.receipt.request).to.equal(requestHash("GET", "/paid?city=Lisbon"));
+      expect(await verifyReceipt(response.extra.receipt, h.receipts.address, CHAIN_ID, CONTRACT)).to.equal(true);
       expect(reply.headers["cache-control"]).to.equal("private, no-store");
 
       const seen = upstream.seen[0].headers;
@@ -364,9 +366,9 @@ describe("paying reverse proxy", () => {
       expect(reply.status).to.equal(200);
       expect(reply.headers[CHARGE_HEADER]).to.equal(undefined);
       const response = paymentResponse(reply);
-      expect(response.charge).to.equal("1234");
-      expect(response.receipt.charge).to.equal("1234");
-      expect(await verifyReceipt(response.receipt, h.receipts.address, CHAIN_ID, CONTRACT)).to.equal(true);
+      expect(response.amount).to.equal("1234");
+      expect(response.extra.receipt.charge).to.equal("1234");
+      expect(await verifyReceipt(response.extra.receipt, h.receipts.address, CHAIN_ID, CONTRACT)).to.equal(true);
       expect(upstream.seen[0].headers["x-paychan-price"]).to.equal("5000");
       expect(upstream.seen[0].headers["x-paychan-pricing"]).to.equal("upto");
       expect(h.engine.channelView(payerChannel())?.chargedTotal).to.equal("1234");
@@ -383,14 +385,14 @@ describe("paying reverse proxy", () => {
           path: "/usage",
           headers: { [PAYMENT_SIGNATURE_HEADER]: pay(UPTO) },
         });
-        expect(paymentResponse(reply).charge, String(reported)).to.equal("5000");
+        expect(paymentResponse(reply).amount, String(reported)).to.equal("5000");
       }
       expect(logLines.some((l) => l.includes("invalid x-paychan-charge"))).to.equal(true);
     });
 
     it("ignores x-paychan-charge on fixed-price routes", async () => {
       const reply = await send(port, { path: "/paid", headers: { [PAYMENT_SIGNATURE_HEADER]: pay() } });
-      expect(paymentResponse(reply).charge).to.equal("1000");
+      expect(paymentResponse(reply).amount).to.equal("1000");
       expect(reply.headers[CHARGE_HEADER]).to.equal(undefined);
     });
   });
@@ -418,7 +420,7 @@ describe("paying reverse proxy", () => {
       const durableAt = slowStore(300);
       const reply = await timedSend({ path: "/paid", headers: { [PAYMENT_SIGNATURE_HEADER]: pay() } });
       expect(reply.status).to.equal(200);
-      expect(paymentResponse(reply).chargedTotal).to.equal("1000");
+      expect(paymentResponse(reply).extra.chargedTotal).to.equal("1000");
       expect(durableAt).to.have.length(1);
       expect(upstream.seen).to.have.length(1);
       expect(upstream.seen[0].at, "upstream reached before the write was durable").to.be.below(durableAt[0]);
@@ -463,7 +465,7 @@ describe("paying reverse proxy", () => {
       h.store.failRecordVoucher = false;
       const again = await send(port, { path: "/paid", headers: { [PAYMENT_SIGNATURE_HEADER]: header } });
       expect(again.status).to.equal(200);
-      expect(paymentResponse(again).chargedTotal).to.equal("1000");
+      expect(paymentResponse(again).extra.chargedTotal).to.equal("1000");
       expect(h.store.getLedger(payerChannel())?.chargedTotal).to.equal(1_000n);
     });
 
@@ -487,14 +489,14 @@ describe("paying reverse proxy", () => {
       const down = await send(port, { path: "/paid", headers: { [PAYMENT_SIGNATURE_HEADER]: header } });
       expect(down.status).to.equal(502);
       expect(JSON.parse(down.body)).to.deep.equal({ error: "bad_gateway" });
-      expect(paymentResponse(down).chargedTotal).to.equal("1000");
+      expect(paymentResponse(down).extra.chargedTotal).to.equal("1000");
       expect(h.store.getLedger(payerChannel())?.chargedTotal).to.equal(1_000n);
 
       upstream = new Upstream();
       await upstream.listen(upstreamPort);
       const again = await send(port, { path: "/paid", headers: { [PAYMENT_SIGNATURE_HEADER]: header } });
       expect(again.status).to.equal(200);
-      expect(paymentResponse(again).chargedTotal).to.equal("1000");
+      expect(paymentResponse(again).extra.chargedTotal).to.equal("1000");
       expect(h.engine.channelView(payerChannel())?.chargedTotal).to.equal("1000");
       expect(await metrics.render()).to.include('paychan_upstream_errors_total{kind="unreachable"} 1');
     });
@@ -515,12 +517,12 @@ describe("paying reverse proxy", () => {
       const reply = await send(port, { path: "/paid", headers: { [PAYMENT_SIGNATURE_HEADER]: pay() } });
       expect(reply.status).to.equal(500);
       expect(reply.body).to.equal("oops");
-      expect(paymentResponse(reply).charge).to.equal("1000");
+      expect(paymentResponse(reply).amount).to.equal("1000");
     });
 
-    it("rejects an oversized PAYMENT-SIGNATURE with 400 header_too_large", async () => {
-      const reply = await send(port, { path: "/paid", headers: { [PAYMENT_SIGNATURE_HEADER]: "A".repeat(3_000) } });
-      expect(reply.status).to.equal(400);
+    it("rejects an oversized PAYMENT-SIGNATURE with 402 header_too_large", async () => {
+      const reply = await send(port, { path: "/paid", headers: { [PAYMENT_SIGNATURE_HEADER]: "A".repeat(9_000) } });
+      expect(reply.status).to.equal(402);
       expect(JSON.parse(reply.body).error).to.equal("header_too_large");
       expect(reply.headers[PAYMENT_REQUIRED_HEADER]).to.be.a("string");
     });
@@ -533,7 +535,7 @@ describe("paying reverse proxy", () => {
       expect(raw).to.include('{"error":"headers_too_large"}');
     });
 
-    it("maps malformed payment headers to 400 with a reason, never 500", async () => {
+    it("maps malformed payment headers to 402 with a reason, never 500", async () => {
       for (const [value, reason] of [
         ["!!!!", "malformed_header"],
         [Buffer.from("[1,2]").toString("base64"), "malformed_header"],
@@ -541,8 +543,9 @@ describe("paying reverse proxy", () => {
         [Buffer.from('{"x402Version":2,"accepted":{},"payload":{}}').toString("base64"), "invalid_payload"],
       ]) {
         const reply = await send(port, { path: "/paid", headers: { [PAYMENT_SIGNATURE_HEADER]: value } });
-        expect(reply.status, value).to.equal(400);
+        expect(reply.status, value).to.equal(402);
         expect(JSON.parse(reply.body).error, value).to.equal(reason);
+        validPaymentRequired(reply.headers[PAYMENT_REQUIRED_HEADER] as string);
       }
     });
   });

@@ -340,7 +340,7 @@ describe("server config", () => {
         `config.database.path: must be a non-empty file path, got ""`,
         "config.database.durable: must be true or false",
         "config.retryWindowMs: must be a whole number of ms, got 1.5",
-        "config.maxHeaderBytes: 1024 is outside [4096, 1048576]",
+        "config.maxHeaderBytes: 1024 is outside [10240, 1048576]",
         `config.healthPath: must be an absolute path like "/healthz" (or null to disable), got "healthz"`,
         `config: unknown key "rotues" (known: ${[
           "$schema",
