@@ -30,9 +30,9 @@ export const REASONS = {
   voucher_reused: 402,
   invalid_quote: 402,
   quote_expired: 402,
+  rate_unavailable: 402,
   // 503: the server cannot take payments right now; retry later with the same voucher.
   store_unavailable: 503,
-  rate_unavailable: 503,
 } as const;
 
 export type ReasonCode = keyof typeof REASONS;
