@@ -5,6 +5,7 @@ import { checkDeployment } from "../chain/checkDeployment";
 import { createChainClient } from "../chain/client";
 import { viemChain } from "../chain/viemChain";
 import { ChannelWatcher } from "../chain/watcher";
+import { PriceFeedReader } from "../chain/priceFeed";
 import { createVoucherHasher, createVoucherSignatureVerifier } from "../protocol/fastVerify";
 import { ReceiptSigner } from "../protocol/receipt";
 import { TransactionSender } from "../chain/sender";
@@ -17,6 +18,8 @@ import { PaymentGate } from "./gate";
 import { createLogger, type Logger } from "../shared/log";
 import { PaymentMetrics } from "./metrics";
 import { PaymentProxy, type HealthReport } from "./proxy";
+import { QuoteBook, type AcceptedToken } from "./quoteBook";
+import { feedRate, fixedRate } from "./rateSource";
 import { GaslessRelay } from "./relay";
 
 /**
@@ -107,7 +110,7 @@ export async function createPaymentServer(
   try {
     const engine = new VerificationEngine({
       payee: config.payee,
-      tokens: [config.token.address],
+      tokens: config.tokens.map((token) => token.address),
       verifySignature: createVoucherSignatureVerifier(createVoucherHasher(network.chainId, config.contract)),
       withdrawSafetyMarginSec: config.withdrawSafetyMarginSec,
       minWithdrawDelay: config.minWithdrawDelay,
@@ -128,6 +131,7 @@ export async function createPaymentServer(
       engine.restore(ledger ? [ledger] : [], [record]);
     };
 
+    const priceFeeds: PriceFeedReader[] = [];
     // Same key as the watcher's default, spelled out because the first-start decision needs it.
     const cursorKey = `watcher:${network.chainId}:${config.contract.toLowerCase()}:${config.payee.toLowerCase()}`;
     let fromBlock: bigint | undefined;
@@ -140,6 +144,13 @@ export async function createPaymentServer(
       const confirmations = BigInt(config.confirmations);
       fromBlock = head > confirmations ? head - confirmations : 1n;
     }
+    // Each feed-priced token's feed is read by the watcher on every poll, never on the request path.
+    const accepted: AcceptedToken[] = config.tokens.map((settings) => {
+      if (settings.rate.kind === "fixed") return { settings, source: fixedRate(settings.rate.rate) };
+      const reader = new PriceFeedReader(client, settings.rate.feed);
+      priceFeeds.push(reader);
+      return { settings, source: feedRate(reader, settings.rate.maxAgeSec) };
+    });
     const watcher = new ChannelWatcher({
       client,
       contract: config.contract,
@@ -151,6 +162,7 @@ export async function createPaymentServer(
       ...(fromBlock !== undefined ? { fromBlock } : {}),
       cursorKey,
       logger: logger.child({ component: "watcher" }),
+      priceFeeds,
     });
     watcher.on("channel", applyRecord);
     // An EventEmitter "error" without a listener throws; the watcher retries on its own.
@@ -180,10 +192,23 @@ export async function createPaymentServer(
       watcherLagBlocks: () => watcher.lagBlocks,
     });
     observeSync = (seconds) => metrics.fsync.observe(seconds);
+    // Only a server accepting more than its one dollar token prices routes in dollars per token.
+    const quotes =
+      config.tokens.length > 1 || !QuoteBook.isDollar(accepted[0])
+        ? new QuoteBook({
+            tokens: accepted,
+            usdDecimals: config.token.decimals,
+            privateKey: config.secrets.payeeKey,
+            signer: receipts.address,
+            chainId: network.chainId,
+            contract: config.contract,
+          })
+        : undefined;
     const gate = new PaymentGate({
       engine,
       store,
       receipts,
+      ...(quotes ? { quotes } : {}),
       terms: {
         network: network.caip2,
         contract: config.contract,
