@@ -36,7 +36,11 @@ import { chainIdOf, type TypedDataSigner } from "./terms";
  *    used, so `signedMax` comes back to what the server holds (plus what is still in flight), and
  *    a corrective refusal (`insufficient_amount`, `voucher_reused`, or `amount_exceeds_deposit`
  *    caused by amounts signed earlier) is retried once; a 503 `store_unavailable` (nothing
- *    charged) is answered by resending the same voucher, twice at most.
+ *    charged) is answered by resending the same voucher, twice at most;
+ * 6. a server pricing in dollars offers one entry per token ({@link PayingFetchOptions.asset}
+ *    picks one); a quoted token's offer carries a signed quote, echoed with the voucher, and a
+ *    `quote_expired` refusal (which carries a fresh quote) is paid again once under the new quote,
+ *    so the request is not lost.
  *
  * The deposit is learned from the channel's opening (a resolver returning `openChannel`'s result),
  * every paid answer (`remaining + chargedTotal`), every 402 view and every top-up, and kept in the
@@ -73,6 +77,12 @@ export interface PaymentInfo {
   readonly receiptProblem?: string;
   /** Whether the request was paid after a resynchronization from a corrective 402. */
   readonly resynced: boolean;
+  /** The token paid in, as the server reported it (servers pricing in dollars do). */
+  readonly asset?: Address;
+  /** Dollars per whole token the request was charged at (18 decimals), as the server reported it. */
+  readonly rate?: bigint;
+  /** Whether the request was paid again under a fresh quote after its quote expired. */
+  readonly requoted?: boolean;
   /** The automatic top-up this answer triggered (threshold crossed), once done. */
   readonly topUp?: FundingResult;
   /** Why that automatic top-up failed (the request itself was paid). */
@@ -109,6 +119,13 @@ export interface PayingFetchOptions {
   readonly network?: string;
   /** Only pay offers naming this PaymentChannels contract. */
   readonly contract?: Address;
+  /**
+   * Only pay offers in this token (a server pricing in dollars may offer several, e.g. USDC and
+   * EURC). Default: the first channel offer. An offer in a token the server quotes carries its
+   * quote in `extra.quote`, echoed with each voucher; when the quote expires the request is paid
+   * again under the fresh quote of the refusal.
+   */
+  readonly asset?: Address;
   /** What to do with an invalid receipt: throw a {@link ReceiptError} (default) or flag it in `payment`. */
   readonly receiptPolicy?: "throw" | "flag";
   /** Called after each paid response. */
@@ -356,7 +373,8 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
       (o) =>
         o.scheme === SCHEME &&
         (options.network === undefined || o.network === options.network) &&
-        (options.contract === undefined || isAddressEqual(o.extra.contract, options.contract)),
+        (options.contract === undefined || isAddressEqual(o.extra.contract, options.contract)) &&
+        (options.asset === undefined || isAddressEqual(o.asset, options.asset)),
     );
     return offer && offerTerms(offer);
   };
@@ -558,6 +576,7 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
     }
 
     let resynced = false;
+    let requoted = false;
     let viewIsFresh = false;
     let attempt = 0;
     for (;;) {
@@ -665,6 +684,9 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
           receipt: paid.extra.receipt,
           receiptValid: true,
           resynced,
+          ...(paid.extra.asset ? { asset: paid.extra.asset } : {}),
+          ...(paid.extra.rate && /^\d+$/.test(paid.extra.rate) ? { rate: BigInt(paid.extra.rate) } : {}),
+          ...(requoted ? { requoted } : {}),
           ...(topUp ? { topUp } : {}),
           ...(topUpError !== undefined ? { topUpError } : {}),
         };
@@ -692,10 +714,14 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
         required.error === "insufficient_amount" ||
         required.error === "voucher_reused" ||
         (required.error === "amount_exceeds_deposit" && (autoTopUp !== undefined || slot.fits(price)));
-      // A 402 without error after paying means the price or terms changed: try the fresh offer once.
-      const changed = required.error === undefined && fresh !== undefined;
+      // A 402 without error after paying means the price or terms changed, and a quote that expired
+      // (or that the server no longer honours) comes back with a fresh one: try the fresh offer once.
+      const changed =
+        fresh !== undefined &&
+        (required.error === undefined || required.error === "quote_expired" || required.error === "invalid_quote");
       if (attempt > 0 || (!(corrective && view) && !changed)) return response;
       resynced = corrective;
+      requoted = required.error === "quote_expired";
       offer = fresh ?? offer;
       await drain(response);
       attempt++;

@@ -246,7 +246,7 @@ export async function createPaymentServer(
         chainId: network.chainId,
         contract: config.contract,
         payee: config.payee,
-        token: config.token,
+        tokens: config.tokens,
         minDeposit: config.minDeposit,
         minWithdrawDelay: config.minWithdrawDelay,
         // Prime the engine so the payer's first paid request needs no RPC round trip.

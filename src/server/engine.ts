@@ -184,7 +184,8 @@ export class VerificationEngine {
       return { kind: "rejected", reason: "amount_exceeds_deposit", channel: this.view(state) };
     }
     const price = typeof channelPrice === "bigint" ? channelPrice : channelPrice(record);
-    if (typeof price === "string") return { kind: "rejected", reason: price };
+    // The view lets a client take back the amount of a voucher refused for its price (an expired quote).
+    if (typeof price === "string") return { kind: "rejected", reason: price, channel: this.view(state) };
     const charged = state.charged + price;
     if (charged > (amount > state.highest ? amount : state.highest)) {
       return { kind: "rejected", reason: "insufficient_amount", channel: this.view(state) };
