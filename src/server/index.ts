@@ -35,12 +35,19 @@ export type {
   OfferTerms,
   PaidRequest,
   Payment,
+  PricedIn,
   Refusal,
 } from "./gate";
+export { ONE_DOLLAR, QuoteBook } from "./quoteBook";
+export type { AcceptedToken, ChannelCharge, QuoteBookOptions, TokenOffer } from "./quoteBook";
+export { feedRate, fixedRate } from "./rateSource";
+export type { RateReading, RateSource } from "./rateSource";
+export { PriceFeedReader } from "../chain/priceFeed";
+export type { FeedReading } from "../chain/priceFeed";
 export { RouteMatcher } from "./routes";
 export type { ResolvedRoute } from "./routes";
 export { VerificationEngine } from "./engine";
-export type { CheckResult, EngineOptions, Ticket } from "./engine";
+export type { ChannelPrice, CheckResult, EngineOptions, Ticket } from "./engine";
 export {
   CONFIG_DEFAULTS,
   CONFIG_ENV,
@@ -53,7 +60,7 @@ export {
   RELAYER_KEY_ENV,
   ServerSecrets,
 } from "../shared/config";
-export type { ParseOptions, RoutePrice, RouteTable, ServerConfig } from "../shared/config";
+export type { ParseOptions, RateSetting, RoutePrice, RouteTable, ServerConfig, TokenSettings } from "../shared/config";
 export { createLogger, silentLogger } from "../shared/log";
 export type { Logger, LoggerOptions, LogLevel } from "../shared/log";
 export { findNetwork, NETWORKS } from "../chain/networks";
