@@ -13,6 +13,8 @@ import {
   type PaymentRequired,
   type SettleResponse,
 } from "../protocol/headers";
+import { dollarsToToken, toAtomic } from "../protocol/price";
+import type { SignedQuote } from "../protocol/quote";
 import { requestHash, verifyReceipt, type SignedReceipt } from "../protocol/receipt";
 import { MAX_AMOUNT, signerOfChannel, voucherDomain, voucherTypedData } from "../protocol/voucher";
 import { AUTO_TOP_UP_DEFAULTS, AutoTopUp, type AutoTopUpOptions, type TopUpTarget } from "./autoTopUp";
@@ -87,6 +89,25 @@ export interface PaymentInfo {
   readonly topUp?: FundingResult;
   /** Why that automatic top-up failed (the request itself was paid). */
   readonly topUpError?: unknown;
+}
+
+/**
+ * The offer as a channel holding a quote for its life pays it: the dollar price (`extra.price`)
+ * at the bound quote's rate, with that quote. Unchanged when there is no bound quote, or the offer
+ * is not a quoted one for the same token.
+ */
+function underBoundQuote(offer: ChannelOffer, bound: SignedQuote | undefined): ChannelOffer {
+  const { quote, price } = offer.extra;
+  if (!bound || !quote || price === undefined || !isAddressEqual(bound.token, offer.asset)) return offer;
+  const decimals = offer.extra.decimals;
+  let amount: bigint;
+  try {
+    amount = dollarsToToken(toAtomic(price, decimals), decimals, BigInt(bound.rate), decimals);
+  } catch {
+    // A price finer than the token's decimals cannot be re-priced here: pay the offer as it is.
+    return offer;
+  }
+  return { ...offer, amount: amount.toString(), extra: { ...offer.extra, quote: bound } };
 }
 
 /** A response; `payment` is set when the request was paid. */
@@ -580,14 +601,23 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
     let viewIsFresh = false;
     let attempt = 0;
     for (;;) {
-      const price = BigInt(offer.amount);
+      let price = BigInt(offer.amount);
       checkLimits(price, request.url);
       reserved += price;
       let slot: ChannelSlot;
       let amount: bigint;
+      let paying: ChannelOffer = offer;
       try {
         slot = await slotFor(offer, request.url);
-        amount = await reserveWithin(slot, price, offer, request.url, send, viewIsFresh);
+        // A channel holding a rate for its life pays the dollar price at that rate, under its own quote.
+        paying = underBoundQuote(offer, slot.state.quote);
+        if (paying !== offer) {
+          reserved -= price;
+          price = BigInt(paying.amount);
+          checkLimits(price, request.url);
+          reserved += price;
+        }
+        amount = await reserveWithin(slot, price, paying, request.url, send, viewIsFresh);
       } catch (error) {
         reserved -= price;
         throw error;
@@ -602,7 +632,7 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
           }),
         );
         const header = encodePaymentSignature(
-          offer,
+          paying,
           { channelId: channelIdHex(slot.channelId), amount: amount.toString(), signature },
           { url: request.url },
         );
@@ -660,6 +690,8 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
         spent += charge;
         slot.state.receipts += 1;
         slot.state.lastReceipt = paid.extra.receipt;
+        if (paid.extra.quote && BigInt(paid.extra.quote.channelId) === slot.channelId)
+          slot.state.quote = paid.extra.quote;
         const remaining = /^\d+$/.test(String(paid.extra.remaining)) ? BigInt(paid.extra.remaining) : undefined;
         if (remaining !== undefined) slot.learnDeposit(remaining + chargedTotal);
         await saveQuietly(slot);

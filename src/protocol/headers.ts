@@ -68,6 +68,8 @@ export interface ChannelOfferExtra {
    * payment echoes it (or the channel-bound quote of an earlier `PAYMENT-RESPONSE`).
    */
   readonly quote?: SignedQuote;
+  /** The route's price in dollars ("$0.001"), on offers of a server that prices in dollars. */
+  readonly price?: string;
 }
 
 /** One entry of `accepts` (x402's `PaymentRequirements`): the terms for paying this resource through a channel. */

@@ -11,6 +11,7 @@ import {
   type Pricing,
   type SettleResponse,
 } from "../protocol/headers";
+import { formatDollars } from "../protocol/price";
 import { statusOf, type ReasonCode } from "../protocol/reasons";
 import { requestHash, type ReceiptSigner, type SignedReceipt } from "../protocol/receipt";
 import type { ChannelRecord } from "../protocol/channel";
@@ -205,6 +206,7 @@ export class PaymentGate {
         version: settings.version,
         ...common,
         decimals: settings.decimals,
+        price: formatDollars(price, quotes.usdDecimals),
         ...(quote ? { quote } : {}),
       },
     }));

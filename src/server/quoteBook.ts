@@ -89,6 +89,11 @@ export class QuoteBook {
     return rate.kind === "fixed" && rate.rate === ONE_DOLLAR;
   }
 
+  /** Decimals of the dollar prices it converts. */
+  get usdDecimals(): number {
+    return this.options.usdDecimals;
+  }
+
   /** The accepted tokens, in configuration order. */
   tokens(): readonly AcceptedToken[] {
     return this.options.tokens;
@@ -147,8 +152,9 @@ export class QuoteBook {
   lockForChannel(channelId: bigint, quote: Quote): SignedQuote | undefined {
     const token = this.byAddress.get(quote.token.toLowerCase());
     if (token?.settings.lockRate !== "channel" || quote.channelId !== 0n) return undefined;
+    // The first quote a channel paid under is the one it keeps.
     const existing = this.bound.get(channelId);
-    if (existing && BigInt(existing.rate) === quote.rate) return existing;
+    if (existing) return existing;
     const signed = this.sign({ ...quote, channelId, expiry: QUOTE_NEVER_EXPIRES });
     this.bound.set(channelId, signed);
     return signed;

@@ -142,6 +142,7 @@ describe("prices in dollars, paid in USDC or EURC at a quoted rate (hardhat node
             version: "2",
             rate: { feed, maxAgeSec: 600 },
             quoteTtlSec: 60,
+            lockRate: "channel",
           },
         ],
         routes: { "GET /weather": "$0.001" },
@@ -285,6 +286,43 @@ describe("prices in dollars, paid in USDC or EURC at a quoted rate (hardhat node
     });
   });
 
+  it("lockRate channel: the quote bound to the channel by its first payment holds after the rate moves", async () => {
+    const offer = offerIn(await terms(), eurc)!;
+    const ledger = server.store.getLedger(channels.EURC)!;
+    const state = memoryStateStore();
+    const key = channelKey(offer.network, offer.extra.contract, channels.EURC);
+    state.load().channels[key] = {
+      channelId: channelIdHex(channels.EURC),
+      signedMax: ledger.highestAmount.toString(),
+      chargedKnown: ledger.chargedTotal.toString(),
+      deposit: DEPOSIT.toString(),
+      receipts: 3,
+    };
+    const options = {
+      sessionAccount: session,
+      channel: channels.EURC,
+      store: state,
+      asset: eurc,
+      maxPerRequest: 10_000n,
+      maxTotal: 1_000_000n,
+    };
+    const first = await createPayingFetch(fetch, options)(`${baseUrl}/weather?lock=1`);
+    expect(first.status).to.equal(200);
+    const bound = parseQuote(state.load().channels[key].quote)!;
+    // The channel's first payment (an earlier test) bound it at 1.08, for good.
+    expect(bound).to.deep.include({ channelId: channels.EURC, rate: parseRate("1.08") });
+    expect(bound.expiry).to.be.greaterThan(Date.now() / 1000 + 365 * 24 * 3600);
+
+    await send(feed, feedAbi, "setAnswer", [113_400_000n], FEED_KEY);
+    await untilEurcOffer("882");
+    // A new client instance sees only the new rate in its 402, and pays at the channel's rate.
+    const later = await createPayingFetch(fetch, options)(`${baseUrl}/weather?lock=2`);
+    expect(later.status).to.equal(200);
+    expect(later.payment).to.deep.include({ charge: 926n, rate: parseRate("1.08"), resynced: false });
+    await send(feed, feedAbi, "setAnswer", [108_000_000n], FEED_KEY);
+    await untilEurcOffer("926");
+  });
+
   it("EURC and USDC channels are claimed in one batch", async () => {
     const pay = createPayingFetch(fetch, {
       sessionAccount: session,
@@ -327,7 +365,8 @@ describe("prices in dollars, paid in USDC or EURC at a quoted rate (hardhat node
     const balance = async (token: Address) =>
       client.readContract({ address: token, abi: usdcAbi, functionName: "balanceOf", args: [payee.address] });
     expect(await balance(usdc)).to.equal(3_000n);
-    expect(await balance(eurc)).to.equal(926n + 882n + 926n);
+    expect(await balance(eurc)).to.equal(server.store.getLedger(channels.EURC)!.chargedTotal);
+    expect(server.store.getLedger(channels.EURC)!.chargedTotal).to.equal(926n + 882n + 926n + 926n + 926n);
   });
 
   it("a stale feed stops quoting EURC; a quote already issued still holds", async () => {

@@ -159,6 +159,9 @@ describe("quote book", () => {
     expect(parseQuote(bound)).to.deep.include({ channelId: eurcChannel.channelId, rate: parseRate("1.08") });
     expect(b.lockForChannel(eurcChannel.channelId, parseQuote(quote)!)).to.equal(bound);
     expect(b.lockForChannel(eurcChannel.channelId, parseQuote(bound)!), "already bound").to.equal(undefined);
+    eurRate.reading = { ok: true, rate: parseRate("1.2") };
+    const later = b.offers()[1].quote!;
+    expect(b.lockForChannel(eurcChannel.channelId, parseQuote(later)!), "the first binding stays").to.equal(bound);
     eurRate.reading = { ok: true, rate: parseRate("1.5") };
     now += 10 * 365 * 24 * 3600;
     expect(b.charge(PRICE, eurcChannel, bound)).to.deep.include({ ok: true, amount: 926n, rate: parseRate("1.08") });
