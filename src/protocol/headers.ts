@@ -18,9 +18,9 @@ export const PAYMENT_REQUIRED_HEADER = "payment-required";
 export const PAYMENT_SIGNATURE_HEADER = "payment-signature";
 export const PAYMENT_RESPONSE_HEADER = "payment-response";
 /**
- * Largest PAYMENT-SIGNATURE header accepted, in bytes. paychan's client sends about 1.3 KB plus
- * the resource URL; x402's clients echo the whole offer and `resource`, so the cap leaves room
- * for a long URL and description.
+ * Largest PAYMENT-SIGNATURE header accepted, in bytes. paychan's client sends about 1,000 with a
+ * short URL; x402's clients echo the whole offer and `resource` too, so the cap leaves room for a
+ * long URL and description.
  */
 export const MAX_PAYMENT_HEADER_BYTES = 8192;
 
