@@ -17,6 +17,7 @@ import { TransactionSender } from "../src/chain/sender";
 import { Settler, type BatchReport } from "../src/settler/settler";
 import { startHardhatNode, type HardhatNode } from "../test/helpers/hardhatNode";
 import { HARDHAT_KEYS } from "../test/helpers/hardhatKeys";
+import { parseTokens, runTokensDemo } from "./demo/tokens";
 
 /**
  * paychan end to end on a local chain, in one command (`npm run demo`):
@@ -30,6 +31,9 @@ import { HARDHAT_KEYS } from "../test/helpers/hardhatKeys";
  *
  * Prints a summary, then as its last stdout line one JSON object with the figures. Exits non-zero
  * when the amount claimed on-chain differs from what the server charged.
+ *
+ * `npm run demo -- --tokens USDC,EURC` runs scripts/demo/tokens.ts instead: dollar prices paid in
+ * several tokens at quoted rates.
  */
 
 // Roles on the local chain (Hardhat development accounts).
@@ -249,7 +253,15 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
+/** `--tokens USDC,EURC` runs the multi-token demo instead (scripts/demo/tokens.ts). */
+function tokensArgument(argv: readonly string[]): string | undefined {
+  const at = argv.findIndex((arg) => arg === "--tokens" || arg.startsWith("--tokens="));
+  if (at < 0) return undefined;
+  return argv[at].includes("=") ? argv[at].slice("--tokens=".length) : (argv[at + 1] ?? "");
+}
+
+const tokens = tokensArgument(process.argv.slice(2));
+(tokens === undefined ? main() : runTokensDemo(parseTokens(tokens))).then(
   (code) => {
     process.exitCode = code;
     // Idle keep-alive sockets may hold the loop open a moment; leave once output is flushed.

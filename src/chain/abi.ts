@@ -529,7 +529,7 @@ export const usdcAbi = [
     inputs: [],
     name: "decimals",
     outputs: [{ internalType: "uint8", name: "", type: "uint8" }],
-    stateMutability: "pure",
+    stateMutability: "view",
     type: "function",
   },
   {
@@ -613,6 +613,33 @@ export const usdcAbi = [
     name: "transferWithAuthorization",
     outputs: [],
     stateMutability: "nonpayable",
+    type: "function",
+  },
+] as const;
+
+/**
+ * The subset of Chainlink's AggregatorV3Interface that paychan reads (the same in
+ * contracts/mocks/MockPriceFeed.sol).
+ */
+export const priceFeedAbi = [
+  {
+    inputs: [],
+    name: "decimals",
+    outputs: [{ internalType: "uint8", name: "", type: "uint8" }],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "latestRoundData",
+    outputs: [
+      { internalType: "uint80", name: "roundId", type: "uint80" },
+      { internalType: "int256", name: "answer", type: "int256" },
+      { internalType: "uint256", name: "startedAt", type: "uint256" },
+      { internalType: "uint256", name: "updatedAt", type: "uint256" },
+      { internalType: "uint80", name: "answeredInRound", type: "uint80" },
+    ],
+    stateMutability: "view",
     type: "function",
   },
 ] as const;

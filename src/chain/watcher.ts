@@ -17,6 +17,7 @@ import type { ChannelRecord } from "../protocol/channel";
 import { paymentChannelsAbi } from "./abi";
 import { claimsOfEvent } from "./events";
 import { AbortedError, backoffDelay, isRetryableRpcError, withRetry, type RetryPolicy } from "./client";
+import type { PriceFeedReader } from "./priceFeed";
 import { readChannel } from "./readChannel";
 
 /** What the watcher keeps durably: channel records and its resume point (the payment store fits). */
@@ -66,6 +67,12 @@ export interface ChannelWatcherOptions {
   readonly negativeCacheTtlMs?: number;
   /** {@link ChannelWatcher.healthy} turns false when no poll succeeded for this long. Default max(30 s, 5 polls). */
   readonly staleAfterMs?: number;
+  /**
+   * Price feeds read on each poll (after the channel events), so the rates the server quotes
+   * are at most a poll old and never read on the request path. A failed read does not fail the
+   * poll: the feed keeps its last reading, which ages into staleness.
+   */
+  readonly priceFeeds?: readonly PriceFeedReader[];
   /** Block hashes kept in memory to find where a reorg forked. Default 64. */
   readonly hashHistory?: number;
   /** How far below the oldest remembered hash to rewind when none of them matches. Default 64 blocks. */
@@ -218,6 +225,7 @@ export class ChannelWatcher extends EventEmitter<ChannelWatcherEvents> {
   private readonly confirmations: bigint;
   private readonly store: WatcherStore;
   private readonly pollIntervalMs: number;
+  private readonly priceFeeds: readonly PriceFeedReader[];
   private readonly maxBlockRange: number;
   private readonly fromBlock: bigint;
   private readonly logger?: WatcherLogger;
@@ -273,6 +281,7 @@ export class ChannelWatcher extends EventEmitter<ChannelWatcherEvents> {
     this.negativeCacheTtlMs = options.negativeCacheTtlMs ?? 10_000;
     this.staleAfterMs = options.staleAfterMs ?? Math.max(30_000, 5 * this.pollIntervalMs);
     this.hashHistory = Math.max(1, options.hashHistory ?? 64);
+    this.priceFeeds = options.priceFeeds ?? [];
     this.maxReorgDepth = BigInt(options.maxReorgDepth ?? 64);
     this.range = this.maxBlockRange;
     this.payeeTopic = pad(this.payee.toLowerCase() as Hex);
@@ -446,6 +455,7 @@ export class ChannelWatcher extends EventEmitter<ChannelWatcherEvents> {
       const to = minBig(safe, this.cursor + BigInt(this.range));
       await this.processRange(from, to);
     }
+    await Promise.all(this.priceFeeds.map((feed) => feed.refresh()));
   }
 
   // ------------------------------------------------------------------ ranges

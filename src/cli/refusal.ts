@@ -138,6 +138,14 @@ const ADVICE: Readonly<Record<ReasonCode, (ctx: RefusalContext) => RefusalAdvice
   }),
   insufficient_amount: RESYNC_FAILED,
   voucher_reused: RESYNC_FAILED,
+  invalid_quote: (ctx) => ({
+    meaning: `the server did not accept the exchange-rate quote sent with the voucher for channel ${channelText(ctx)}`,
+    fix: "run the command again: it pays under the quote of the server's current offer",
+  }),
+  quote_expired: () => ({
+    meaning: "the exchange-rate quote expired again while paying under a fresh one",
+    fix: "run the command again",
+  }),
   store_unavailable: () => ({
     meaning: "the server could not store the voucher; nothing was charged",
     fix: "run the command again in a moment",
@@ -147,6 +155,10 @@ const ADVICE: Readonly<Record<ReasonCode, (ctx: RefusalContext) => RefusalAdvice
   authorization_reused: EXACT_ONLY,
   transfer_failed: EXACT_ONLY,
   settlement_unavailable: EXACT_ONLY,
+  rate_unavailable: (ctx) => ({
+    meaning: `the server cannot price channel ${channelText(ctx)}'s token right now (its exchange-rate feed is stale); nothing was charged`,
+    fix: `run the command again later, or open a channel in a token the server still offers: ${openCommand(ctx)}`,
+  }),
 };
 
 /** The meaning and the next step for a refusal with `reason`. */

@@ -20,7 +20,7 @@ import { InsufficientDepositError, PaymentLimitError, ReceiptError } from "./err
 import type { FundingResult } from "./openChannel";
 import { memoryStateStore, offerKey, type ChannelState, type ClientStateStore } from "./stateStore";
 import { chainIdOf, type TypedDataSigner } from "./terms";
-import { ChannelBook, type ChannelSlot, viewOf } from "./trackChannel";
+import { ChannelBook, requotes, type ChannelSlot, viewOf } from "./trackChannel";
 
 /**
  * `createPayingFetch` wraps `fetch` so that priced resources are paid transparently through a
@@ -37,7 +37,11 @@ import { ChannelBook, type ChannelSlot, viewOf } from "./trackChannel";
  *    refused voucher is not used, so `signedMax` comes back to what the server holds (plus what is
  *    still in flight), and a corrective refusal (`insufficient_amount`, `voucher_reused`, or
  *    `amount_exceeds_deposit` caused by amounts signed earlier) is retried once; a 503
- *    `store_unavailable` (nothing charged) is answered by resending the same voucher, twice at most.
+ *    `store_unavailable` (nothing charged) is answered by resending the same voucher, twice at most;
+ * 6. a server pricing in dollars offers one entry per token ({@link PayingFetchOptions.asset}
+ *    picks one); a quoted token's offer carries a signed quote, echoed with the voucher, and a
+ *    `quote_expired` refusal (which carries a fresh quote) is paid again once under the new quote,
+ *    so the request is not lost.
  *
  * The deposit is learned from the channel's opening (a resolver returning `openChannel`'s result),
  * every paid answer (`remaining + chargedTotal`), every 402 view and every top-up, and kept in the
@@ -74,6 +78,12 @@ export interface PaymentInfo {
   readonly receiptProblem?: string;
   /** Whether the request was paid after a resynchronization from a corrective 402. */
   readonly resynced: boolean;
+  /** The token paid in, as the server reported it (servers pricing in dollars do). */
+  readonly asset?: Address;
+  /** Dollars per whole token the request was charged at (18 decimals), as the server reported it. */
+  readonly rate?: bigint;
+  /** Whether the request was paid again under a fresh quote after its quote expired. */
+  readonly requoted?: boolean;
   /** The automatic top-up this answer triggered (threshold crossed), once done. */
   readonly topUp?: FundingResult;
   /** Why that automatic top-up failed (the request itself was paid). */
@@ -110,6 +120,13 @@ export interface PayingFetchOptions {
   readonly network?: string;
   /** Only pay offers naming this PaymentChannels contract. */
   readonly contract?: Address;
+  /**
+   * Only pay offers in this token (a server pricing in dollars may offer several, e.g. USDC and
+   * EURC). Default: the first channel offer. An offer in a token the server quotes carries its
+   * quote in `extra.quote`, echoed with each voucher; when the quote expires the request is paid
+   * again under the fresh quote of the refusal.
+   */
+  readonly asset?: Address;
   /** What to do with an invalid receipt: throw a {@link ReceiptError} (default) or flag it in `payment`. */
   readonly receiptPolicy?: "throw" | "flag";
   /** Called after each paid response. */
@@ -214,7 +231,8 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
       (o) =>
         o.scheme === SCHEME &&
         (options.network === undefined || o.network === options.network) &&
-        (options.contract === undefined || isAddressEqual(o.extra.contract, options.contract)),
+        (options.contract === undefined || isAddressEqual(o.extra.contract, options.contract)) &&
+        (options.asset === undefined || isAddressEqual(o.asset, options.asset)),
     );
     return offer && offerTerms(offer);
   };
@@ -366,17 +384,27 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
     }
 
     let resynced = false;
+    let requoted = false;
     let viewIsFresh = false;
     let attempt = 0;
     for (;;) {
-      const price = BigInt(offer.amount);
+      let price = BigInt(offer.amount);
       checkLimits(price, request.url);
       reserved += price;
       let slot: ChannelSlot;
       let amount: bigint;
+      let paying: ChannelOffer = offer;
       try {
         slot = await slotFor(offer, request.url);
-        amount = await reserveWithin(slot, price, offer, request.url, send, viewIsFresh);
+        // A channel holding a rate for its life pays the dollar price at that rate, under its own quote.
+        paying = slot.underBoundQuote(offer);
+        if (paying !== offer) {
+          reserved -= price;
+          price = BigInt(paying.amount);
+          checkLimits(price, request.url);
+          reserved += price;
+        }
+        amount = await reserveWithin(slot, price, paying, request.url, send, viewIsFresh);
       } catch (error) {
         reserved -= price;
         throw error;
@@ -391,7 +419,7 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
           }),
         );
         const header = encodePaymentSignature(
-          offer,
+          paying,
           { channelId: channelIdHex(slot.channelId), amount: amount.toString(), signature },
           { url: request.url },
         );
@@ -449,6 +477,7 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
         spent += charge;
         slot.state.receipts += 1;
         slot.state.lastReceipt = paid.extra.receipt;
+        slot.adoptQuote(paid);
         const remaining = /^\d+$/.test(String(paid.extra.remaining)) ? BigInt(paid.extra.remaining) : undefined;
         if (remaining !== undefined) slot.learnDeposit(remaining + chargedTotal);
         await saveQuietly(slot);
@@ -473,6 +502,9 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
           receipt: paid.extra.receipt,
           receiptValid: true,
           resynced,
+          ...(paid.extra.asset ? { asset: paid.extra.asset } : {}),
+          ...(paid.extra.rate && /^\d+$/.test(paid.extra.rate) ? { rate: BigInt(paid.extra.rate) } : {}),
+          ...(requoted ? { requoted } : {}),
           ...(topUp ? { topUp } : {}),
           ...(topUpError !== undefined ? { topUpError } : {}),
         };
@@ -500,10 +532,12 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
         required.error === "insufficient_amount" ||
         required.error === "voucher_reused" ||
         (required.error === "amount_exceeds_deposit" && (autoTopUp !== undefined || slot.fits(price)));
-      // A 402 without error after paying means the price or terms changed: try the fresh offer once.
-      const changed = required.error === undefined && fresh !== undefined;
+      // A 402 without error after paying means the price or terms changed, and a quote that expired
+      // (or that the server no longer honours) comes back with a fresh one: try the fresh offer once.
+      const changed = fresh !== undefined && (required.error === undefined || requotes(required.error));
       if (attempt > 0 || (!(corrective && view) && !changed)) return response;
       resynced = corrective;
+      requoted = required.error === "quote_expired";
       offer = fresh ?? offer;
       await drain(response);
       attempt++;

@@ -1,5 +1,6 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
 import path from "node:path";
+import type { SignedQuote } from "../protocol/quote";
 import type { SignedReceipt } from "../protocol/receipt";
 
 /**
@@ -26,6 +27,8 @@ export interface ChannelState {
   receipts: number;
   /** The last valid receipt, if any. */
   lastReceipt?: SignedReceipt;
+  /** The quote the server bound to this channel for its life (`lockRate: "channel"`), if any. */
+  quote?: SignedQuote;
 }
 
 /** The whole persisted document. */

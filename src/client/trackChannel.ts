@@ -1,5 +1,13 @@
 import { isAddressEqual, type Address } from "viem";
-import { channelIdHex, SCHEME, type ChannelOffer, type ChannelView, type PaymentRequired } from "../protocol/headers";
+import {
+  channelIdHex,
+  SCHEME,
+  type ChannelOffer,
+  type ChannelView,
+  type PaymentRequired,
+  type SettleResponse,
+} from "../protocol/headers";
+import { dollarsToToken, toAtomic } from "../protocol/price";
 import { signerOfChannel } from "../protocol/voucher";
 import type { TopUpTarget } from "./autoTopUp";
 import type { FundingResult } from "./openChannel";
@@ -132,6 +140,31 @@ export class ChannelSlot implements TopUpTarget {
     this.learnDeposit(BigInt(view.deposit));
   }
 
+  /**
+   * The offer as this channel pays it: when the server bound a quote to the channel for its life,
+   * the dollar price (`extra.price`) at that quote's rate, with that quote. Unchanged when there is
+   * no bound quote, or the offer is not a quoted one for the same token.
+   */
+  underBoundQuote(offer: ChannelOffer): ChannelOffer {
+    const bound = this.state.quote;
+    const { quote, price, decimals } = offer.extra;
+    if (!bound || !quote || price === undefined || !isAddressEqual(bound.token, offer.asset)) return offer;
+    let amount: bigint;
+    try {
+      amount = dollarsToToken(toAtomic(price, decimals), decimals, BigInt(bound.rate), decimals);
+    } catch {
+      // A price finer than the token's decimals cannot be re-priced here: pay the offer as it is.
+      return offer;
+    }
+    return { ...offer, amount: amount.toString(), extra: { ...offer.extra, quote: bound } };
+  }
+
+  /** Keeps the quote a paid answer binds to this channel for its life (`lockRate: "channel"`). */
+  adoptQuote(paid: SettleResponse): void {
+    const quote = paid.extra.quote;
+    if (quote && BigInt(quote.channelId) === this.channelId) this.state.quote = quote;
+  }
+
   /** Copies the live numbers into the persisted state object. */
   mirror(): void {
     this.state.signedMax = this.signedMax.toString();
@@ -150,6 +183,14 @@ export class ChannelSlot implements TopUpTarget {
 export function viewOf(required: PaymentRequired | undefined, channelId: bigint): ChannelView | undefined {
   const view = required?.accepts?.find((o) => o.scheme === SCHEME)?.extra?.channelState;
   return view && BigInt(view.channelId) === channelId ? view : undefined;
+}
+
+/**
+ * Whether a refusal asks for the same request again under the fresh quote it carries: the quote
+ * paid under expired, or the server no longer honours it.
+ */
+export function requotes(error: string | undefined): boolean {
+  return error === "quote_expired" || error === "invalid_quote";
 }
 
 /** The channels of one paying client: their persisted state, and a live slot for each one in use. */

@@ -1,5 +1,6 @@
 import type { Address, Hex } from "viem";
 import type { ReasonCode } from "./reasons";
+import type { SignedQuote } from "./quote";
 import type { SignedReceipt } from "./receipt";
 import { MAX_AMOUNT } from "./voucher";
 
@@ -62,6 +63,13 @@ export interface ChannelOfferExtra {
   readonly relay?: string;
   /** The server's view of the channel a refused voucher named, when the refusal carries one. */
   readonly channelState?: ChannelView;
+  /**
+   * The signed rate `amount` was computed at, for a token not charged at exactly one dollar; a
+   * payment echoes it (or the channel-bound quote of an earlier `PAYMENT-RESPONSE`).
+   */
+  readonly quote?: SignedQuote;
+  /** The route's price in dollars ("$0.001"), on offers of a server that prices in dollars. */
+  readonly price?: string;
 }
 
 /** One entry of `accepts` (x402's `PaymentRequirements`): the terms for paying this resource through a channel. */
@@ -117,6 +125,12 @@ export interface SettleExtra {
   readonly channelId: Hex;
   /** The cumulative voucher amount this request was paid with. */
   readonly voucherAmount: string;
+  /** The token the channel pays in; `amount` and the receipt's figures are in its atomic units. */
+  readonly asset?: Address;
+  /** Dollars per whole token the request was charged at, 18 decimals ("1000000000000000000" for a dollar token); absent on a retry. */
+  readonly rate?: string;
+  /** The quote bound to this channel for its life, when the seller locks the rate per channel: send it with later vouchers. */
+  readonly quote?: SignedQuote;
   /** Everything charged on the channel so far. */
   readonly chargedTotal: string;
   /** What the payer can still spend on the channel. */
@@ -149,6 +163,8 @@ export interface DecodedVoucher {
   readonly asset?: string;
   readonly payTo?: string;
   readonly contract?: string;
+  /** `accepted.extra.quote`, unchecked: the quote book verifies it when the channel's token needs one. */
+  readonly quote?: unknown;
 }
 
 export type DecodeResult =
@@ -228,6 +244,7 @@ export function decodePaymentSignature(header: string): DecodeResult {
       asset,
       payTo,
       contract,
+      ...(extra?.quote !== undefined ? { quote: extra.quote } : {}),
     },
   };
 }

@@ -66,7 +66,21 @@ export {
 export type { Receipt, ReceiptSignerOptions, SignedReceipt } from "./receipt";
 export { isReasonCode, REASONS, statusOf } from "./reasons";
 export type { ReasonCode, ReasonStatus } from "./reasons";
-export { formatDollars, toAtomic } from "./price";
+export { dollarsToToken, formatDollars, formatRate, parseRate, RATE_DECIMALS, rateFromAnswer, toAtomic } from "./price";
+export {
+  parseQuote,
+  QUOTE_DOMAIN_NAME,
+  QUOTE_DOMAIN_VERSION,
+  QUOTE_NEVER_EXPIRES,
+  QUOTE_TYPE_STRING,
+  QUOTE_TYPES,
+  quoteDigest,
+  quoteTypedData,
+  recoverQuoteSigner,
+  signQuote,
+  verifyQuote,
+} from "./quote";
+export type { Quote, SignedQuote } from "./quote";
 export type { Price } from "./price";
 export {
   createVoucherHasher,

@@ -28,6 +28,9 @@ export const REASONS = {
   amount_exceeds_deposit: 402,
   insufficient_amount: 402,
   voucher_reused: 402,
+  invalid_quote: 402,
+  quote_expired: 402,
+  rate_unavailable: 402,
   // The `exact` fallback (one EIP-3009 transfer per request).
   authorization_not_yet_valid: 402,
   authorization_expired: 402,

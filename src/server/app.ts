@@ -5,6 +5,7 @@ import { checkDeployment } from "../chain/checkDeployment";
 import { createChainClient } from "../chain/client";
 import { viemChain } from "../chain/viemChain";
 import { ChannelWatcher } from "../chain/watcher";
+import { PriceFeedReader } from "../chain/priceFeed";
 import { createVoucherHasher, createVoucherSignatureVerifier } from "../protocol/fastVerify";
 import { ReceiptSigner } from "../protocol/receipt";
 import { TransactionSender } from "../chain/sender";
@@ -21,6 +22,8 @@ import { createLogger, type Logger } from "../shared/log";
 import { PaymentMetrics } from "./metrics";
 import { PaywallPage } from "./paywallPage";
 import { PaymentProxy, type HealthReport } from "./proxy";
+import { QuoteBook, type AcceptedToken } from "./quoteBook";
+import { feedRate, fixedRate } from "./rateSource";
 import { GaslessRelay } from "./relay";
 
 /**
@@ -125,7 +128,7 @@ export async function createPaymentServer(
   try {
     const engine = new VerificationEngine({
       payee: config.payee,
-      tokens: [config.token.address],
+      tokens: config.tokens.map((token) => token.address),
       verifySignature: createVoucherSignatureVerifier(createVoucherHasher(network.chainId, config.contract)),
       withdrawSafetyMarginSec: config.withdrawSafetyMarginSec,
       minWithdrawDelay: config.minWithdrawDelay,
@@ -146,6 +149,7 @@ export async function createPaymentServer(
       engine.restore(ledger ? [ledger] : [], [record]);
     };
 
+    const priceFeeds: PriceFeedReader[] = [];
     // Same key as the watcher's default, spelled out because the first-start decision needs it.
     const cursorKey = `watcher:${network.chainId}:${config.contract.toLowerCase()}:${config.payee.toLowerCase()}`;
     let fromBlock: bigint | undefined;
@@ -158,6 +162,13 @@ export async function createPaymentServer(
       const confirmations = BigInt(config.confirmations);
       fromBlock = head > confirmations ? head - confirmations : 1n;
     }
+    // Each feed-priced token's feed is read by the watcher on every poll, never on the request path.
+    const accepted: AcceptedToken[] = config.tokens.map((settings) => {
+      if (settings.rate.kind === "fixed") return { settings, source: fixedRate(settings.rate.rate) };
+      const reader = new PriceFeedReader(client, settings.rate.feed);
+      priceFeeds.push(reader);
+      return { settings, source: feedRate(reader, settings.rate.maxAgeSec) };
+    });
     const watcher = new ChannelWatcher({
       client,
       contract: config.contract,
@@ -169,6 +180,7 @@ export async function createPaymentServer(
       ...(fromBlock !== undefined ? { fromBlock } : {}),
       cursorKey,
       logger: logger.child({ component: "watcher" }),
+      priceFeeds,
     });
     watcher.on("channel", applyRecord);
     // An EventEmitter "error" without a listener throws; the watcher retries on its own.
@@ -216,7 +228,9 @@ export async function createPaymentServer(
 
     let exact: ExactPayments | undefined;
     const authorizations = isAuthorizationStore(store) ? store : undefined;
-    if (config.exact && authorizations) {
+    // An exact payment transfers the route's dollar price 1:1, so only a dollar first token takes it.
+    const dollarToken = QuoteBook.isDollar(accepted[0]);
+    if (config.exact && authorizations && dollarToken) {
       let settler: ExactSettler | undefined;
       if (config.exact.facilitatorUrl) settler = new FacilitatorExactSettler({ url: config.exact.facilitatorUrl });
       else if (relayerSender) settler = new LocalExactSettler({ publicClient: client, sender: relayerSender });
@@ -232,14 +246,36 @@ export async function createPaymentServer(
           logger: logger.child({ component: "exact" }),
         });
       }
+    } else if (config.exact && !dollarToken) {
+      logger.warn("exact payments are not offered: the first token is not priced at one dollar");
     } else if (config.exact) {
       logger.warn("exact payments are not offered: the store does not record EIP-3009 authorizations");
     }
 
+    // Only a server accepting more than its one dollar token prices routes in dollars per token.
+    const quotes =
+      config.tokens.length > 1 || !QuoteBook.isDollar(accepted[0])
+        ? new QuoteBook({
+            tokens: accepted,
+            usdDecimals: config.token.decimals,
+            privateKey: config.secrets.payeeKey,
+            signer: receipts.address,
+            chainId: network.chainId,
+            contract: config.contract,
+          })
+        : undefined;
+    // NOTE: the shared charge path of a PostgreSQL store prices every voucher in the one dollar
+    // token; charging another token there would take the wrong amount.
+    if (quotes && store.chargeVoucher) {
+      throw new Error(
+        "several tokens need the SQLite store for now: the shared PostgreSQL store charges in one dollar token (remove `tokens` or `database.url`)",
+      );
+    }
     const gate = new PaymentGate({
       engine,
       store,
       receipts,
+      ...(quotes ? { quotes } : {}),
       terms: {
         network: network.caip2,
         contract: config.contract,
@@ -268,7 +304,7 @@ export async function createPaymentServer(
         chainId: network.chainId,
         contract: config.contract,
         payee: config.payee,
-        token: config.token,
+        tokens: config.tokens,
         minDeposit: config.minDeposit,
         minWithdrawDelay: config.minWithdrawDelay,
         // Prime the engine so the payer's first paid request needs no RPC round trip.

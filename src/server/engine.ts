@@ -57,6 +57,13 @@ export interface EngineOptions {
   readonly nowSec?: () => number;
 }
 
+/**
+ * A request's price in the channel's token: atomic units, or a function of the channel's record
+ * (its token decides the price of a request priced in dollars) that returns the price or the
+ * reason it cannot be charged.
+ */
+export type ChannelPrice = bigint | ((record: ChannelRecord) => bigint | ReasonCode);
+
 /** A voucher accepted by {@link VerificationEngine.check}, not yet durable. */
 export interface Ticket {
   readonly channelId: bigint;
@@ -141,11 +148,11 @@ export class VerificationEngine {
   }
 
   /**
-   * Checks a voucher paying `price` and, when acceptable, reserves the charge at once so that
+   * Checks a voucher paying `channelPrice` and, when acceptable, reserves the charge at once so that
    * concurrent requests see it. The caller must make the ticket durable and then either serve or
    * call {@link release}.
    */
-  check(channelId: bigint, amount: bigint, signature: Hex, price: bigint): CheckResult {
+  check(channelId: bigint, amount: bigint, signature: Hex, channelPrice: ChannelPrice): CheckResult {
     const state = this.channels.get(channelId);
     if (state === undefined) return { kind: "unknown_channel" };
     const record = state.record;
@@ -169,6 +176,9 @@ export class VerificationEngine {
     if (amount > record.deposit) {
       return { kind: "rejected", reason: "amount_exceeds_deposit", channel: this.view(state) };
     }
+    const price = typeof channelPrice === "bigint" ? channelPrice : channelPrice(record);
+    // The view lets a client take back the amount of a voucher refused for its price (an expired quote).
+    if (typeof price === "string") return { kind: "rejected", reason: price, channel: this.view(state) };
     const charged = state.charged + price;
     if (charged > (amount > state.highest ? amount : state.highest)) {
       return { kind: "rejected", reason: "insufficient_amount", channel: this.view(state) };

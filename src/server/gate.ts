@@ -10,8 +10,10 @@ import {
   type ChannelView,
   type PaymentRequired,
   type Pricing,
+  type SettleExtra,
   type SettleResponse,
 } from "../protocol/headers";
+import { formatDollars } from "../protocol/price";
 import { statusOf, type ReasonCode } from "../protocol/reasons";
 import { requestHash, type ReceiptSigner, type SignedReceipt } from "../protocol/receipt";
 import type { ChannelRecord } from "../protocol/channel";
@@ -19,6 +21,7 @@ import type { AcceptedVoucher, PaymentStore } from "../store/types";
 import { decodeExactPayment, EXACT_SCHEME, type ExactOffer, type ExactSettleResponse } from "../protocol/exact";
 import type { CheckResult, Ticket, VerificationEngine } from "./engine";
 import type { ExactPayments } from "./exactPayments";
+import type { ChannelCharge, QuoteBook } from "./quoteBook";
 
 /** What the gate needs to describe its offer in a 402. */
 export interface OfferTerms {
@@ -37,9 +40,16 @@ export interface OfferTerms {
   readonly relay?: string;
 }
 
+/** The token a request was charged in and the rate it was charged at. */
+export interface PricedIn {
+  readonly symbol: string;
+  /** Dollars per whole token, 18 decimals. */
+  readonly rate: bigint;
+}
+
 /** Observes the gate, for metrics and logs. */
 export interface GateObserver {
-  accepted?(ticket: Ticket, verifySeconds: number): void;
+  accepted?(ticket: Ticket, verifySeconds: number, pricedIn?: PricedIn): void;
   rejected?(reason: ReasonCode): void;
   retried?(channelId: bigint, amount: bigint): void;
 }
@@ -49,6 +59,12 @@ export interface GateOptions {
   readonly store: PaymentStore;
   readonly receipts: ReceiptSigner;
   readonly terms: OfferTerms;
+  /**
+   * Routes priced in dollars, paid in several tokens: the 402 offers one entry per token the
+   * book can price now, and each voucher is charged in its channel's token under its quote.
+   * Without it, `terms.asset` is the one token and prices are in its atomic units.
+   */
+  readonly quotes?: QuoteBook;
   /**
    * Fetches a channel the engine does not know yet (once, off the request path of known
    * channels). A channel of another payee may be returned: the gate answers it `wrong_payee`
@@ -62,9 +78,9 @@ export interface GateOptions {
   readonly exact?: ExactPayments;
 }
 
-/** A 402 body: x402's PaymentRequired, offering `channel` and, when enabled, `exact`. */
+/** A 402 body: x402's PaymentRequired, offering `channel` (one offer per token) and, when enabled, `exact`. */
 export type OfferedPaymentRequired = Omit<PaymentRequired, "accepts"> & {
-  readonly accepts: readonly [ChannelOffer, ...ExactOffer[]];
+  readonly accepts: readonly (ChannelOffer | ExactOffer)[];
 };
 
 /** A request to pay for. */
@@ -76,7 +92,7 @@ export interface PaidRequest {
   readonly url: string;
   /** The PAYMENT-SIGNATURE header, if any. */
   readonly paymentHeader: string | undefined;
-  /** Price in atomic units (the maximum, for "upto"). */
+  /** Price in atomic units (the maximum, for "upto"); in dollars (the first token's decimals) with a quote book. */
   readonly price: bigint;
   readonly pricing: Pricing;
   readonly description?: string;
@@ -155,39 +171,72 @@ export class PaymentGate {
   private readonly retryWindowMs: number;
   private readonly network: string;
   private readonly contract: string;
-  private readonly asset: string;
+  private readonly assets: ReadonlySet<string>;
   private readonly payee: string;
 
   constructor(private readonly options: GateOptions) {
     this.retryWindowMs = options.retryWindowMs ?? DEFAULT_RETRY_WINDOW_MS;
     this.network = options.terms.network;
     this.contract = options.terms.contract.toLowerCase();
-    this.asset = options.terms.asset.toLowerCase();
+    this.assets = new Set(
+      options.quotes
+        ? options.quotes.tokens().map((t) => t.settings.address.toLowerCase())
+        : [options.terms.asset.toLowerCase()],
+    );
     this.payee = options.terms.payee.toLowerCase();
   }
 
-  /** The offer for a route priced `price`. */
+  /** The first offer for a route priced `price` (the only one without a quote book). */
   offer(price: bigint, pricing: Pricing): ChannelOffer {
+    const [first] = this.offers(price, pricing);
+    if (!first) throw new Error("no token can be offered: every token's rate is unavailable");
+    return first;
+  }
+
+  /**
+   * The offers for a route priced `price`: one per token the server can be paid in now, each
+   * `amount` in that token, with the quote it was computed at for a token not at one dollar.
+   */
+  offers(price: bigint, pricing: Pricing): ChannelOffer[] {
     const t = this.options.terms;
-    return {
-      scheme: SCHEME,
+    const common = {
+      contract: t.contract,
+      pricing,
+      minDeposit: t.minDeposit.toString(),
+      minWithdrawDelay: t.minWithdrawDelay,
+      receiptSigner: this.options.receipts.address,
+      ...(t.relay ? { relay: t.relay } : {}),
+    };
+    const base = {
+      scheme: SCHEME as typeof SCHEME,
       network: t.network,
-      amount: price.toString(),
-      asset: t.asset,
       payTo: t.payee,
       maxTimeoutSeconds: t.maxTimeoutSeconds ?? 60,
-      extra: {
-        name: t.tokenName,
-        version: t.tokenVersion,
-        contract: t.contract,
-        pricing,
-        minDeposit: t.minDeposit.toString(),
-        minWithdrawDelay: t.minWithdrawDelay,
-        decimals: t.decimals,
-        receiptSigner: this.options.receipts.address,
-        ...(t.relay ? { relay: t.relay } : {}),
-      },
     };
+    const quotes = this.options.quotes;
+    if (!quotes) {
+      return [
+        {
+          ...base,
+          amount: price.toString(),
+          asset: t.asset,
+          extra: { name: t.tokenName, version: t.tokenVersion, ...common, decimals: t.decimals },
+        },
+      ];
+    }
+    return quotes.offers().map(({ settings, rate, quote }) => ({
+      ...base,
+      amount: quotes.amountIn(settings, price, rate).toString(),
+      asset: settings.address,
+      extra: {
+        name: settings.name,
+        version: settings.version,
+        ...common,
+        decimals: settings.decimals,
+        price: formatDollars(price, quotes.usdDecimals),
+        ...(quote ? { quote } : {}),
+      },
+    }));
   }
 
   /**
@@ -195,14 +244,15 @@ export class PaymentGate {
    * the offer's `extra.channelState` (where x402 schemes carry channel state).
    */
   refuse(request: PaidRequest, reason: ReasonCode, channel?: ChannelView): Refusal {
-    const offer = this.offer(request.price, request.pricing);
+    const offers = this.offers(request.price, request.pricing);
     const exact = this.options.exact;
     const body: OfferedPaymentRequired = {
       x402Version: X402_VERSION,
       ...(reason === "payment_required" ? {} : { error: reason }),
       resource: { url: request.url, ...(request.description ? { description: request.description } : {}) },
       accepts: [
-        channel ? { ...offer, extra: { ...offer.extra, channelState: channel } } : offer,
+        ...(channel ? offers.map((offer) => ({ ...offer, extra: { ...offer.extra, channelState: channel } })) : offers),
+        // `exact` is priced in the dollar token only (the server refuses to offer it otherwise).
         ...(exact ? [exact.offer(request.price)] : []),
       ],
     };
@@ -237,16 +287,23 @@ export class PaymentGate {
     if (v.contract !== undefined && v.contract.toLowerCase() !== this.contract) {
       return this.refuse(request, "wrong_contract");
     }
-    if (v.asset !== undefined && v.asset.toLowerCase() !== this.asset) return this.refuse(request, "wrong_token");
+    if (v.asset !== undefined && !this.assets.has(v.asset.toLowerCase())) return this.refuse(request, "wrong_token");
     if (v.payTo !== undefined && v.payTo.toLowerCase() !== this.payee) return this.refuse(request, "wrong_payee");
 
     if (this.options.store.chargeVoucher) return this.chargeShared(request, v, started);
     const engine = this.options.engine;
+    const quotes = this.options.quotes;
+    let charged: ChannelCharge | undefined;
+    // With a quote book the price depends on the channel's token (and the quote sent for it).
+    const price = quotes
+      ? (record: ChannelRecord) => {
+          charged = quotes.charge(request.price, record, v.quote);
+          return charged.ok ? charged.amount : charged.reason;
+        }
+      : request.price;
     let result: CheckResult;
     try {
-      const checked = await this.checkKnown(request, v, () =>
-        engine.check(v.channelId, v.amount, v.signature, request.price),
-      );
+      const checked = await this.checkKnown(request, v, () => engine.check(v.channelId, v.amount, v.signature, price));
       if ("ok" in checked) return checked;
       result = checked;
     } catch {
@@ -261,7 +318,7 @@ export class PaymentGate {
       case "retry":
         return this.retry(request, v.channelId, v.amount, v.signature);
       case "accepted":
-        return this.accept(request, result.ticket, started, options.early === true);
+        return this.accept(request, result.ticket, started, options.early === true, charged?.ok ? charged : undefined);
     }
   }
 
@@ -366,7 +423,16 @@ export class PaymentGate {
     let charge = reserved;
     let chargedTotal = accepted.chargedTotal;
     const respond = (): SettleResponse =>
-      this.settled(record.payer, v.channelId, v.amount, charge, chargedTotal, record.deposit - chargedTotal, receipt);
+      this.settled(
+        record.payer,
+        v.channelId,
+        v.amount,
+        charge,
+        chargedTotal,
+        record.deposit - chargedTotal,
+        {},
+        receipt,
+      );
     return {
       ok: true,
       scheme: SCHEME,
@@ -421,7 +487,15 @@ export class PaymentGate {
     }
   }
 
-  private async accept(request: PaidRequest, ticket: Ticket, started: bigint, early: boolean): Promise<GateResult> {
+  private async accept(
+    request: PaidRequest,
+    ticket: Ticket,
+    started: bigint,
+    early: boolean,
+    charged: Extract<ChannelCharge, { ok: true }> | undefined,
+  ): Promise<GateResult> {
+    const pricedIn = charged && { symbol: charged.settings.symbol, rate: charged.rate };
+    const bound = charged?.quote && this.options.quotes?.lockForChannel(ticket.channelId, charged.quote);
     const reqHash = requestHash(request.method, request.pathAndQuery);
     const issuedAt = Math.floor(Date.now() / 1000);
     let receipt = this.options.receipts.sign({
@@ -453,7 +527,7 @@ export class PaymentGate {
         this.options.engine.release(ticket);
         return false;
       }
-      this.options.observer?.accepted?.(ticket, Number(process.hrtime.bigint() - started) / 1e9);
+      this.options.observer?.accepted?.(ticket, Number(process.hrtime.bigint() - started) / 1e9, pricedIn);
       return true;
     });
     if (!early && !(await settled)) return this.refuse(request, "store_unavailable");
@@ -468,6 +542,10 @@ export class PaymentGate {
         charge,
         chargedTotal,
         ticket.remaining + ticket.chargedTotal - chargedTotal,
+        {
+          ...(charged ? { asset: charged.settings.address, rate: charged.rate.toString() } : {}),
+          ...(bound ? { quote: bound } : {}),
+        },
         receipt,
       );
     return {
@@ -535,13 +613,15 @@ export class PaymentGate {
     );
     if (original === undefined || receipt === undefined) return this.refuse(request, "voucher_reused", view);
     this.options.observer?.retried?.(channelId, amount);
+    const record = this.options.engine.record(channelId);
     const response = this.settled(
-      this.options.engine.record(channelId)?.payer ?? ("0x0000000000000000000000000000000000000000" as Address),
+      record?.payer ?? ("0x0000000000000000000000000000000000000000" as Address),
       channelId,
       amount,
       original.charge,
       original.chargedTotal,
       view ? BigInt(view.remaining) : 0n,
+      this.options.quotes && record ? { asset: record.token } : {},
       receipt,
     );
     return {
@@ -565,6 +645,7 @@ export class PaymentGate {
     charge: bigint,
     chargedTotal: bigint,
     remaining: bigint,
+    token: Pick<SettleExtra, "asset" | "rate" | "quote">,
     receipt: SignedReceipt,
   ): SettleResponse {
     return {
@@ -576,6 +657,7 @@ export class PaymentGate {
       extra: {
         channelId: channelIdHex(channelId),
         voucherAmount: voucherAmount.toString(),
+        ...token,
         chargedTotal: chargedTotal.toString(),
         remaining: remaining.toString(),
         receipt,

@@ -46,6 +46,7 @@ export type {
   ExactPayment,
   OfferedPaymentRequired,
   Payment,
+  PricedIn,
   Refusal,
 } from "./gate";
 export { x402Channel } from "./x402/x402Channel";
@@ -65,10 +66,16 @@ export type {
   ExactSettler,
   FacilitatorExactSettlerOptions,
 } from "./exactSettler";
+export { ONE_DOLLAR, QuoteBook } from "./quoteBook";
+export type { AcceptedToken, ChannelCharge, QuoteBookOptions, TokenOffer } from "./quoteBook";
+export { feedRate, fixedRate } from "./rateSource";
+export type { RateReading, RateSource } from "./rateSource";
+export { PriceFeedReader } from "../chain/priceFeed";
+export type { FeedReading } from "../chain/priceFeed";
 export { RouteMatcher } from "./routes";
 export type { ResolvedRoute } from "./routes";
 export { VerificationEngine } from "./engine";
-export type { CheckResult, EngineOptions, Ticket } from "./engine";
+export type { ChannelPrice, CheckResult, EngineOptions, Ticket } from "./engine";
 export {
   CONFIG_DEFAULTS,
   CONFIG_ENV,
@@ -81,7 +88,7 @@ export {
   RELAYER_KEY_ENV,
   ServerSecrets,
 } from "../shared/config";
-export type { ParseOptions, RoutePrice, RouteTable, ServerConfig } from "../shared/config";
+export type { ParseOptions, RateSetting, RoutePrice, RouteTable, ServerConfig, TokenSettings } from "../shared/config";
 export { createLogger, silentLogger } from "../shared/log";
 export type { Logger, LoggerOptions, LogLevel } from "../shared/log";
 export { findNetwork, NETWORKS } from "../chain/networks";

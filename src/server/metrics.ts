@@ -1,8 +1,9 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { formatRate } from "../protocol/price";
 import { REASONS, type ReasonCode } from "../protocol/reasons";
 import type { ChannelRecord } from "../protocol/channel";
 import type { Ticket } from "./engine";
-import type { GateObserver } from "./gate";
+import type { GateObserver, PricedIn } from "./gate";
 
 /**
  * Prometheus metrics through prom-client: paychan's own, in a registry per server (a process may run
@@ -128,6 +129,9 @@ export interface MetricsSources {
  * - `paychan_store_fsync_seconds`: each WAL fsync of a group commit (fed by the store's `onSync`)
  * - `paychan_unclaimed_atomic{token}`: Σ max(0, highest voucher − claimed on-chain), atomic units:
  *   money held as vouchers and not yet settled, i.e. what a lost database would cost
+ * - `paychan_charged_atomic_total{token}`: what accepted vouchers were charged, in each token's
+ *   atomic units (token: its symbol), and `paychan_charge_rate{token}`: the dollars per token the
+ *   last accepted voucher in it was charged at (a dollar token: 1); with a quote book only
  * - `paychan_channels{status}`, `paychan_watcher_lag_blocks`
  * - `paychan_requests_total{outcome}`, `paychan_upstream_errors_total{kind}`,
  *   `paychan_relay_transactions_total{operation,result}`, `paychan_paywall_csp_reports_total`
@@ -144,6 +148,8 @@ export class PaymentMetrics {
   readonly upstreamErrors: Counter<"kind">;
   readonly relay: Counter<"operation" | "result">;
   readonly cspReports: Counter;
+  readonly charged: Counter<"token">;
+  readonly chargeRate: Gauge<"token">;
   /** The observer to pass as the gate's `observer`. */
   readonly observer: GateObserver;
 
@@ -222,10 +228,27 @@ export class PaymentMetrics {
       registers,
     });
 
+    this.charged = new Counter({
+      name: "paychan_charged_atomic_total",
+      help: "Charged by accepted vouchers (reserved charge; upto adjustments not subtracted), token atomic units, by token symbol.",
+      labelNames: ["token"],
+      registers,
+    });
+    this.chargeRate = new Gauge({
+      name: "paychan_charge_rate",
+      help: "Dollars per whole token the last accepted voucher in each token was charged at.",
+      labelNames: ["token"],
+      registers,
+    });
+
     this.observer = {
-      accepted: (_ticket: Ticket, seconds: number) => {
+      accepted: (ticket: Ticket, seconds: number, pricedIn?: PricedIn) => {
         this.accepted.inc();
         this.verification.observe(seconds);
+        if (pricedIn) {
+          this.charged.inc({ token: pricedIn.symbol }, Number(ticket.charge));
+          this.chargeRate.set({ token: pricedIn.symbol }, Number(formatRate(pricedIn.rate)));
+        }
       },
       rejected: (reason: ReasonCode) => this.rejected.inc({ reason }),
       retried: () => this.retries.inc(),

@@ -80,7 +80,8 @@ export interface RelayOptions {
   readonly chainId: number;
   readonly contract: Address;
   readonly payee: Address;
-  readonly token: { readonly address: Address; readonly name: string; readonly version: string };
+  /** The tokens channels may be opened in; an open naming no token uses the first. */
+  readonly tokens: readonly { readonly address: Address; readonly name: string; readonly version: string }[];
   /** Smallest deposit of an open, and smallest top-up (each costs the relayer a transaction). */
   readonly minDeposit: bigint;
   readonly minWithdrawDelay: number;
@@ -139,18 +140,18 @@ const HALF_N = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a
 export class GaslessRelay implements RelayEndpoint {
   readonly path: string;
   private readonly log: Logger;
-  private readonly domain: TokenDomain;
+  private readonly domains: readonly TokenDomain[];
   private active = 0;
 
   constructor(private readonly options: RelayOptions) {
     this.path = options.path;
     this.log = options.logger ?? silentLogger;
-    this.domain = {
-      name: options.token.name,
-      version: options.token.version,
+    this.domains = options.tokens.map((token) => ({
+      name: token.name,
+      version: token.version,
       chainId: options.chainId,
-      verifyingContract: options.token.address,
-    };
+      verifyingContract: token.address,
+    }));
   }
 
   /** Node http handler for `<path>/open` and `<path>/topup`. Never throws. */
@@ -179,11 +180,10 @@ export class GaslessRelay implements RelayEndpoint {
     if (input.payee !== undefined && !isAddressEqual(requireAddress(input.payee, "payee"), this.options.payee)) {
       throw new RelayError("wrong_payee", `this server only relays channels paying ${this.options.payee}`);
     }
-    if (
-      input.token !== undefined &&
-      !isAddressEqual(requireAddress(input.token, "token"), this.options.token.address)
-    ) {
-      throw new RelayError("wrong_token", `this server only accepts ${this.options.token.address}`);
+    const domain = input.token === undefined ? this.domains[0] : this.domainOf(requireAddress(input.token, "token"));
+    if (!domain) {
+      const accepted = this.domains.map((d) => d.verifyingContract).join(", ");
+      throw new RelayError("wrong_token", `this server only accepts ${accepted}`);
     }
     // The nonce hashes the signer argument exactly as the contract receives it: zero stays zero.
     const signer = input.signer === undefined ? zeroAddress : requireAddress(input.signer, "signer", true);
@@ -203,12 +203,12 @@ export class GaslessRelay implements RelayEndpoint {
     }
     const auth = this.parseAuthorization(input.authorization);
     const nonce = openAuthorizationNonce({ payee: this.options.payee, signer, withdrawDelay, salt: auth.salt });
-    await this.requireSignedBy(payer, amount, nonce, auth);
+    await this.requireSignedBy(domain, payer, amount, nonce, auth);
 
     const data = encodeFunctionData({
       abi: paymentChannelsAbi,
       functionName: "openWithAuthorization",
-      args: [payer, this.options.payee, this.options.token.address, signer, withdrawDelay, amount, authTuple(auth)],
+      args: [payer, this.options.payee, domain.verifyingContract, signer, withdrawDelay, amount, authTuple(auth)],
     });
     const receipt = await this.simulateAndSend("open", data);
     const opened = parseEventLogs({
@@ -254,9 +254,8 @@ export class GaslessRelay implements RelayEndpoint {
     if (!isAddressEqual(channel.payee, this.options.payee)) {
       throw new RelayError("wrong_payee", "the channel does not pay this server");
     }
-    if (!isAddressEqual(channel.token, this.options.token.address)) {
-      throw new RelayError("wrong_token", "the channel holds another token");
-    }
+    const domain = this.domainOf(channel.token);
+    if (!domain) throw new RelayError("wrong_token", "the channel holds another token");
     if (channel.status !== "open") throw new RelayError("channel_closed", "the channel is closed");
     if (channel.withdrawReadyAt !== 0) {
       throw new RelayError(
@@ -267,7 +266,7 @@ export class GaslessRelay implements RelayEndpoint {
     if (channel.deposit + amount > MAX_AMOUNT) {
       throw new RelayError("deposit_too_large", "the deposit would exceed 2^96 - 1");
     }
-    await this.requireSignedBy(channel.payer, amount, topUpAuthorizationNonce(channelId, auth.salt), auth);
+    await this.requireSignedBy(domain, channel.payer, amount, topUpAuthorizationNonce(channelId, auth.salt), auth);
 
     const data = encodeFunctionData({
       abi: paymentChannelsAbi,
@@ -318,11 +317,22 @@ export class GaslessRelay implements RelayEndpoint {
   }
 
   /** Recovers the authorization offline: a forged or mistyped one costs us no RPC and no gas. */
-  private async requireSignedBy(from: Address, value: bigint, nonce: Hex, auth: Authorization): Promise<void> {
+  /** The EIP-712 domain of an accepted token; undefined for any other. */
+  private domainOf(token: Address): TokenDomain | undefined {
+    return this.domains.find((d) => isAddressEqual(d.verifyingContract, token));
+  }
+
+  private async requireSignedBy(
+    domain: TokenDomain,
+    from: Address,
+    value: bigint,
+    nonce: Hex,
+    auth: Authorization,
+  ): Promise<void> {
     let recovered: Address;
     try {
       recovered = await recoverTypedDataAddress({
-        ...receiveWithAuthorizationTypedData(this.domain, {
+        ...receiveWithAuthorizationTypedData(domain, {
           from,
           to: this.options.contract,
           value,

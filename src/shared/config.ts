@@ -5,7 +5,7 @@ import { privateKeyToAccount } from "viem/accounts";
 import { z } from "zod/v4";
 import { findNetwork, NETWORKS, type NetworkInfo } from "../chain/networks";
 import { MAX_PAYMENT_HEADER_BYTES, type Pricing } from "../protocol/headers";
-import { toAtomic, type Price } from "../protocol/price";
+import { parseRate, toAtomic, type Price } from "../protocol/price";
 import { MAX_AMOUNT } from "../protocol/voucher";
 
 /**
@@ -85,6 +85,8 @@ export const CONFIG_DEFAULTS = {
   relayPath: "/paychan/relay",
   unmatchedRoutes: "reject" as const,
   pollIntervalMs: 2_000,
+  quoteTtlSec: 300,
+  feedMaxAgeSec: 3600,
 } as const;
 
 /** Defaults of the "settler" section. */
@@ -129,6 +131,26 @@ export class ServerSecrets {
   }
 }
 
+/** Where a token's exchange rate (dollars per whole token) comes from. */
+export type RateSetting =
+  | { readonly kind: "fixed"; readonly rate: bigint }
+  | { readonly kind: "feed"; readonly feed: Address; readonly maxAgeSec: number };
+
+/** One token channels may hold. */
+export interface TokenSettings {
+  readonly address: Address;
+  readonly symbol: string;
+  readonly decimals: number;
+  /** EIP-712 domain of the token (for EIP-3009 authorizations). */
+  readonly name: string;
+  readonly version: string;
+  readonly rate: RateSetting;
+  /** How long (seconds) a quote of this token's rate holds. */
+  readonly quoteTtlSec: number;
+  /** "quote": a quote holds until it expires; "channel": the first quote a channel pays under holds for its life. */
+  readonly lockRate: "quote" | "channel";
+}
+
 /** The validated configuration, with defaults applied and every value in its working type. */
 export interface ServerConfig {
   /** Absolute path of the file it was read from, if any. */
@@ -141,6 +163,7 @@ export interface ServerConfig {
   readonly network: NetworkInfo;
   readonly rpcUrl: string;
   readonly contract: Address;
+  /** The first of {@link ServerConfig.tokens}: the relay's token and the unit of atomic route prices. */
   readonly token: {
     readonly address: Address;
     readonly decimals: number;
@@ -148,7 +171,12 @@ export interface ServerConfig {
     readonly name: string;
     readonly version: string;
   };
-  /** Route table, values checked (prices parse under the token's decimals). */
+  /**
+   * Every token channels may hold, each with its rate: `tokens` of the file, or `token` alone at
+   * a fixed rate of one dollar.
+   */
+  readonly tokens: readonly TokenSettings[];
+  /** Route table in dollars, values checked (atomic prices count units of the first token's decimals). */
   readonly routes: RouteTable;
   readonly unmatchedRoutes: UnmatchedPolicy;
   readonly minDeposit: bigint;
@@ -299,6 +327,7 @@ export function configJsonSchema(): Record<string, unknown> {
     role: "server",
     network: undefined,
     decimals: CONFIG_DEFAULTS.decimals,
+    tokenList: false,
     env: {},
     rpcEnv: undefined,
     baseDir: ".",
@@ -330,8 +359,10 @@ interface Context {
   readonly role: Role;
   /** The file's network, when it names a known one: it decides the token, RPC and confirmation defaults. */
   readonly network: NetworkInfo | undefined;
-  /** The token's decimals, under which prices are read. */
+  /** The (first) token's decimals, under which prices are read. */
   readonly decimals: number;
+  /** Whether the file lists its tokens (`tokens`), leaving `token` and its network default unused. */
+  readonly tokenList: boolean;
   /** The environment, without empty variables (an empty variable counts as unset). */
   readonly env: Readonly<Record<string, string>>;
   /** The environment variable the RPC URL comes from, when the file has no `rpcUrl`. */
@@ -345,13 +376,24 @@ function parse(
   role: Role,
 ): { server: ServerConfig; settler: SettlerSettings; senderKey: Hex } {
   if (!isRecord(raw)) throw new ConfigError(["config: must be a JSON object"], options.source);
+  if (raw.token !== undefined && raw.tokens !== undefined) {
+    throw new ConfigError([`config.tokens: give either "token" or "tokens", not both`], options.source);
+  }
   const env: Record<string, string> = {};
   for (const [name, value] of Object.entries(options.env ?? process.env)) if (value) env[name] = value;
-  const token = raw.token;
+  const token = Array.isArray(raw.tokens) ? raw.tokens[0] : raw.token;
   const decimals = isRecord(token) && isInteger(token.decimals, 0, 36) ? token.decimals : CONFIG_DEFAULTS.decimals;
   const network = typeof raw.network === "string" ? findNetwork(raw.network) : undefined;
   const rpcEnv = network && raw.rpcUrl === undefined ? network.rpcEnv : undefined;
-  const context: Context = { role, network, decimals, env, rpcEnv, baseDir: options.baseDir ?? process.cwd() };
+  const context: Context = {
+    role,
+    network,
+    decimals,
+    tokenList: raw.tokens !== undefined,
+    env,
+    rpcEnv,
+    baseDir: options.baseDir ?? process.cwd(),
+  };
   const result = configSchema(context).safeParse({ file: raw, env });
   if (!result.success) throw new ConfigError(result.error.issues.flatMap(describeIssue), options.source);
   const { server, settler, senderKey } = result.data;
@@ -368,7 +410,8 @@ function configSchema(context: Context) {
       network,
       rpcUrl,
       publicUrl,
-      token,
+      token: singleToken,
+      tokens: tokenList,
       confirmations,
       fromBlock,
       relay,
@@ -376,6 +419,19 @@ function configSchema(context: Context) {
       settler,
       ...rest
     } = file;
+    const tokens: TokenSettings[] = tokenList ?? [
+      {
+        // Validation requires an address on networks without a canonical USDC.
+        address: singleToken.address ?? getAddress(network.usdc as Address),
+        symbol: "USDC",
+        decimals: singleToken.decimals,
+        name: singleToken.name ?? network.usdcName,
+        version: singleToken.version ?? network.usdcVersion,
+        rate: { kind: "fixed", rate: parseRate("1") },
+        quoteTtlSec: CONFIG_DEFAULTS.quoteTtlSec,
+        lockRate: "quote",
+      },
+    ];
     const relayerKey = env[RELAYER_KEY_ENV];
     // Validation guarantees one key in each role: the payee key for the server, either key for the settler.
     const payeeKey = (env[PAYEE_KEY_ENV] ?? env[SETTLER_KEY_ENV]) as Hex;
@@ -389,12 +445,12 @@ function configSchema(context: Context) {
       // Without `rpcUrl` or its environment variable only local networks pass validation.
       rpcUrl: (rpcUrl ?? rpcUrlFromEnv)?.toString() ?? "http://127.0.0.1:8545",
       token: {
-        // Validation requires an address on networks without a canonical USDC.
-        address: token.address ?? getAddress(network.usdc as Address),
-        decimals: token.decimals,
-        name: token.name ?? network.usdcName,
-        version: token.version ?? network.usdcVersion,
+        address: tokens[0].address,
+        decimals: tokens[0].decimals,
+        name: tokens[0].name,
+        version: tokens[0].version,
       },
+      tokens,
       confirmations: confirmations ?? network.confirmations,
       fromBlock: fromBlock ?? (network.local ? 1n : "latest"),
       // Offered exactly when a relayer key is configured, unless the file turns it off: the key is the operator's opt-in.
@@ -434,7 +490,9 @@ function fileSchema(context: Context) {
       ? `required (or set ${network.rpcEnv} in the environment) on network ${network.name}`
       : undefined;
   const tokenAddressMissing =
-    network && !network.usdc ? `required on network ${network.name} (it has no canonical USDC)` : undefined;
+    network && !network.usdc && !context.tokenList
+      ? `required on network ${network.name} (it has no canonical USDC)`
+      : undefined;
   return strictObject("a JSON object", {
     $schema: z.string().optional().meta({ description: "The JSON Schema of this file, for editors." }),
     upstream: url().meta({ description: "Base URL of the API the proxy forwards to." }),
@@ -496,6 +554,7 @@ function fileSchema(context: Context) {
         typeof token === "string" ? { address: token, decimals: CONFIG_DEFAULTS.decimals } : token,
       )
       .meta({ description: "The token channels hold: an address, or an object; default the network's USDC." }),
+    tokens: tokensSchema().optional(),
     routes: routesSchema(decimals),
     unmatchedRoutes: oneOf(["reject", "free"])
       .default(CONFIG_DEFAULTS.unmatchedRoutes)
@@ -601,6 +660,67 @@ function environmentSchema(context: Context) {
       path: [SETTLER_KEY_ENV],
       error: `required (or ${PAYEE_KEY_ENV}); the key that sends claims`,
       abort: true,
+    });
+}
+
+/** The accepted tokens, each with its rate source. */
+function tokensSchema() {
+  const rate = z
+    .union(
+      [
+        z.string().transform((text, ctx) => {
+          try {
+            return { kind: "fixed" as const, rate: parseRate(text) };
+          } catch (error) {
+            ctx.issues.push({ code: "custom", input: text, message: (error as Error).message });
+            return z.NEVER;
+          }
+        }),
+        strictObject(`an object { "feed", "maxAgeSec" }`, {
+          feed: address().meta({ description: "A Chainlink-style price feed of the token in dollars." }),
+          maxAgeSec: integer({ min: 1, max: 7 * 24 * 3600, unit: "seconds" })
+            .default(CONFIG_DEFAULTS.feedMaxAgeSec)
+            .meta({ description: "An answer older than this (seconds) is stale: the token is not quoted then." }),
+        }).transform((feed) => ({ kind: "feed" as const, ...feed })),
+      ],
+      {
+        error: (issue) =>
+          `must be a fixed rate in dollars per token ("1", "1.08") or { "feed", "maxAgeSec" }, got ${show(issue.input)}`,
+      },
+    )
+    .meta({ description: `Dollars per whole token: a fixed rate ("1" for a dollar stablecoin) or a price feed.` });
+  const token = strictObject(`an object { "address", "symbol", "decimals", "name", "version", "rate" }`, {
+    address: address().meta({ description: "Token address." }),
+    symbol: z
+      .string()
+      .regex(/^[A-Za-z0-9.]{1,16}$/, { error: (issue) => `must be a ticker like "EURC", got ${show(issue.input)}` })
+      .meta({ description: "Ticker, as shown in metrics, receipts and the demo." }),
+    decimals: integer({ min: 0, max: 36 }).meta({ description: "Token decimals." }),
+    name: nonEmptyString().meta({ description: "Name in the token's EIP-712 domain." }),
+    version: nonEmptyString().meta({ description: "Version in the token's EIP-712 domain." }),
+    rate,
+    quoteTtlSec: integer({ min: 10, max: 24 * 3600, unit: "seconds" })
+      .default(CONFIG_DEFAULTS.quoteTtlSec)
+      .meta({ description: "How long (seconds) a quote of the rate holds." }),
+    lockRate: oneOf(["quote", "channel"])
+      .default("quote")
+      .meta({ description: "quote: the quoted rate holds until the quote expires; channel: for the channel's life." }),
+  });
+  return z
+    .array(token, { error: (issue) => `must be an array of tokens, got ${show(issue.input)}` })
+    .min(1, { error: "must name at least one token" })
+    .superRefine((tokens, ctx) => {
+      const seen = new Set<string>();
+      tokens.forEach((t, i) => {
+        for (const key of [t.address.toLowerCase(), t.symbol.toUpperCase()]) {
+          if (seen.has(key)) ctx.addIssue({ code: "custom", path: [i], message: `${key} is listed twice` });
+          seen.add(key);
+        }
+      });
+    })
+    .meta({
+      description:
+        "The tokens channels may hold, each with its rate in dollars (instead of token); the 402 offers one entry per token.",
     });
 }
 
@@ -1052,7 +1172,12 @@ function where(issuePath: readonly PropertyKey[]): string {
   if (part === "env") return `environment ${String(keys[0])}`;
   let text = "config";
   for (const key of keys) {
-    text += typeof key === "string" && /^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `['${String(key)}']`;
+    text +=
+      typeof key === "number"
+        ? `[${key}]`
+        : typeof key === "string" && /^[A-Za-z_$][\w$]*$/.test(key)
+          ? `.${key}`
+          : `['${String(key)}']`;
   }
   return text;
 }

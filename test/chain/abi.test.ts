@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { expect } from "chai";
 import hre, { artifacts } from "hardhat";
-import { paymentChannelsAbi, usdcAbi } from "../../src/chain/abi";
+import { paymentChannelsAbi, priceFeedAbi, usdcAbi } from "../../src/chain/abi";
 import { ABI_MODULE, renderAbiModule } from "../../scripts/generate-abi";
 
 describe("runtime ABIs", () => {
@@ -22,6 +22,7 @@ describe("runtime ABIs", () => {
       for (const [from, contract] of [
         [source, "PaymentChannels"],
         ["contracts/mocks/MockUSDC.sol", "MockUSDC"],
+        ["contracts/mocks/MockPriceFeed.sol", "MockPriceFeed"],
       ]) {
         cpSync(
           path.join(hre.config.paths.artifacts, from, `${contract}.json`),
@@ -48,5 +49,11 @@ describe("runtime ABIs", () => {
   it("every usdcAbi entry exists in the compiled MockUSDC ABI", async () => {
     const artifact = await artifacts.readArtifact("MockUSDC");
     for (const entry of usdcAbi) expect(artifact.abi).to.deep.include(entry);
+  });
+
+  it("priceFeedAbi is decimals and latestRoundData of the compiled MockPriceFeed ABI", async () => {
+    const artifact = await artifacts.readArtifact("MockPriceFeed");
+    expect(priceFeedAbi.map((entry) => entry.name)).to.deep.equal(["decimals", "latestRoundData"]);
+    for (const entry of priceFeedAbi) expect(artifact.abi).to.deep.include(entry);
   });
 });

@@ -1,13 +1,19 @@
 import { expect } from "chai";
-import { ethers } from "hardhat";
+import { deployments, ethers } from "hardhat";
+import { time } from "@nomicfoundation/hardhat-network-helpers";
+import { openAuthorizationNonce } from "../../src/protocol/authorization";
+import { MOCK_EUR_USD_ANSWER, MOCK_EUR_USD_DECIMALS } from "../../deploy/004_deploy_mock_eur_usd_feed";
 import type {
   MockBlocklistToken,
+  MockEURC,
+  MockPriceFeed,
   MockERC1271Wallet,
   MockFalseReturnToken,
   MockFeeOnTransferToken,
   MockReentrantToken,
 } from "../../typechain-types";
 import { deployFixture, type Fixture } from "../helpers/fixture";
+import { authorizationStruct, signReceiveAuthorization, usdcDomain, type Hex } from "../helpers/signing";
 
 /** The mocks behave as the adversarial tests assume. */
 describe("test mocks", () => {
@@ -122,5 +128,75 @@ describe("test mocks", () => {
       "Reentered",
     );
     expect(await token.balanceOf(f.other.address)).to.equal(4n);
+  });
+
+  it("MockEURC is deployed by the local scripts with EURC's domain and opens a channel gaslessly like USDC", async () => {
+    const address = (await deployments.get("MockEURC")).address;
+    const eurc = (await ethers.getContractAt("MockEURC", address)) as unknown as MockEURC;
+    expect([await eurc.name(), await eurc.symbol(), await eurc.decimals()]).to.deep.equal(["EURC", "EURC", 6n]);
+    const domain = usdcDomain(f.chainId, address, "EURC", "2");
+    expect(await eurc.DOMAIN_SEPARATOR()).to.equal(ethers.TypedDataEncoder.hashDomain(domain));
+    expect(await eurc.DOMAIN_SEPARATOR()).to.not.equal(await f.usdc.DOMAIN_SEPARATOR());
+    await eurc.mint(f.payer.address, 5_000_000n);
+
+    const salt = ethers.id("eurc channel") as Hex;
+    const delay = 3600;
+    const channelsAddress = await f.channels.getAddress();
+    const nonce = openAuthorizationNonce({
+      payee: f.payee.address as Hex,
+      signer: f.session.address as Hex,
+      withdrawDelay: delay,
+      salt,
+    });
+    const message = { from: f.payer.address, to: channelsAddress, value: 2_000_000n, validAfter: 0n, nonce };
+    const expired = await signReceiveAuthorization(f.payer, domain, { ...message, validBefore: 1n });
+    const args = [f.payer.address, f.payee.address, address, f.session.address, delay, 2_000_000n] as const;
+    await expect(
+      f.channels.connect(f.relayer).openWithAuthorization(...args, authorizationStruct(expired, 0n, 1n, salt)),
+    ).to.be.revertedWithCustomError(eurc, "MockUSDCAuthorizationExpired");
+    // Signed in USDC's domain: EURC refuses it.
+    const validBefore = BigInt(await time.latest()) + 3600n;
+    const wrongDomain = await signReceiveAuthorization(f.payer, usdcDomain(f.chainId, address), {
+      ...message,
+      validBefore,
+    });
+    await expect(
+      f.channels
+        .connect(f.relayer)
+        .openWithAuthorization(...args, authorizationStruct(wrongDomain, 0n, validBefore, salt)),
+    ).to.be.revertedWithCustomError(eurc, "MockUSDCInvalidSigner");
+
+    const good = await signReceiveAuthorization(f.payer, domain, { ...message, validBefore });
+    const id = await f.channels.nextChannelId(f.session.address);
+    await expect(
+      f.channels.connect(f.relayer).openWithAuthorization(...args, authorizationStruct(good, 0n, validBefore, salt)),
+    )
+      .to.emit(f.channels, "ChannelOpened")
+      .withArgs(id, f.payer.address, f.payee.address, address, 2_000_000n, delay);
+    expect(await eurc.balanceOf(channelsAddress)).to.equal(2_000_000n);
+    expect(await eurc.authorizationState(f.payer.address, nonce)).to.equal(true);
+  });
+
+  it("MockPriceFeed answers latestRoundData like a Chainlink feed and takes new or back-dated answers", async () => {
+    const address = (await deployments.get("MockEurUsdFeed")).address;
+    const feed = (await ethers.getContractAt("MockPriceFeed", address)) as unknown as MockPriceFeed;
+    expect(await feed.decimals()).to.equal(BigInt(MOCK_EUR_USD_DECIMALS));
+    expect(await feed.description()).to.equal("EUR / USD");
+    const [round1, answer1, , updated1, answeredIn1] = await feed.latestRoundData();
+    expect([round1, answer1, answeredIn1]).to.deep.equal([1n, MOCK_EUR_USD_ANSWER, 1n]);
+    expect(updated1).to.be.greaterThan(0n);
+
+    await expect(feed.setAnswer(113_400_000n)).to.emit(feed, "AnswerUpdated");
+    const now = BigInt(await time.latest());
+    const [round2, answer2, startedAt2, updated2] = await feed.latestRoundData();
+    expect([round2, answer2, startedAt2, updated2]).to.deep.equal([2n, 113_400_000n, now, now]);
+    expect(await feed.latestAnswer()).to.equal(113_400_000n);
+
+    await feed.setAnswerAt(100_000_000n, now - 7200n);
+    const [, answer3, , updated3] = await feed.latestRoundData();
+    expect([answer3, updated3]).to.deep.equal([100_000_000n, now - 7200n]);
+    expect((await feed.getRoundData(1n))[1]).to.equal(MOCK_EUR_USD_ANSWER);
+    await expect(feed.getRoundData(9n)).to.be.revertedWithCustomError(feed, "MockPriceFeedNoData").withArgs(9n);
+    await expect(feed.setAnswerAt(1n, now + 1000n)).to.be.revertedWithCustomError(feed, "MockPriceFeedFutureTimestamp");
   });
 });

@@ -160,6 +160,7 @@ describe("deploy: npx hardhat node on a free port", function () {
   for (const [file, name] of [
     ["PaymentChannels.sol", "PaymentChannels"],
     ["mocks/MockUSDC.sol", "MockUSDC"],
+    ["mocks/MockEURC.sol", "MockEURC"],
   ]) {
     it(`deployed ${name} through the CREATE2 factory at its offline-computed address`, async () => {
       const deployment = readDeployment(name);

@@ -16,6 +16,9 @@ const REPO_ROOT = path.resolve(__dirname, "..", "..");
 /** Addresses of the contracts deployed by the "local" deploy scripts. */
 export interface LocalDeployments {
   readonly MockUSDC: Address;
+  readonly MockEURC: Address;
+  /** A MockPriceFeed of EUR / USD. */
+  readonly MockEurUsdFeed: Address;
   readonly PaymentChannels: Address;
 }
 
@@ -35,7 +38,7 @@ export interface HardhatNode {
 /** Options of {@link startHardhatNode}. */
 export interface StartHardhatNodeOptions {
   /**
-   * Run the "local" deploy scripts (MockUSDC + PaymentChannels) at start-up. hardhat-deploy then
+   * Run the "local" deploy scripts (MockUSDC, MockEURC, a mock EUR / USD feed, PaymentChannels) at start-up. hardhat-deploy then
    * writes `deployments/localhost` for whatever port the node listens on, shared by every node
    * started from this checkout; the helper instead passes `--write false --export <tmp file>`
    * and reads the addresses from the export, so parallel nodes and a developer's own
@@ -170,6 +173,8 @@ async function startOnce(port: number, options: StartHardhatNodeOptions): Promis
       };
       deployments = {
         MockUSDC: exported.contracts.MockUSDC.address,
+        MockEURC: exported.contracts.MockEURC.address,
+        MockEurUsdFeed: exported.contracts.MockEurUsdFeed.address,
         PaymentChannels: exported.contracts.PaymentChannels.address,
       };
     } catch (error) {

@@ -7,6 +7,7 @@ import {
   decodeHeader,
   encodeHeader,
   encodePaymentSignature,
+  type ChannelOffer,
   type PaymentRequired,
 } from "../../src/protocol/headers";
 import { REASONS } from "../../src/protocol/reasons";
@@ -308,14 +309,14 @@ describe("PaymentGate", () => {
     it("refuses a voucher above the deposit", async () => {
       const h = harness({ channels: [channelRecord({ deposit: 5_000n })] });
       const result = refused(await h.gate.authorize(request(h.header(5_001n, P))), "amount_exceeds_deposit");
-      expect(result.body.accepts[0].extra.channelState?.deposit).to.equal("5000");
+      expect((result.body.accepts[0] as ChannelOffer).extra.channelState?.deposit).to.equal("5000");
     });
 
     it("refuses an insufficient voucher with the channel view, and the resynchronized voucher pays", async () => {
       const h = harness();
       paid(await h.gate.authorize(request(h.header(3n * P, 3n * P), { price: 3n * P })));
       const result = refused(await h.gate.authorize(request(h.header(3n * P + 1n, P))), "insufficient_amount");
-      const view = result.body.accepts[0].extra.channelState!;
+      const view = (result.body.accepts[0] as ChannelOffer).extra.channelState!;
       expect(view.chargedTotal).to.equal((3n * P).toString());
       expect(view.highestAmount).to.equal((3n * P).toString());
       expect(view.remaining).to.equal((10_000_000n - 3n * P).toString());
@@ -437,7 +438,7 @@ describe("PaymentGate", () => {
       paid(await h.gate.authorize(request(header)));
       await sleep(60);
       const result = refused(await h.gate.authorize(request(header)), "voucher_reused");
-      expect(result.body.accepts[0].extra.channelState?.chargedTotal).to.equal("1000");
+      expect((result.body.accepts[0] as ChannelOffer).extra.channelState?.chargedTotal).to.equal("1000");
       expect(charged(h)).to.equal(P);
     });
 

@@ -42,6 +42,23 @@ describe("metrics", () => {
       metrics = new PaymentMetrics({ ledgers: () => ledgers, watcherLagBlocks: () => lag });
     });
 
+    it("counts charges per token and the rate each token was last charged at", async () => {
+      const usdc = { charge: 1_000n } as Ticket;
+      const eurc = { charge: 926n } as Ticket;
+      metrics.observer.accepted?.(usdc, 0.001, { symbol: "USDC", rate: 10n ** 18n });
+      metrics.observer.accepted?.(eurc, 0.001, { symbol: "EURC", rate: 1_080_000_000_000_000_000n });
+      metrics.observer.accepted?.(eurc, 0.001, { symbol: "EURC", rate: 1_134_000_000_000_000_000n });
+      const text = await metrics.render();
+      expect(samples(text, "paychan_charged_atomic_total")).to.have.members([
+        'paychan_charged_atomic_total{token="USDC"} 1000',
+        'paychan_charged_atomic_total{token="EURC"} 1852',
+      ]);
+      expect(samples(text, "paychan_charge_rate")).to.have.members([
+        'paychan_charge_rate{token="USDC"} 1',
+        'paychan_charge_rate{token="EURC"} 1.134',
+      ]);
+    });
+
     it("pre-initializes every rejection reason at 0 and counts through the gate observer", async () => {
       const ticket = {} as Ticket;
       metrics.observer.accepted?.(ticket, 0.0002);

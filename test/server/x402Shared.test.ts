@@ -12,15 +12,19 @@ import { ASSET, CONTRACT, PAYEE_KEY } from "../helpers/memoryStore";
 import { requirePg, testSchema, type TestSchema } from "../helpers/pgSchema";
 
 /*
- * The x402 plug-in reserves charges in one process's engine, which a store several instances
- * share cannot honour: on PostgreSQL it is refused when created, before any request is taken.
+ * The x402 plug-in reserves charges in one process's engine, and quoted tokens are charged on the
+ * single-instance path only; a store several instances share honours neither, so on PostgreSQL
+ * both are refused before any request is taken.
  */
-describe("x402 plug-in on a store several instances share", function () {
+describe("x402 plug-in and quoted tokens on a store several instances share", function () {
   let dir: string;
   let schema: TestSchema | undefined;
   const servers: PaymentServer[] = [];
 
-  async function serverOn(database: Record<string, unknown>): Promise<PaymentServer> {
+  async function serverOn(
+    database: Record<string, unknown>,
+    more: Record<string, unknown> = {},
+  ): Promise<PaymentServer> {
     const file = path.join(dir, `paychan-${servers.length}.json`);
     writeFileSync(
       file,
@@ -32,6 +36,7 @@ describe("x402 plug-in on a store several instances share", function () {
         token: { address: ASSET, decimals: 6, name: "USD Coin", version: "2" },
         routes: { "GET /paid": "$0.001" },
         database,
+        ...more,
       }),
     );
     // Never started: no RPC call is made.
@@ -60,5 +65,21 @@ describe("x402 plug-in on a store several instances share", function () {
     expect(() => x402Channel(shared)).to.throw(/store of its own \(SQLite\).*docs\/scaling\.md/);
     const own = await serverOn({ path: path.join(dir, "own.db") });
     expect(x402Channel(own).scheme.scheme).to.equal("channel");
+  });
+
+  it("refuses several tokens on PostgreSQL, with what to change", async () => {
+    const tokens = [
+      { address: ASSET, symbol: "USDC", decimals: 6, name: "USD Coin", version: "2", rate: "1" },
+      { address: CONTRACT, symbol: "EURC", decimals: 6, name: "EURC", version: "2", rate: "1.08" },
+    ];
+    let error: unknown;
+    try {
+      await serverOn({ url: schema!.url }, { tokens });
+    } catch (e) {
+      error = e;
+    }
+    expect(String(error)).to.match(/several tokens need the SQLite store.*remove `tokens` or `database.url`/);
+    const own = await serverOn({ path: path.join(dir, "tokens.db") }, { tokens });
+    expect(own.gate.offer).to.be.a("function");
   });
 });

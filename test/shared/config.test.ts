@@ -153,6 +153,90 @@ describe("server config", () => {
       ]);
     });
 
+    it("lists several tokens with fixed and feed rates; token alone is USDC at one dollar", () => {
+      const feed = "0x1111111111111111111111111111111111111111";
+      const eurc = "0x2222222222222222222222222222222222222222";
+      const raw = base({
+        tokens: [
+          { address: TOKEN, symbol: "USDC", decimals: 6, name: "USD Coin", version: "2", rate: "1" },
+          {
+            address: eurc,
+            symbol: "EURC",
+            decimals: 6,
+            name: "EURC",
+            version: "2",
+            rate: { feed, maxAgeSec: 600 },
+            quoteTtlSec: 60,
+            lockRate: "channel",
+          },
+        ],
+      });
+      delete raw.token;
+      const config = parse(raw);
+      expect(config.tokens).to.deep.equal([
+        {
+          address: TOKEN,
+          symbol: "USDC",
+          decimals: 6,
+          name: "USD Coin",
+          version: "2",
+          rate: { kind: "fixed", rate: 10n ** 18n },
+          quoteTtlSec: 300,
+          lockRate: "quote",
+        },
+        {
+          address: eurc,
+          symbol: "EURC",
+          decimals: 6,
+          name: "EURC",
+          version: "2",
+          rate: { kind: "feed", feed, maxAgeSec: 600 },
+          quoteTtlSec: 60,
+          lockRate: "channel",
+        },
+      ]);
+      expect(config.token).to.deep.equal({ address: TOKEN, decimals: 6, name: "USD Coin", version: "2" });
+      const single = parse(base());
+      expect(single.tokens).to.have.length(1);
+      expect(single.tokens[0]).to.deep.include({
+        address: TOKEN,
+        symbol: "USDC",
+        rate: { kind: "fixed", rate: 10n ** 18n },
+      });
+    });
+
+    it("names each bad token field, a repeated token, and token given with tokens", () => {
+      const good = { address: TOKEN, symbol: "USDC", decimals: 6, name: "USD Coin", version: "2", rate: "1" };
+      const raw = base({
+        tokens: [
+          good,
+          { ...good, symbol: "EUR C", rate: "0" },
+          { ...good, address: "0x2222222222222222222222222222222222222222", rate: { feed: "0x12" } },
+          { ...good, address: "0x3333333333333333333333333333333333333333", symbol: "X", rate: { maxAgeSec: 0 } },
+        ],
+      });
+      delete raw.token;
+      const issues = issuesOf(raw);
+      expect(issues.join("\n")).to.match(/config\.tokens\[1\]\.symbol: must be a ticker like "EURC", got "EUR C"/);
+      expect(issues.join("\n")).to.match(/config\.tokens\[1\]\.rate: rate must be above zero/);
+      expect(issues.join("\n")).to.match(
+        /config\.tokens\[2\]\.rate\.feed: "0x12" is not a 0x-prefixed 20-byte hex address/,
+      );
+      expect(issues.join("\n")).to.match(/config\.tokens\[3\]\.rate\.feed: required/);
+      expect(issues.join("\n")).to.match(/config\.tokens\[3\]\.rate\.maxAgeSec: 0 is outside \[1, 604800\]/);
+      const twice = base({ tokens: [good, { ...good, symbol: "EURC" }] });
+      delete twice.token;
+      expect(issuesOf(twice)).to.deep.equal([
+        "config.tokens[1]: 0xe7f1725e7734ce288f8367e1bb143e90bb3f0512 is listed twice",
+      ]);
+      expect(issuesOf(base({ tokens: [good] }))).to.deep.equal([
+        `config.tokens: give either "token" or "tokens", not both`,
+      ]);
+      const empty = base({ tokens: [] });
+      delete empty.token;
+      expect(issuesOf(empty)).to.deep.equal(["config.tokens: must name at least one token"]);
+    });
+
     it("honours a confirmations override", () => {
       expect(parse(base({ confirmations: 3 })).confirmations).to.equal(3);
     });
@@ -274,6 +358,7 @@ describe("server config", () => {
           "rpcUrl",
           "contract",
           "token",
+          "tokens",
           "routes",
           "unmatchedRoutes",
           "minDeposit",

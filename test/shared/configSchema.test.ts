@@ -32,6 +32,7 @@ interface JsonSchema {
   readonly properties?: Record<string, JsonSchema>;
   readonly additionalProperties?: JsonSchema | boolean;
   readonly anyOf?: readonly JsonSchema[];
+  readonly items?: JsonSchema;
   readonly default?: unknown;
   readonly description?: string;
 }
@@ -51,6 +52,8 @@ function fields(schema: JsonSchema, prefix = ""): Map<string, JsonSchema> {
       visit(node.additionalProperties, name);
     }
     for (const branch of node.anyOf ?? []) visit(branch, at);
+    // The fields of an array's elements are named "<array>[].<field>".
+    if (typeof node.items === "object") visit(node.items, `${at}[]`);
   };
   visit(schema, prefix);
   return found;
@@ -136,6 +139,29 @@ describe("config schema and reference", () => {
       { ...valid, settler: { maxGasPriceGwei: -1 } },
       { ...valid, settler: { watch: "yes" } },
       { ...valid, upstream: undefined },
+      {
+        ...valid,
+        token: undefined,
+        tokens: [
+          { address: valid.token, symbol: "USDC", decimals: 6, name: "USD Coin", version: "2", rate: "1" },
+          {
+            address: "0x2222222222222222222222222222222222222222",
+            symbol: "EURC",
+            decimals: 6,
+            name: "EURC",
+            version: "2",
+            rate: { feed: "0x1111111111111111111111111111111111111111", maxAgeSec: 600 },
+            lockRate: "channel",
+          },
+        ],
+      },
+      { ...valid, token: undefined, tokens: [{ address: valid.token, symbol: "USDC", decimals: 6, rate: "1" }] },
+      { ...valid, token: undefined, tokens: [] },
+      {
+        ...valid,
+        token: undefined,
+        tokens: [{ address: valid.token, symbol: "USDC", decimals: 6, name: "U", version: "2", rate: { feed: 1 } }],
+      },
     ];
     for (const raw of cases) {
       const accepted = parserAccepts(raw);

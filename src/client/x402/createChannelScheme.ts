@@ -253,6 +253,7 @@ export function createChannelScheme(options: ChannelSchemeOptions): ChannelSchem
         slot.learnDeposit(BigInt(paid.extra.remaining) + chargedTotal);
         slot.state.receipts += 1;
         slot.state.lastReceipt = paid.extra.receipt;
+        slot.adoptQuote(paid);
         await saveQuietly(slot);
         return;
       }
