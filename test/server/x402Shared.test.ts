@@ -33,7 +33,7 @@ describe("x402 plug-in and quoted tokens on a store several instances share", fu
         network: "localhost",
         rpcUrl: "http://127.0.0.1:9",
         contract: CONTRACT,
-        token: { address: ASSET, decimals: 6, name: "USD Coin", version: "2" },
+        ...("tokens" in more ? {} : { token: { address: ASSET, decimals: 6, name: "USD Coin", version: "2" } }),
         routes: { "GET /paid": "$0.001" },
         database,
         ...more,
