@@ -239,21 +239,20 @@ describe("paychan/x402: x402's fetch and axios clients pay through a channel (ha
     expect(findDefaultAssetIn()(usdc, NETWORK)).to.equal(undefined);
   });
 
-  it("an exact-only @x402/fetch client parses paychan's 402 and finds no scheme it can pay", async () => {
-    const exactOnly = new x402Client().register(NETWORK, new ExactEvmScheme(funder));
+  it("an exact-only @x402/fetch client parses paychan's 402 and pays its exact offer", async () => {
+    // The mock token is no default x402 asset: the buyer allows it, as a real buyer would USDC.
+    const exactOnly = new x402Client()
+      .register(NETWORK, new ExactEvmScheme(funder))
+      .setSpendControls({ allowedAssets: [{ network: NETWORK, asset: usdc }] });
     const answer = await fetch(`${local.baseUrl}/paid`);
     const required = new x402HTTPClient(exactOnly).getPaymentRequiredResponse((name) => answer.headers.get(name));
     expect(required).to.deep.equal(validPaymentRequired(answer.headers.get(PAYMENT_REQUIRED_HEADER)!));
-    expect(required.accepts.map((a) => a.scheme)).to.deep.equal(["channel"]);
-    await wrapFetchWithPayment(
-      fetch,
-      exactOnly,
-    )(`${local.baseUrl}/paid`).then(
-      () => expect.fail("an exact-only client paid"),
-      (error: Error) => {
-        expect(error.message).to.match(/^Failed to create payment payload: No network\/scheme registered/);
-        expect(error.message).not.to.match(/Failed to parse payment requirements/);
-      },
-    );
+    // The relayer key turns the exact fallback on: it is offered after the channel.
+    expect(required.accepts.map((a) => a.scheme)).to.deep.equal(["channel", "exact"]);
+    const paid = await wrapFetchWithPayment(fetch, exactOnly)(`${local.baseUrl}/paid`);
+    expect(paid.status).to.equal(200);
+    const settled = await validSettleResponse(paid.headers.get("payment-response")!);
+    expect(settled).to.deep.include({ success: true, amount: PRICE.toString() });
+    expect(settled.transaction).to.match(/^0x[0-9a-f]{64}$/);
   });
 });
