@@ -11,7 +11,9 @@ import { hardhat } from "viem/chains";
 import { paymentChannelsAbi, usdcAbi } from "../../src/chain/abi";
 import { createChainClient } from "../../src/chain/client";
 import { TransactionSender } from "../../src/chain/sender";
+import { wrapFetchWithPayment, x402Client } from "@x402/fetch";
 import { channelKey, createPayingFetch, memoryStateStore, openChannel, termsFromOffer } from "../../src/client";
+import { createChannelScheme } from "../../src/client/x402";
 import {
   channelIdHex,
   decodeHeader,
@@ -84,7 +86,7 @@ describe("prices in dollars, paid in USDC or EURC at a quoted rate (hardhat node
   }
 
   function offerIn(required: PaymentRequired, asset: Address): ChannelOffer | undefined {
-    return required.accepts.find((o) => o.asset.toLowerCase() === asset.toLowerCase());
+    return required.accepts.find((o) => o.scheme === "channel" && o.asset.toLowerCase() === asset.toLowerCase());
   }
 
   /** Waits until the server's watcher has read the feed and offers EURC at `amount` (or not at all). */
@@ -187,9 +189,11 @@ describe("prices in dollars, paid in USDC or EURC at a quoted rate (hardhat node
 
   it("offers one entry per token: USDC at the dollar price, EURC converted at the feed's rate with a signed quote", async () => {
     const required = await terms();
-    expect(required.accepts.map((o) => [o.asset, o.amount])).to.deep.equal([
-      [usdc, "1000"],
-      [eurc, "926"],
+    // x402 `exact` (on with the relayer key) comes after the channel offers, in the dollar token.
+    expect(required.accepts.map((o) => [o.scheme, o.asset, o.amount])).to.deep.equal([
+      ["channel", usdc, "1000"],
+      ["channel", eurc, "926"],
+      ["exact", usdc, "1000"],
     ]);
     expect(offerIn(required, usdc)!.extra).to.not.have.property("quote");
     const quote = offerIn(required, eurc)!.extra.quote!;
@@ -373,7 +377,10 @@ describe("prices in dollars, paid in USDC or EURC at a quoted rate (hardhat node
     const offer = offerIn(await terms(), eurc)!;
     await send(feed, feedAbi, "setAnswerAt", [108_000_000n, (await chainNow()) - 601n], FEED_KEY);
     const stale = await untilEurcOffer(undefined);
-    expect(stale.accepts.map((o) => o.asset)).to.deep.equal([usdc]);
+    expect(stale.accepts.map((o) => [o.scheme, o.asset])).to.deep.equal([
+      ["channel", usdc],
+      ["exact", usdc],
+    ]);
 
     const ledger = server.store.getLedger(channels.EURC)!;
     const held = await payBy(offer, channels.EURC, ledger.highestAmount + 926n);
@@ -394,9 +401,32 @@ describe("prices in dollars, paid in USDC or EURC at a quoted rate (hardhat node
     expect(refused.status).to.equal(402);
     const body = (await refused.json()) as PaymentRequired;
     expect(body.error).to.equal("rate_unavailable");
-    expect(body.accepts.map((o) => o.asset)).to.deep.equal([usdc]);
+    expect(body.accepts.map((o) => [o.scheme, o.asset])).to.deep.equal([
+      ["channel", usdc],
+      ["exact", usdc],
+    ]);
 
     await send(feed, feedAbi, "setAnswer", [108_000_000n], FEED_KEY);
     await untilEurcOffer("926");
+  });
+
+  it("the x402 client plug-in (@x402/fetch) pays a multi-token 402 from a channel in the dollar token", async () => {
+    const scheme = createChannelScheme({
+      sessionAccount: privateKeyToAccount(generatePrivateKey()),
+      funding: { kind: "relay", payer: buyer },
+      deposit: 1_000_000n,
+      // x402's spend controls pay default (USD) assets only: the local mock USDC, not EURC.
+      defaultAssets: [{ network: "eip155:31337", asset: usdc, decimals: 6, symbol: "USDC" }],
+    });
+    const pay = wrapFetchWithPayment(fetch, new x402Client().register("eip155:31337", scheme));
+    for (let i = 0; i < 3; i++) {
+      const response = await pay(`${baseUrl}/weather?i=${i}`);
+      expect(response.status).to.equal(200);
+      const paid = decodeHeader<SettleResponse>(response.headers.get(PAYMENT_RESPONSE_HEADER)!);
+      expect(paid.extra.asset?.toLowerCase()).to.equal(usdc.toLowerCase());
+      expect(paid.amount).to.equal("1000");
+      await response.arrayBuffer();
+    }
+    expect(scheme.spent).to.equal(3_000n);
   });
 });
