@@ -57,7 +57,7 @@ const ms = (x: { p50Ms: number; p99Ms: number }) => `${x.p50Ms.toFixed(3)} / ${x
 /** The table rows of the fixed-rate latency runs (none in quick mode). */
 function latencyRows(http: HttpResults): [string, string, string][] {
   return [
-      [
+    [
       "http: latency runs: fixed offered rate, req/s",
       n(http.latencyRate),
       `${process.env.BENCH_LATENCY_RATE_FRACTION ?? 0.5} × paid saturation req/s`,

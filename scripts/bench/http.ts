@@ -656,8 +656,8 @@ export async function runHttpBench(node: HardhatNode, options: HttpOptions): Pro
     if (!quick)
       log(
         `  fixed-rate latency: ${latencyRate} req/s (${options.latencyRateFraction} × the median paid saturation ` +
-        `rate ${Math.round(medianPaidRps)} req/s), ${connections} sockets at most, ${options.latencySeconds} s per run`,
-    );
+          `rate ${Math.round(medianPaidRps)} req/s), ${connections} sockets at most, ${options.latencySeconds} s per run`,
+      );
     const rateRuns: RateRun[] = [];
     const rateRounds: { unpaid: RateRun; paid: RateRun }[] = [];
     const atRate = async (label: string, routePath: string, paid: boolean): Promise<RateRun> => {

@@ -100,7 +100,11 @@ interface ChannelState {
 }
 
 /** A channel's state when the engine first learns of it, continuing from its stored ledger, if any. */
-function newState(record: ChannelRecord, ledger: ChannelLedger | undefined, refusal: ReasonCode | undefined): ChannelState {
+function newState(
+  record: ChannelRecord,
+  ledger: ChannelLedger | undefined,
+  refusal: ReasonCode | undefined,
+): ChannelState {
   return {
     record,
     refusal,

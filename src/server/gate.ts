@@ -321,7 +321,9 @@ export class PaymentGate {
       // is looked up once, off this path).
       result = engine.check(v.channelId, v.amount, v.signature, price);
       if (result.kind === "unknown_channel") {
-        const checked = await this.checkKnown(request, v, () => engine.check(v.channelId, v.amount, v.signature, price));
+        const checked = await this.checkKnown(request, v, () =>
+          engine.check(v.channelId, v.amount, v.signature, price),
+        );
         if ("ok" in checked) return checked;
         result = checked;
       }
