@@ -28,6 +28,8 @@ import type { ChannelRecord } from "../src/protocol/channel";
  *   with the fast verifier: channel lookup and rules, hex decode, digest (two keccaks), parse,
  *   libsecp256k1 recovery, address keccak, signer check, state update. Every call is accepted.
  * - nativeRecoverPerSec: secp256k1.ecdsaRecover alone on precomputed digests, the floor.
+ * - (table only) secp256k1.ecdsaVerify against a cached public key, the alternative to recovery
+ *   the server does not take (it cannot check the recovery id the contract needs).
  * - viemVerifyTypedDataPerSec: viem's verifyTypedData, the straightforward alternative.
  * - x402BatchSettlementVerifiesPerSec: the peer, x402's batch-settlement scheme
  *   (BatchSettlementEvmScheme of @x402/evm, server side, its InMemoryChannelStorage) accepting a
@@ -309,6 +311,24 @@ function nativeRecoverContender(vouchers: readonly Voucher[]): Contender {
   };
 }
 
+/**
+ * The alternative to recovery: libsecp256k1's ecdsaVerify against the signer's public key, as a
+ * server caching each channel's key (recovered once) would run it. Not what the server does: a
+ * verify cannot tell whether the voucher's recovery id is the one the contract's ecrecover needs,
+ * so a voucher it accepts might not be claimable. Measured for the comparison only.
+ */
+function nativeVerifyContender(vouchers: readonly Voucher[]): Contender {
+  const keys = vouchers.map((v) => secp256k1.ecdsaRecover(v.sig64, v.recid, v.digest, false));
+  return {
+    name: "secp256k1.ecdsaVerify, cached public key (not used)",
+    run: async (seconds) =>
+      runFor(seconds, (i) => {
+        const v = vouchers[i % vouchers.length];
+        if (!secp256k1.ecdsaVerify(v.sig64, v.digest, keys[i % vouchers.length])) throw new Error("verify failed");
+      }),
+  };
+}
+
 /** What the server does per paid request besides verifying: hash and sign the receipt. */
 function receiptContender(vouchers: readonly Voucher[]): Contender {
   const signer = new ReceiptSigner(`0x${"11".repeat(32)}`, CHAIN_ID, CONTRACT);
@@ -423,6 +443,7 @@ async function main(): Promise<void> {
     engine: engineContender(vouchers, native),
     minimal: minimalContender(vouchers, native),
     nativeRecover: nativeRecoverContender(vouchers),
+    nativeVerify: nativeVerifyContender(vouchers),
     viem: viemContender(vouchers),
     x402BatchSettlement: x402BatchSettlementContender(peerVouchers),
     receipt: receiptContender(vouchers),

@@ -51,6 +51,12 @@ export interface HttpOptions {
   readonly latencyRateFraction: number;
   /** Directory for `--cpu-prof` of the server children, if profiling. */
   readonly cpuProfDir?: string;
+  /**
+   * Quick mode, for measuring one change against another: only the durable (fsync) server, its
+   * free and paid runs and the cryptography timing; no fsync-off or fsync-in-COMMIT servers and
+   * no fixed-rate latency runs (their figures are reported as 0).
+   */
+  readonly quick?: boolean;
   readonly log: (line: string) => void;
 }
 
@@ -70,6 +76,8 @@ export interface LoadRun {
   readonly serverCpu: number;
   /** Server child CPU time per request, µs: steadier than req/s on a shared machine. */
   readonly serverCpuUsPerRequest: number;
+  /** Writes per group commit in the server's store during the run (0 when nothing was written). */
+  readonly writesPerCommit: number;
 }
 
 /** One fixed-rate (open-loop) run: requests issued on a schedule whatever the responses. */
@@ -121,6 +129,18 @@ export interface HttpResults {
   readonly paidOverUnpaid: number;
   /** Median server CPU µs per request: free route, paid (fsync), paid (no fsync), paid (fsync in COMMIT). */
   readonly serverCpuUsPerRequest: { unpaid: number; paid: number; paidNoFsync: number; paidCommitFsync: number };
+  /**
+   * CPU µs of the cryptography a paid request cannot avoid, timed in the durable server's process
+   * after each round (medians): one libsecp256k1 ecdsaRecover and one receipt signature
+   * (ReceiptSigner.sign: digest + libsecp256k1 sign).
+   */
+  readonly cryptoUs: { recover: number; receiptSign: number };
+  /**
+   * What payment costs the server beyond its cryptography: (paid − free server CPU µs per
+   * request) ÷ (recover µs + receipt-sign µs), from the medians above. 1 would mean a paid
+   * request costs a free one plus its two signature operations and nothing else.
+   */
+  readonly overheadOverCrypto: number;
   readonly accounting: {
     server: string;
     paid200: number;
@@ -279,7 +299,7 @@ async function load(
   requests: number,
   connections: number,
   vouchers: VoucherSource | undefined,
-): Promise<LoadRun> {
+): Promise<Omit<LoadRun, "writesPerCommit">> {
   const latencies = new Float64Array(requests + connections * 4);
   let n = 0;
   const request: autocannon.Request = vouchers
@@ -543,10 +563,15 @@ export async function runHttpBench(node: HardhatNode, options: HttpOptions): Pro
     const { channels } = await openChannels(node, connections, CHANNEL_DEPOSIT);
     const fsync = await ServerChild.start("fsync", writeServerConfig(dir, node, "fsync"), options.cpuProfDir);
     servers.push(fsync);
-    const noFsync = await ServerChild.start("nofsync", writeServerConfig(dir, node, "nofsync"), options.cpuProfDir);
-    servers.push(noFsync);
-    const commitFsync = await ServerChild.start("commit", writeServerConfig(dir, node, "commit"), options.cpuProfDir);
-    servers.push(commitFsync);
+    const quick = options.quick === true;
+    const noFsync = quick
+      ? undefined
+      : await ServerChild.start("nofsync", writeServerConfig(dir, node, "nofsync"), options.cpuProfDir);
+    if (noFsync) servers.push(noFsync);
+    const commitFsync = quick
+      ? undefined
+      : await ServerChild.start("commit", writeServerConfig(dir, node, "commit"), options.cpuProfDir);
+    if (commitFsync) servers.push(commitFsync);
     const ids = channels.map((c) => c.id.toString());
     for (const server of servers) await server.request({ type: "waitChannels", ids }, "channelsReady");
 
@@ -584,35 +609,55 @@ export async function runHttpBench(node: HardhatNode, options: HttpOptions): Pro
       const rate = Math.min(Math.max(w.rps, estimate.get(key)!), 1.5 * w.rps);
       const count = Math.max(2_000, Math.round(rate * options.seconds));
       if (paid) vouchers.prepare(Math.round(count * 1.05) + connections * 2);
-      const run = await load(label, server, routePath, count, connections, paid ? vouchers : undefined);
+      const before = await server.request<{ batches: number; writes: number }>({ type: "stats" }, "stats");
+      const measured = await load(label, server, routePath, count, connections, paid ? vouchers : undefined);
+      const after = await server.request<{ batches: number; writes: number }>({ type: "stats" }, "stats");
+      const commits = after.batches - before.batches;
+      const run: LoadRun = {
+        ...measured,
+        writesPerCommit: commits > 0 ? Math.round(((after.writes - before.writes) / commits) * 100) / 100 : 0,
+      };
       if (paid) paid200.set(server, paid200.get(server)! + run.ok);
       estimate.set(key, run.rps);
       runs.push(run);
       vouchers.prepare(0);
       log(
         `  ${label.padEnd(26)} ${String(run.rps).padStart(6)} req/s  p50 ${run.p50Ms.toFixed(3)} ms  ` +
-          `p99 ${run.p99Ms.toFixed(3)} ms  (${run.requests} requests in ${run.seconds.toFixed(1)} s, non-200: ${run.non200}; CPU: client ${run.clientCpu}, server ${run.serverCpu} = ${run.serverCpuUsPerRequest} µs/req)`,
+          `p99 ${run.p99Ms.toFixed(3)} ms  (${run.requests} requests in ${run.seconds.toFixed(1)} s, non-200: ${run.non200}; CPU: client ${run.clientCpu}, server ${run.serverCpu} = ${run.serverCpuUsPerRequest} µs/req` +
+          `${paid ? `; ${run.writesPerCommit} writes/commit` : ""})`,
       );
       return run;
     };
 
-    const rounds: { unpaid: LoadRun; paid: LoadRun; noFsync: LoadRun; commitFsync: LoadRun }[] = [];
+    const rounds: {
+      unpaid: LoadRun;
+      paid: LoadRun;
+      noFsync: LoadRun | undefined;
+      commitFsync: LoadRun | undefined;
+      crypto: { recoverUs: number; receiptSignUs: number };
+    }[] = [];
     for (let r = 1; r <= options.rounds; r++) {
       const unpaid = await measure(`round ${r} unpaid (free route)`, fsync, "/free", false);
       const paid = await measure(`round ${r} paid, fsync`, fsync, "/paid", true);
-      const noFsyncRun = await measure(`round ${r} paid, no fsync`, noFsync, "/paid", true);
-      const commitRun = await measure(`round ${r} paid, fsync in COMMIT`, commitFsync, "/paid", true);
-      rounds.push({ unpaid, paid, noFsync: noFsyncRun, commitFsync: commitRun });
+      const noFsyncRun = noFsync && (await measure(`round ${r} paid, no fsync`, noFsync, "/paid", true));
+      const commitRun = commitFsync && (await measure(`round ${r} paid, fsync in COMMIT`, commitFsync, "/paid", true));
+      const crypto = await fsync.request<{ recoverUs: number; receiptSignUs: number }>({ type: "crypto" }, "crypto");
+      log(
+        `  round ${r} cryptography (server process, CPU): ecdsaRecover ${crypto.recoverUs} µs, ` +
+          `receipt sign ${crypto.receiptSignUs} µs`,
+      );
+      rounds.push({ unpaid, paid, noFsync: noFsyncRun, commitFsync: commitRun, crypto });
     }
 
     // Latency added by payment: the free and the paid (fsync) route at the SAME fixed offered rate,
     // below saturation, so that queueing behind the server's CPU does not dominate what is measured.
     const medianPaidRps = median(rounds.map((x) => x.paid.rps));
     const latencyRate = Math.max(10, Math.round(medianPaidRps * options.latencyRateFraction));
-    log(
-      `  fixed-rate latency: ${latencyRate} req/s (${options.latencyRateFraction} × the median paid saturation ` +
-        `rate ${Math.round(medianPaidRps)} req/s), ${connections} sockets at most, ${options.latencySeconds} s per run`,
-    );
+    if (!quick)
+      log(
+        `  fixed-rate latency: ${latencyRate} req/s (${options.latencyRateFraction} × the median paid saturation ` +
+          `rate ${Math.round(medianPaidRps)} req/s), ${connections} sockets at most, ${options.latencySeconds} s per run`,
+      );
     const rateRuns: RateRun[] = [];
     const rateRounds: { unpaid: RateRun; paid: RateRun }[] = [];
     const atRate = async (label: string, routePath: string, paid: boolean): Promise<RateRun> => {
@@ -633,7 +678,7 @@ export async function runHttpBench(node: HardhatNode, options: HttpOptions): Pro
       );
       return rest;
     };
-    for (let r = 1; r <= options.rounds; r++) {
+    for (let r = 1; r <= (quick ? 0 : options.rounds); r++) {
       const unpaid = await atRate(`round ${r} @${latencyRate}/s unpaid`, "/free", false);
       const paid = await atRate(`round ${r} @${latencyRate}/s paid`, "/paid", true);
       rateRounds.push({ unpaid, paid });
@@ -657,14 +702,22 @@ export async function runHttpBench(node: HardhatNode, options: HttpOptions): Pro
     const med = (pick: (round: (typeof rounds)[number]) => number) => round3(median(rounds.map(pick)));
     const unpaidRps = Math.round(med((x) => x.unpaid.rps));
     const paidRps = Math.round(med((x) => x.paid.rps));
-    const medRate = (pick: (round: (typeof rateRounds)[number]) => number) => round3(median(rateRounds.map(pick)));
+    const medRate = (pick: (round: (typeof rateRounds)[number]) => number) =>
+      rateRounds.length === 0 ? 0 : round3(median(rateRounds.map(pick)));
+    const serverCpuUsPerRequest = {
+      unpaid: med((x) => x.unpaid.serverCpuUsPerRequest),
+      paid: med((x) => x.paid.serverCpuUsPerRequest),
+      paidNoFsync: med((x) => x.noFsync?.serverCpuUsPerRequest ?? 0),
+      paidCommitFsync: med((x) => x.commitFsync?.serverCpuUsPerRequest ?? 0),
+    };
+    const cryptoUs = { recover: med((x) => x.crypto.recoverUs), receiptSign: med((x) => x.crypto.receiptSignUs) };
     return {
       runs,
       rateRuns,
       unpaidRps,
       paidRps,
-      noFsyncPaidRps: Math.round(med((x) => x.noFsync.rps)),
-      commitFsyncPaidRps: Math.round(med((x) => x.commitFsync.rps)),
+      noFsyncPaidRps: Math.round(med((x) => x.noFsync?.rps ?? 0)),
+      commitFsyncPaidRps: Math.round(med((x) => x.commitFsync?.rps ?? 0)),
       unpaid: { p50Ms: med((x) => x.unpaid.p50Ms), p99Ms: med((x) => x.unpaid.p99Ms) },
       paid: { p50Ms: med((x) => x.paid.p50Ms), p99Ms: med((x) => x.paid.p99Ms) },
       saturationAdded: {
@@ -679,12 +732,11 @@ export async function runHttpBench(node: HardhatNode, options: HttpOptions): Pro
       p50AddedMs: medRate((x) => x.paid.p50Ms - x.unpaid.p50Ms),
       p99AddedMs: medRate((x) => x.paid.p99Ms - x.unpaid.p99Ms),
       paidOverUnpaid: round3(med((x) => x.paid.rps / x.unpaid.rps)),
-      serverCpuUsPerRequest: {
-        unpaid: med((x) => x.unpaid.serverCpuUsPerRequest),
-        paid: med((x) => x.paid.serverCpuUsPerRequest),
-        paidNoFsync: med((x) => x.noFsync.serverCpuUsPerRequest),
-        paidCommitFsync: med((x) => x.commitFsync.serverCpuUsPerRequest),
-      },
+      serverCpuUsPerRequest,
+      cryptoUs,
+      overheadOverCrypto: round3(
+        (serverCpuUsPerRequest.paid - serverCpuUsPerRequest.unpaid) / (cryptoUs.recover + cryptoUs.receiptSign),
+      ),
       accounting,
       vouchersSignedOnTheFly: vouchers.onTheFly,
     };

@@ -1,6 +1,8 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { monitorEventLoopDelay } from "node:perf_hooks";
+import { monitorEventLoopDelay, performance } from "node:perf_hooks";
+import { randomBytes } from "node:crypto";
+import secp256k1 from "secp256k1";
 import { createPaymentServer, type PaymentServer } from "../../src/server/app";
 import { loadConfig } from "../../src/shared/config";
 import { createLogger } from "../../src/shared/log";
@@ -18,6 +20,10 @@ import { createLogger } from "../../src/shared/log";
  *        (group commits and writes so far; the WAL fsync durations so far, as the cumulative
  *        buckets of paychan_store_fsync_seconds; event-loop delay beyond the 10 ms sampling
  *        period, since the previous "stats")
+ *   ← {type:"crypto"}                        → {type:"crypto", recoverUs, receiptSignUs}
+ *        (CPU µs of one libsecp256k1 ecdsaRecover and of one ReceiptSigner.sign with this server's
+ *        receipt signer: the cryptography a paid request cannot do without, timed here, in the
+ *        server's own process between the load runs)
  *   ← {type:"stop"}                          → exits 0 once the server is stopped
  */
 
@@ -34,7 +40,59 @@ async function startUpstream(): Promise<http.Server> {
   return server;
 }
 
-type Message = { type: "waitChannels"; ids: string[] } | { type: "ledgers" } | { type: "stats" } | { type: "stop" };
+type Message =
+  | { type: "waitChannels"; ids: string[] }
+  | { type: "ledgers" }
+  | { type: "stats" }
+  | { type: "crypto" }
+  | { type: "stop" };
+
+/** CPU µs per call of `step` (user + system of this process), over about `ms` of calls. */
+function cpuUsPerCall(ms: number, step: (i: number) => void): number {
+  const cpuStart = process.cpuUsage();
+  const end = performance.now() + ms;
+  let calls = 0;
+  do for (let j = 0; j < 32; j++) step(calls++);
+  while (performance.now() < end);
+  const cpu = process.cpuUsage(cpuStart);
+  return (cpu.user + cpu.system) / calls;
+}
+
+/** The median, over three interleaved runs each, of the CPU µs of a recovery and of a receipt signature. */
+function measureCrypto(server: PaymentServer): { recoverUs: number; receiptSignUs: number } {
+  const key = randomBytes(32);
+  const samples = Array.from({ length: 256 }, () => {
+    const digest = randomBytes(32);
+    const { signature, recid } = secp256k1.ecdsaSign(digest, key);
+    return { digest, signature, recid };
+  });
+  const output = new Uint8Array(65);
+  const recover = (i: number) => {
+    const s = samples[i & 255];
+    secp256k1.ecdsaRecover(s.signature, s.recid, s.digest, false, output);
+  };
+  const request = `0x${"ab".repeat(32)}` as const;
+  const sign = (i: number) =>
+    server.receipts.sign({
+      channelId: BigInt(i) << 24n,
+      voucherAmount: BigInt(i + 1) * 1000n,
+      charge: 1000n,
+      chargedTotal: BigInt(i + 1) * 1000n,
+      request,
+      issuedAt: 1_700_000_000 + i,
+    });
+  cpuUsPerCall(100, recover);
+  cpuUsPerCall(100, sign);
+  const recovers: number[] = [];
+  const signs: number[] = [];
+  for (let r = 0; r < 3; r++) {
+    recovers.push(cpuUsPerCall(300, recover));
+    signs.push(cpuUsPerCall(300, sign));
+  }
+  const median = (values: number[]) => values.sort((a, b) => a - b)[1];
+  const round1 = (x: number) => Math.round(x * 10) / 10;
+  return { recoverUs: round1(median(recovers)), receiptSignUs: round1(median(signs)) };
+}
 
 async function main(): Promise<void> {
   const configFile = process.env.BENCH_SERVER_CONFIG;
@@ -83,6 +141,8 @@ async function main(): Promise<void> {
           loopMaxMs: ms(loopDelay.max),
         });
         loopDelay.reset();
+      } else if (message.type === "crypto") {
+        send({ type: "crypto", ...measureCrypto(server) });
       } else if (message.type === "stop") {
         await server.stop();
         upstream.closeAllConnections();

@@ -86,6 +86,8 @@ export type CheckResult =
 
 interface ChannelState {
   record: ChannelRecord;
+  /** Why no voucher on this channel can be taken whatever it says (from the record alone), if so; see {@link staticRefusal}. */
+  refusal: ReasonCode | undefined;
   charged: bigint;
   highest: bigint;
   highestSignature: Hex | null;
@@ -98,9 +100,14 @@ interface ChannelState {
 }
 
 /** A channel's state when the engine first learns of it, continuing from its stored ledger, if any. */
-function newState(record: ChannelRecord, ledger: ChannelLedger | undefined): ChannelState {
+function newState(
+  record: ChannelRecord,
+  ledger: ChannelLedger | undefined,
+  refusal: ReasonCode | undefined,
+): ChannelState {
   return {
     record,
+    refusal,
     charged: ledger?.chargedTotal ?? 0n,
     highest: ledger?.highestAmount ?? 0n,
     highestSignature: ledger?.highestSignature ?? null,
@@ -128,7 +135,9 @@ export class VerificationEngine {
   /** Restores money state at start-up from the store's ledgers. */
   restore(ledgers: readonly ChannelLedger[], records: readonly ChannelRecord[]): void {
     const byId = new Map(ledgers.map((l) => [l.channelId, l]));
-    for (const record of records) this.channels.set(record.channelId, newState(record, byId.get(record.channelId)));
+    for (const record of records) {
+      this.channels.set(record.channelId, newState(record, byId.get(record.channelId), this.staticRefusal(record)));
+    }
   }
 
   /** Applies an on-chain update from the watcher (new channel, top-up, withdrawal, close...). */
@@ -136,9 +145,13 @@ export class VerificationEngine {
     const state = this.channels.get(record.channelId);
     if (state) {
       state.record = record;
+      state.refusal = this.staticRefusal(record);
       if (record.claimedOnChain > state.floor) this.raiseFloor(state, record.claimedOnChain);
     } else {
-      this.channels.set(record.channelId, newState(record, this.options.loadLedger?.(record.channelId)));
+      this.channels.set(
+        record.channelId,
+        newState(record, this.options.loadLedger?.(record.channelId), this.staticRefusal(record)),
+      );
     }
   }
 
@@ -149,8 +162,9 @@ export class VerificationEngine {
 
   /**
    * Checks a voucher paying `channelPrice` and, when acceptable, reserves the charge at once so that
-   * concurrent requests see it. The caller must make the ticket durable and then either serve or
-   * call {@link release}.
+   * concurrent requests see it: the one call before the store's write. The caller makes the ticket
+   * durable and then calls {@link settle} with the outcome (or, on a path of its own, {@link release}
+   * or {@link cancel}).
    */
   check(channelId: bigint, amount: bigint, signature: Hex, channelPrice: ChannelPrice): CheckResult {
     const state = this.channels.get(channelId);
@@ -205,6 +219,14 @@ export class VerificationEngine {
         remaining: record.deposit - charged,
       },
     };
+  }
+
+  /**
+   * The one call after the store's write of an accepted ticket: a durable ticket stands as
+   * reserved; one whose write failed is released ({@link release}).
+   */
+  settle(ticket: Ticket, durable: boolean): void {
+    if (!durable) this.release(ticket);
   }
 
   /**
@@ -345,15 +367,22 @@ export class VerificationEngine {
     }
   }
 
+  /**
+   * The refusal a record earns whatever the voucher and the time (payee, token, status, withdraw
+   * delay), computed when the record arrives rather than on every voucher.
+   */
+  private staticRefusal(record: ChannelRecord): ReasonCode | undefined {
+    if (record.payee.toLowerCase() !== this.payee) return "wrong_payee";
+    if (!this.tokens.has(record.token.toLowerCase())) return "wrong_token";
+    if (record.status === "closed") return "channel_closed";
+    if (record.withdrawDelay < (this.options.minWithdrawDelay ?? 0)) return "withdraw_delay_too_short";
+    return undefined;
+  }
+
   /** Refuses a channel this server must not take vouchers on now, whatever the voucher. */
   private checkRecord(state: ChannelState): Extract<CheckResult, { kind: "rejected" }> | undefined {
     const record = state.record;
-    if (record.payee.toLowerCase() !== this.payee) return { kind: "rejected", reason: "wrong_payee" };
-    if (!this.tokens.has(record.token.toLowerCase())) return { kind: "rejected", reason: "wrong_token" };
-    if (record.status === "closed") return { kind: "rejected", reason: "channel_closed" };
-    if (record.withdrawDelay < (this.options.minWithdrawDelay ?? 0)) {
-      return { kind: "rejected", reason: "withdraw_delay_too_short" };
-    }
+    if (state.refusal !== undefined) return { kind: "rejected", reason: state.refusal };
     if (record.withdrawReadyAt !== 0 && record.withdrawReadyAt - this.nowSec() < this.options.withdrawSafetyMarginSec) {
       return { kind: "rejected", reason: "channel_withdrawing", channel: this.view(state) };
     }

@@ -167,7 +167,10 @@ const DEFAULT_RETRY_WINDOW_MS = 60_000;
  * durable (group-committed fsync) and only then lets the request through.
  */
 export class PaymentGate {
-  private readonly inflight = new Map<string, Promise<AcceptedVoucher | undefined>>();
+  /** Accepted vouchers whose write is under way: a retry meanwhile waits for it. */
+  private readonly inflight = new Map<string, { record: AcceptedVoucher; settled: Promise<boolean> }>();
+  /** The network as a JSON string, for the PAYMENT-RESPONSE built without JSON.stringify. */
+  private readonly networkJson: string;
   private readonly retryWindowMs: number;
   private readonly network: string;
   private readonly contract: string;
@@ -177,6 +180,7 @@ export class PaymentGate {
   constructor(private readonly options: GateOptions) {
     this.retryWindowMs = options.retryWindowMs ?? DEFAULT_RETRY_WINDOW_MS;
     this.network = options.terms.network;
+    this.networkJson = JSON.stringify(options.terms.network);
     this.contract = options.terms.contract.toLowerCase();
     this.assets = new Set(
       options.quotes
@@ -284,11 +288,21 @@ export class PaymentGate {
     const v = decoded.voucher;
     if (v.scheme !== SCHEME) return this.refuse(request, "unsupported_scheme");
     if (v.network !== this.network) return this.refuse(request, "wrong_network");
-    if (v.contract !== undefined && v.contract.toLowerCase() !== this.contract) {
+    // The offer's own spelling (what clients echo) is checked first: no lowercase copy on the hot path.
+    const t = this.options.terms;
+    if (v.contract !== undefined && v.contract !== t.contract && v.contract.toLowerCase() !== this.contract) {
       return this.refuse(request, "wrong_contract");
     }
-    if (v.asset !== undefined && !this.assets.has(v.asset.toLowerCase())) return this.refuse(request, "wrong_token");
-    if (v.payTo !== undefined && v.payTo.toLowerCase() !== this.payee) return this.refuse(request, "wrong_payee");
+    if (
+      v.asset !== undefined &&
+      (this.options.quotes !== undefined || v.asset !== t.asset) &&
+      !this.assets.has(v.asset.toLowerCase())
+    ) {
+      return this.refuse(request, "wrong_token");
+    }
+    if (v.payTo !== undefined && v.payTo !== t.payee && v.payTo.toLowerCase() !== this.payee) {
+      return this.refuse(request, "wrong_payee");
+    }
 
     if (this.options.store.chargeVoucher) return this.chargeShared(request, v, started);
     const engine = this.options.engine;
@@ -303,9 +317,16 @@ export class PaymentGate {
       : request.price;
     let result: CheckResult;
     try {
-      const checked = await this.checkKnown(request, v, () => engine.check(v.channelId, v.amount, v.signature, price));
-      if ("ok" in checked) return checked;
-      result = checked;
+      // The one call into the engine before the store's write (a channel it does not know yet
+      // is looked up once, off this path).
+      result = engine.check(v.channelId, v.amount, v.signature, price);
+      if (result.kind === "unknown_channel") {
+        const checked = await this.checkKnown(request, v, () =>
+          engine.check(v.channelId, v.amount, v.signature, price),
+        );
+        if ("ok" in checked) return checked;
+        result = checked;
+      }
     } catch {
       // The engine reads the store on a channel's first use after a restart.
       return this.refuse(request, "store_unavailable");
@@ -494,88 +515,60 @@ export class PaymentGate {
     early: boolean,
     charged: Extract<ChannelCharge, { ok: true }> | undefined,
   ): Promise<GateResult> {
-    const pricedIn = charged && { symbol: charged.settings.symbol, rate: charged.rate };
     const bound = charged?.quote && this.options.quotes?.lockForChannel(ticket.channelId, charged.quote);
-    const reqHash = requestHash(request.method, request.pathAndQuery);
-    const issuedAt = Math.floor(Date.now() / 1000);
-    let receipt = this.options.receipts.sign({
-      channelId: ticket.channelId,
-      voucherAmount: ticket.amount,
-      charge: ticket.charge,
-      chargedTotal: ticket.chargedTotal,
-      request: reqHash,
-      issuedAt,
-    });
+    const token =
+      charged || bound
+        ? {
+            ...(charged ? { asset: charged.settings.address, rate: charged.rate.toString() } : {}),
+            ...(bound ? { quote: bound } : {}),
+          }
+        : undefined;
+    const payment = new AcceptedPayment(
+      this.options,
+      this.networkJson,
+      ticket,
+      requestHash(request.method, request.pathAndQuery),
+      Math.floor(Date.now() / 1000),
+      token,
+    );
     const record: AcceptedVoucher = {
       channelId: ticket.channelId,
       amount: ticket.amount,
       signature: ticket.signature,
       charge: ticket.charge,
       chargedTotal: ticket.chargedTotal,
-      receipt: JSON.stringify(receipt),
+      receipt: payment.receiptJson,
       acceptedAt: Date.now(),
     };
     const key = voucherKey(ticket.channelId, ticket.amount);
-    const durable = this.options.store.recordVoucher(record).then(
-      () => record,
-      () => undefined,
+    // One continuation after the store's write: the engine's settle, the metrics, and the
+    // pending-retry entry's end.
+    const settled = this.options.store.recordVoucher(record).then(
+      () => this.stored(key, ticket, started, charged),
+      () => this.stored(key, ticket, started, undefined, false),
     );
-    this.inflight.set(key, durable);
-    const settled = durable.then((stored) => {
-      this.inflight.delete(key);
-      if (!stored) {
-        this.options.engine.release(ticket);
-        return false;
-      }
-      this.options.observer?.accepted?.(ticket, Number(process.hrtime.bigint() - started) / 1e9, pricedIn);
-      return true;
-    });
-    if (!early && !(await settled)) return this.refuse(request, "store_unavailable");
+    this.inflight.set(key, { record, settled });
+    if (!early) {
+      if (!(await settled)) return this.refuse(request, "store_unavailable");
+    } else payment.durable = settled;
+    return payment;
+  }
 
-    let charge = ticket.charge;
-    let chargedTotal = ticket.chargedTotal;
-    const respond = (): SettleResponse =>
-      this.settled(
-        ticket.payer,
-        ticket.channelId,
-        ticket.amount,
-        charge,
-        chargedTotal,
-        ticket.remaining + ticket.chargedTotal - chargedTotal,
-        {
-          ...(charged ? { asset: charged.settings.address, rate: charged.rate.toString() } : {}),
-          ...(bound ? { quote: bound } : {}),
-        },
-        receipt,
-      );
-    return {
-      ok: true,
-      scheme: SCHEME,
-      channelId: ticket.channelId,
-      amount: ticket.amount,
-      retry: false,
-      durable: early ? settled : undefined,
-      charge: (finalCharge: bigint) => {
-        if (finalCharge === charge) return;
-        chargedTotal = this.options.engine.settleCharge(ticket, finalCharge, charge);
-        charge = finalCharge;
-        receipt = this.options.receipts.sign({
-          channelId: ticket.channelId,
-          voucherAmount: ticket.amount,
-          charge,
-          chargedTotal,
-          request: reqHash,
-          issuedAt,
-        });
-        // The signed receipt given to the client is authoritative for the lower charge; the
-        // store follows asynchronously (a lost adjustment only ever overstates the charge).
-        this.options.store
-          .adjustCharge(ticket.channelId, ticket.amount, charge, chargedTotal, JSON.stringify(receipt))
-          .catch(() => undefined);
-      },
-      responseHeader: () => encodeHeader(respond()),
-      response: respond,
-    };
+  /** After the store's write of an accepted ticket: the engine's one call after durability. */
+  private stored(
+    key: string,
+    ticket: Ticket,
+    started: bigint,
+    charged: Extract<ChannelCharge, { ok: true }> | undefined,
+    durable = true,
+  ): boolean {
+    this.inflight.delete(key);
+    this.options.engine.settle(ticket, durable);
+    if (durable) {
+      const pricedIn = charged && { symbol: charged.settings.symbol, rate: charged.rate };
+      this.options.observer?.accepted?.(ticket, Number(process.hrtime.bigint() - started) / 1e9, pricedIn);
+    }
+    return durable;
   }
 
   private async retry(request: PaidRequest, channelId: bigint, amount: bigint, signature: Hex): Promise<GateResult> {
@@ -583,9 +576,9 @@ export class PaymentGate {
     const pending = this.inflight.get(key);
     let original: AcceptedVoucher | undefined;
     if (pending) {
-      original = await pending;
       // The first attempt's write failed and its charge was released: this one may try again.
-      if (original === undefined) return this.refuse(request, "store_unavailable");
+      if (!(await pending.settled)) return this.refuse(request, "store_unavailable");
+      original = pending.record;
     } else {
       try {
         original = this.options.store.findVoucher(channelId, amount);
@@ -664,6 +657,126 @@ export class PaymentGate {
       },
     };
   }
+}
+
+/**
+ * A voucher accepted on a channel, as {@link PaymentGate.authorize} hands it out: one object per
+ * paid request, its receipt signed once and its PAYMENT-RESPONSE encoded once (again only if an
+ * "upto" charge changes them).
+ */
+class AcceptedPayment implements ChannelPayment {
+  readonly ok = true;
+  readonly scheme = SCHEME;
+  readonly retry = false;
+  durable: Promise<boolean> | undefined = undefined;
+  /** The signed receipt as stored and sent: JSON. */
+  receiptJson: string;
+  private receipt: SignedReceipt;
+  private currentCharge: bigint;
+  private chargedTotal: bigint;
+  private header: string | undefined;
+  private decoded: SettleResponse | undefined;
+
+  constructor(
+    private readonly options: GateOptions,
+    private readonly networkJson: string,
+    private readonly ticket: Ticket,
+    private readonly request: Hex,
+    private readonly issuedAt: number,
+    /** The token's figures for a request priced in dollars; undefined for the one dollar token. */
+    private readonly token: Pick<SettleExtra, "asset" | "rate" | "quote"> | undefined,
+  ) {
+    this.currentCharge = ticket.charge;
+    this.chargedTotal = ticket.chargedTotal;
+    this.receipt = this.sign();
+    this.receiptJson = receiptJson(this.receipt);
+  }
+
+  get channelId(): bigint {
+    return this.ticket.channelId;
+  }
+
+  get amount(): bigint {
+    return this.ticket.amount;
+  }
+
+  charge(finalCharge: bigint): void {
+    if (finalCharge === this.currentCharge) return;
+    const ticket = this.ticket;
+    this.chargedTotal = this.options.engine.settleCharge(ticket, finalCharge, this.currentCharge);
+    this.currentCharge = finalCharge;
+    this.receipt = this.sign();
+    this.receiptJson = receiptJson(this.receipt);
+    this.header = undefined;
+    this.decoded = undefined;
+    // The signed receipt given to the client is authoritative for the lower charge; the store
+    // follows asynchronously (a lost adjustment only ever overstates the charge).
+    this.options.store
+      .adjustCharge(ticket.channelId, ticket.amount, finalCharge, this.chargedTotal, this.receiptJson)
+      .catch(() => undefined);
+  }
+
+  responseHeader(): string {
+    if (this.header === undefined) {
+      const t = this.ticket;
+      // Exactly JSON.stringify(this.response()) (a test holds them equal), without building the
+      // object: every string in it is hex or decimal, except the network, quoted once.
+      const json =
+        this.token === undefined
+          ? `{"success":true,"transaction":"","network":${this.networkJson},"payer":"${t.payer}",` +
+            `"amount":"${this.currentCharge}","extra":{"channelId":"${channelIdHex(t.channelId)}",` +
+            `"voucherAmount":"${t.amount}","chargedTotal":"${this.chargedTotal}",` +
+            `"remaining":"${t.remaining + t.chargedTotal - this.chargedTotal}","receipt":${this.receiptJson}}}`
+          : JSON.stringify(this.response());
+      this.header = Buffer.from(json, "utf8").toString("base64");
+    }
+    return this.header;
+  }
+
+  response(): SettleResponse {
+    const t = this.ticket;
+    this.decoded ??= {
+      success: true,
+      transaction: "",
+      network: this.options.terms.network,
+      payer: t.payer,
+      amount: this.currentCharge.toString(),
+      extra: {
+        channelId: channelIdHex(t.channelId),
+        voucherAmount: t.amount.toString(),
+        ...this.token,
+        chargedTotal: this.chargedTotal.toString(),
+        remaining: (t.remaining + t.chargedTotal - this.chargedTotal).toString(),
+        receipt: this.receipt,
+      },
+    };
+    return this.decoded;
+  }
+
+  private sign(): SignedReceipt {
+    const t = this.ticket;
+    return this.options.receipts.sign({
+      channelId: t.channelId,
+      voucherAmount: t.amount,
+      charge: this.currentCharge,
+      chargedTotal: this.chargedTotal,
+      request: this.request,
+      issuedAt: this.issuedAt,
+    });
+  }
+}
+
+/**
+ * A receipt from {@link ReceiptSigner.sign} as JSON: exactly `JSON.stringify(receipt)` (a test
+ * holds them equal), built without it. Every string of a signed receipt is hex or decimal, so
+ * nothing needs escaping.
+ */
+export function receiptJson(r: SignedReceipt): string {
+  return (
+    `{"channelId":"${r.channelId}","voucherAmount":"${r.voucherAmount}","charge":"${r.charge}",` +
+    `"chargedTotal":"${r.chargedTotal}","request":"${r.request}","issuedAt":${r.issuedAt},` +
+    `"signer":"${r.signer}","signature":"${r.signature}"}`
+  );
 }
 
 /**

@@ -2,7 +2,6 @@ import http from "node:http";
 import https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import { PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER, SCHEME, type Pricing } from "../protocol/headers";
-import { requestHash } from "../protocol/receipt";
 import type { ForwardBeforeDurable, UnmatchedPolicy } from "../shared/config";
 import type { PaidRequest, Payment, PaymentGate, Refusal } from "./gate";
 import { silentLogger, type Logger } from "../shared/log";
@@ -353,18 +352,9 @@ export class PaymentProxy {
       pricing: route.pricing,
       ...(route.description ? { description: route.description } : {}),
     };
-    let result = await this.options.gate.authorize(paidRequest, { early: this.earlyMethods.has(method) });
-    if (
-      result.ok &&
-      result.scheme === SCHEME &&
-      result.retry &&
-      result.response().extra.receipt.request !== requestHash(method, paidRequest.pathAndQuery)
-    ) {
-      // The gate answers a retry of an accepted voucher whatever the request; and a 402's channel
-      // view shows the highest voucher to anyone naming the channel. Binding a retry to the
-      // request its receipt was signed for keeps a replayed voucher from buying anything else.
-      result = this.options.gate.refuse(paidRequest, "voucher_reused");
-    }
+    // A retry is answered only for the request its receipt was signed for (the gate's
+    // retriedReceipt), so a replayed voucher buys nothing else.
+    const result = await this.options.gate.authorize(paidRequest, { early: this.earlyMethods.has(method) });
     if (!result.ok) {
       this.refused(req, res, started, result);
       return;
@@ -652,9 +642,12 @@ export class PaymentProxy {
     if (!req.headers["x-forwarded-host"] && req.headers.host) out["x-forwarded-host"] = req.headers.host;
     if (!req.headers["x-forwarded-proto"]) out["x-forwarded-proto"] = "http";
     if (paid) {
-      const response = paid.payment.response();
-      out[PAYER_HEADER] = response.payer;
-      if (paid.payment.scheme === SCHEME) out[CHANNEL_HEADER] = paid.payment.response().extra.channelId;
+      const payment = paid.payment;
+      if (payment.scheme === SCHEME) {
+        const response = payment.response();
+        out[PAYER_HEADER] = response.payer;
+        out[CHANNEL_HEADER] = response.extra.channelId;
+      } else out[PAYER_HEADER] = payment.response().payer;
       out[PRICE_HEADER] = paid.price.toString();
       out[PRICING_HEADER] = paid.pricing;
     }

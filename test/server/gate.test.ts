@@ -351,6 +351,9 @@ describe("PaymentGate", () => {
       expect(payment.amount).to.equal(P);
       const response = payment.response();
       expect(decodeHeader(payment.responseHeader())).to.deep.equal(response);
+      // Built without JSON.stringify on the hot path: byte for byte what encodeHeader gives.
+      expect(payment.responseHeader()).to.equal(encodeHeader(response));
+      expect(stored!.receipt).to.equal(JSON.stringify(response.extra.receipt));
       expect(await validSettleResponse(payment.responseHeader())).to.deep.equal(response);
       expect(response).to.deep.include({
         success: true,
@@ -608,6 +611,7 @@ describe("PaymentGate", () => {
       expect(response.extra.chargedTotal).to.equal("400");
       expect(response.extra.remaining).to.equal((10_000_000n - 400n).toString());
       expect(decodeHeader(payment.responseHeader())).to.deep.equal(response);
+      expect(payment.responseHeader()).to.equal(encodeHeader(response));
       expect(parseReceipt(response.extra.receipt).charge).to.equal(400n);
       expect(parseReceipt(response.extra.receipt).chargedTotal).to.equal(400n);
       expect(await verifyReceipt(response.extra.receipt, RECEIPT_SIGNER, CHAIN_ID, CONTRACT)).to.equal(true);
