@@ -2,6 +2,7 @@ import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { validatePaymentRequired } from "@x402/core/schemas";
 import { expect } from "chai";
+import { z } from "zod/v4";
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -104,10 +105,10 @@ describe("paid MCP tool calls (@modelcontextprotocol/sdk over streamable HTTP, h
   }
 
   /** A call made with the raw SDK client, paying with `payment` when given. */
-  async function callRaw(name: string, payment?: Record<string, unknown>): Promise<CallToolResult> {
+  async function callRaw(name: string, payment?: Record<string, unknown>, city = "Lisbon"): Promise<CallToolResult> {
     return (await raw.callTool({
       name,
-      arguments: { city: "Lisbon" },
+      arguments: { city },
       ...(payment ? { _meta: { [MCP_PAYMENT_META]: payment } } : {}),
     })) as CallToolResult;
   }
@@ -159,7 +160,7 @@ describe("paid MCP tool calls (@modelcontextprotocol/sdk over streamable HTTP, h
           runs.set("throws", ran("throws") + 1);
           throw new Error("tool bug");
         });
-        paidTool(s, gate, "counted", { price: PRICE }, () => {
+        paidTool(s, gate, "counted", { price: PRICE, inputSchema: { city: z.string() } }, () => {
           runs.set("counted", ran("counted") + 1);
           return { content: [{ type: "text", text: "ok" }] };
         });
@@ -237,6 +238,11 @@ describe("paid MCP tool calls (@modelcontextprotocol/sdk over streamable HTTP, h
     expect(settleOf(second)).to.deep.equal(settleOf(first));
     expect(settleOf(first).amount).to.equal(PRICE.toString());
     expect(ran("counted")).to.equal(2);
+    // With other arguments it would be another call: a reuse, and the tool does not run.
+    const other = await callRaw("counted", payment, "Porto");
+    expect(other.isError).to.equal(true);
+    expect((other.structuredContent as unknown as PaymentRequired).error).to.equal("voucher_reused");
+    expect(ran("counted")).to.equal(2);
     // The next paid call finds one charge more on the channel, not two.
     const next = await buyer.callTool("weather", { city: "Braga" });
     expect(next.payment?.chargedTotal).to.equal(chargedBefore + 2n * PRICE);
@@ -306,6 +312,25 @@ describe("paid MCP tool calls (@modelcontextprotocol/sdk over streamable HTTP, h
     expect(amounts.size).to.equal(24);
     expect(buyer.spent - before).to.equal(24n * PRICE);
     expect(buyer.reserved).to.equal(0n);
+  });
+
+  it("a client that lost its state resynchronizes from the refusal's channel view and pays", async () => {
+    const charged = BigInt(buyer.channelState(channelId)!.chargedKnown);
+    const fresh = createPayingMcpClient(client, {
+      sessionAccount: session,
+      channel: channelId,
+      maxPerRequest: 10_000n,
+      maxTotal: 1_000_000n,
+    });
+    // Its first voucher repeats the first call's (signatures are deterministic): for another tool
+    // than that call's it is a reuse, refused with the channel's view.
+    const { result, payment } = await fresh.callTool("counted", { city: "Coimbra" });
+    expect(result.isError ?? false).to.equal(false);
+    expect(payment?.resynced).to.equal(true);
+    expect(payment?.chargedTotal).to.equal(charged + PRICE);
+    // The first client, now behind, is brought back in step the same way.
+    const { payment: again } = await buyer.callTool("weather", { city: "Aveiro" });
+    expect(again?.chargedTotal).to.equal(charged + 2n * PRICE);
   });
 
   it("the settler claims on-chain exactly what the tool calls were charged", async () => {

@@ -4,6 +4,8 @@ import type { CallToolResult, ToolAnnotations } from "@modelcontextprotocol/sdk/
 import { encodeHeader, type Pricing } from "../../protocol/headers";
 import { MCP_PAYMENT_META, MCP_PAYMENT_RESPONSE_META, MCP_TOOL_METHOD, toolResource } from "../../protocol/mcp";
 import { toAtomic, type Price } from "../../protocol/price";
+import { createHash } from "node:crypto";
+import { CONFIG_DEFAULTS } from "../../shared/config";
 import type { OfferedPaymentRequired, PaymentGate } from "../gate";
 
 /** The schemas a tool's arguments may be given as (those of the SDK's `registerTool`). */
@@ -23,6 +25,50 @@ export interface PaidToolConfig<InputArgs extends ToolInput> {
   readonly inputSchema?: InputArgs;
   readonly annotations?: ToolAnnotations;
   readonly _meta?: Record<string, unknown>;
+  /** The server's `retryWindowMs`, when its configuration changes it: how long a retry's arguments are checked. */
+  readonly retryWindowMs?: number;
+}
+
+/** Most paid calls whose arguments are remembered per gate (the oldest are forgotten first). */
+const MAX_REMEMBERED = 100_000;
+
+/**
+ * The arguments of the calls each voucher paid in the last retry window. A voucher's receipt is
+ * bound to the tool, not to its arguments: a retry must repeat them, or it would be another call
+ * served for nothing.
+ */
+class PaidArguments {
+  private readonly calls = new Map<string, { readonly digest: string; readonly at: number }>();
+
+  constructor(private readonly windowMs: number) {}
+
+  /** Whether a retry of `key` repeats its arguments; undefined when they are not remembered. */
+  matches(key: string, digest: string, now: number): boolean | undefined {
+    const call = this.calls.get(key);
+    return call && now - call.at <= this.windowMs ? call.digest === digest : undefined;
+  }
+
+  remember(key: string, digest: string, now: number): void {
+    for (const [oldest, call] of this.calls) {
+      if (now - call.at <= this.windowMs && this.calls.size < MAX_REMEMBERED) break;
+      this.calls.delete(oldest);
+    }
+    this.calls.set(key, { digest, at: now });
+  }
+}
+
+const remembered = new WeakMap<PaymentGate, PaidArguments>();
+
+/** A digest of a call's arguments (as parsed by the tool's input schema), keys in a fixed order. */
+function argumentsDigest(args: unknown): string {
+  const canonical = JSON.stringify(args ?? null, (_key, value: unknown) =>
+    value && typeof value === "object" && !Array.isArray(value)
+      ? Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : typeof value === "bigint"
+        ? value.toString()
+        : value,
+  );
+  return createHash("sha256").update(canonical).digest("base64");
 }
 
 /** The text of a retry of a failed call. */
@@ -64,9 +110,10 @@ function paymentHeaderOf(meta: Record<string, unknown> | undefined): string | un
  * - a handler that throws or returns `isError: true` is not charged: the call's charge is set
  *   to 0 (its receipt says so), and the voucher's headroom goes to the payer's next call. An
  *   `exact` payment has already moved its money and stays charged.
- * - the same voucher sent again for the same tool within the retry window gets the same
- *   receipt and is not charged again; the handler runs again, unless the first call failed
- *   (then the retry gets the same uncharged failure).
+ * - the same voucher sent again for the same tool with the same arguments within the retry
+ *   window gets the same receipt and is not charged again; the handler runs again, unless the
+ *   first call failed (then the retry gets the same uncharged failure). With other arguments it
+ *   is `voucher_reused` (the arguments are remembered in this process, per gate).
  *
  * The tool declares no output schema: an SDK client validates a declared one against every
  * result with structured content, including the PaymentRequired of an unpaid call.
@@ -78,7 +125,7 @@ export function paidTool<InputArgs extends ToolInput = undefined>(
   config: PaidToolConfig<InputArgs>,
   handler: ToolCallback<InputArgs>,
 ): RegisteredTool {
-  const { price: rawPrice, decimals, ...toolConfig } = config;
+  const { price: rawPrice, decimals, retryWindowMs, ...toolConfig } = config;
   if (typeof rawPrice === "string" && !/^\s*\d+\s*$/.test(rawPrice) && decimals === undefined) {
     throw new TypeError(`paidTool "${name}": a decimal price (${rawPrice}) needs \`decimals\``);
   }
@@ -86,11 +133,17 @@ export function paidTool<InputArgs extends ToolInput = undefined>(
   const pricing: Pricing = "fixed";
   const resource = toolResource(name);
   const run = handler as (...args: unknown[]) => CallToolResult | Promise<CallToolResult>;
+  let paidArguments = remembered.get(gate);
+  if (!paidArguments) {
+    paidArguments = new PaidArguments(retryWindowMs ?? CONFIG_DEFAULTS.retryWindowMs);
+    remembered.set(gate, paidArguments);
+  }
+  const calls = paidArguments;
 
   const paid = async (...args: unknown[]): Promise<CallToolResult> => {
     // The SDK passes (extra) to a tool without input schema, (args, extra) otherwise.
     const extra = args[args.length - 1] as { readonly _meta?: Record<string, unknown> } | undefined;
-    const payment = await gate.authorize({
+    const request = {
       method: MCP_TOOL_METHOD,
       pathAndQuery: resource.pathAndQuery,
       url: resource.url,
@@ -98,8 +151,18 @@ export function paidTool<InputArgs extends ToolInput = undefined>(
       price,
       pricing,
       ...(config.description ? { description: config.description } : {}),
-    });
+    };
+    const payment = await gate.authorize(request);
     if (!payment.ok) return paymentRequiredResult(payment.body);
+    if (payment.scheme === "channel") {
+      const key = `${name}:${payment.channelId.toString(16)}:${payment.amount.toString(16)}`;
+      const digest = argumentsDigest(args.length > 1 ? args[0] : undefined);
+      const now = Date.now();
+      if (!payment.retry) calls.remember(key, digest, now);
+      else if (calls.matches(key, digest, now) === false) {
+        return paymentRequiredResult(gate.refuse(request, "voucher_reused").body);
+      }
+    }
     const answer = (result: CallToolResult): CallToolResult => ({
       ...result,
       _meta: { ...result._meta, [MCP_PAYMENT_RESPONSE_META]: payment.response() },
