@@ -1,27 +1,10 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import {
-  createPublicClient,
-  createWalletClient,
-  http as httpTransport,
-  type Address,
-  type Hex,
-  type PublicClient,
-} from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
-import { hardhat } from "viem/chains";
-import { paymentChannelsAbi, usdcAbi } from "../src/chain/abi";
 import { openChannel, termsFromOffer, type PayingFetchOptions } from "../src/client";
 import { createPayingMcpClient } from "../src/mcp";
 import { formatDollars } from "../src/protocol/price";
-import { createPaymentServer, type PaymentServer } from "../src/server/app";
 import { startSettler } from "../src/settler/main";
-import { loadConfig, PAYEE_KEY_ENV, RELAYER_KEY_ENV } from "../src/shared/config";
 import { createLogger, silentLogger } from "../src/shared/log";
-import { startHardhatNode, type HardhatNode } from "../test/helpers/hardhatNode";
-import { HARDHAT_KEYS } from "../test/helpers/hardhatKeys";
-import { writeLocalConfig } from "../test/helpers/localServer";
+import { startChainServer, type ChainServer } from "../test/helpers/chainServer";
 import { connectMcpClient, payMcpCalls, startPaidMcpServer, type PaidMcpServer } from "./demo/mcpCalls";
 
 /**
@@ -40,9 +23,6 @@ import { connectMcpClient, payMcpCalls, startPaidMcpServer, type PaidMcpServer }
  * exit code is non-zero when the amount claimed on-chain differs from what was charged.
  */
 
-const MINTER_KEY: Hex = HARDHAT_KEYS[1];
-const PAYEE_KEY: Hex = HARDHAT_KEYS[2];
-const RELAYER_KEY: Hex = HARDHAT_KEYS[3];
 const CALLS = 50;
 const CONCURRENCY = 10;
 const DEPOSIT = 2_000_000n; // $2
@@ -132,36 +112,18 @@ export async function runDemoMcp(
   log: (line: string) => void,
   latencyCalls = 300,
 ): Promise<DemoMcpSummary & { readonly latency?: McpLatency }> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "paychan-demo-mcp-"));
-  let node: HardhatNode | undefined;
-  let server: PaymentServer | undefined;
+  let chain: ChainServer | undefined;
   let mcp: PaidMcpServer | undefined;
   try {
     log("paychan MCP demo");
-    node = await startHardhatNode({ deploy: true });
-    const { MockUSDC: token, PaymentChannels: contract } = node.deployments!;
-    const transport = httpTransport(node.url);
-    const publicClient = createPublicClient({ chain: hardhat, transport }) as PublicClient;
-    const minter = createWalletClient({ account: privateKeyToAccount(MINTER_KEY), chain: hardhat, transport });
-    const mint = async (to: Address, amount: bigint) =>
-      publicClient.waitForTransactionReceipt({
-        hash: await minter.writeContract({ address: token, abi: usdcAbi, functionName: "mint", args: [to, amount] }),
-      });
-    log(`  chain ${node.url}  contract ${contract}  token ${token}`);
-
-    const configFile = writeLocalConfig(
-      path.join(dir, "paychan.config.json"),
-      { rpcUrl: node.url, contract, token },
-      { routes: { "GET /unused": "$0.001" }, settler: { minUnclaimed: "0", intervalSec: 1, watch: false } },
-    );
-    const env = { [PAYEE_KEY_ENV]: PAYEE_KEY, [RELAYER_KEY_ENV]: RELAYER_KEY };
-    server = await createPaymentServer(loadConfig(configFile, env), { logger: createLogger({ level: "warn" }) });
-    await server.startChain();
+    chain = await startChainServer({ logger: createLogger({ level: "warn" }) });
+    const { server } = chain;
+    log(`  chain ${chain.node.url}  contract ${chain.contract}  token ${chain.token}`);
     mcp = await startPaidMcpServer({ gate: server.gate, relay: server.relay });
     log(`  MCP server ${mcp.url}: tool weather costs $0.001, ping is free`);
 
     const payer = privateKeyToAccount(generatePrivateKey());
-    await mint(payer.address, 10_000_000n);
+    await chain.mint(payer.address, 10_000_000n);
     const { paid, charged, channelId } = await payMcpCalls({
       url: mcp.url,
       n: CALLS,
@@ -171,19 +133,13 @@ export async function runDemoMcp(
     if (channelId === undefined) throw new Error("no call was paid");
     log(`  ${paid} paid MCP calls, ${CONCURRENCY} at a time, charged ${formatDollars(charged, 6)}`);
 
-    const settler = await startSettler(configFile, { env, logger: silentLogger });
+    const settler = await startSettler(chain.configFile, { env: chain.env, logger: silentLogger });
     let claimedOnChain = 0n;
     try {
       const deadline = Date.now() + 60_000;
       while (claimedOnChain < charged && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 200));
-        const onChain = await publicClient.readContract({
-          address: contract,
-          abi: paymentChannelsAbi,
-          functionName: "getChannel",
-          args: [channelId],
-        });
-        claimedOnChain = onChain.claimed;
+        claimedOnChain = await chain.claimed(channelId);
       }
     } finally {
       await settler.stop();
@@ -194,7 +150,7 @@ export async function runDemoMcp(
     let latency: McpLatency | undefined;
     if (latencyCalls > 0) {
       const latencyPayer = privateKeyToAccount(generatePrivateKey());
-      await mint(latencyPayer.address, 10_000_000n);
+      await chain.mint(latencyPayer.address, 10_000_000n);
       latency = await measureMcpLatency(mcp.url, buyerOptions(latencyPayer, mcp.url), latencyCalls);
       const f = (ms: number) => ms.toFixed(2);
       log(
@@ -210,9 +166,7 @@ export async function runDemoMcp(
     };
   } finally {
     await mcp?.close();
-    await server?.stop().catch(() => undefined);
-    await node?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    await chain?.stop();
   }
 }
 

@@ -3,13 +3,7 @@ import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { validatePaymentRequired } from "@x402/core/schemas";
 import { expect } from "chai";
 import { z } from "zod/v4";
-import { mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { createPublicClient, createWalletClient, http as httpTransport, type Hex, type PublicClient } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
-import { hardhat } from "viem/chains";
-import { paymentChannelsAbi, usdcAbi } from "../../src/chain/abi";
 import { openChannel, PaymentLimitError, termsFromOffer } from "../../src/client";
 import { chainIdOf } from "../../src/client/terms";
 import {
@@ -29,9 +23,7 @@ import {
   type SettleResponse,
 } from "../../src/protocol/headers";
 import { voucherDomain, voucherTypedData } from "../../src/protocol/voucher";
-import { createPaymentServer, type PaymentServer } from "../../src/server/app";
 import { startSettler } from "../../src/settler/main";
-import { loadConfig, PAYEE_KEY_ENV, RELAYER_KEY_ENV } from "../../src/shared/config";
 import { silentLogger } from "../../src/shared/log";
 import {
   connectMcpClient,
@@ -40,9 +32,7 @@ import {
   WEATHER_PRICE,
   type PaidMcpServer,
 } from "../../scripts/demo/mcpCalls";
-import { startHardhatNode, type HardhatNode } from "../helpers/hardhatNode";
-import { HARDHAT_KEYS } from "../helpers/hardhatKeys";
-import { writeLocalConfig } from "../helpers/localServer";
+import { startChainServer, type ChainServer } from "../helpers/chainServer";
 import { validPaymentPayload, validSettleResponse } from "../helpers/x402Wire";
 
 /**
@@ -52,9 +42,6 @@ import { validPaymentPayload, validSettleResponse } from "../helpers/x402Wire";
  * and the settler claiming on-chain exactly what the tool calls were charged.
  */
 
-const MINTER_KEY: Hex = HARDHAT_KEYS[1];
-const PAYEE_KEY: Hex = HARDHAT_KEYS[2];
-const RELAYER_KEY: Hex = HARDHAT_KEYS[3];
 const PRICE = WEATHER_PRICE;
 const DEPOSIT = 2_000_000n;
 
@@ -72,11 +59,7 @@ function settleOf(result: CallToolResult): SettleResponse {
 describe("paid MCP tool calls (@modelcontextprotocol/sdk over streamable HTTP, hardhat node)", function () {
   this.timeout(120_000);
 
-  let node: HardhatNode;
-  let publicClient: PublicClient;
-  let dir: string;
-  let configFile: string;
-  let server: PaymentServer;
+  let chain: ChainServer;
   let mcp: PaidMcpServer;
   let raw: Client;
   let client: Client;
@@ -120,33 +103,11 @@ describe("paid MCP tool calls (@modelcontextprotocol/sdk over streamable HTTP, h
   }
 
   before(async () => {
-    node = await startHardhatNode({ deploy: true });
-    const { MockUSDC: token, PaymentChannels: contract } = node.deployments!;
-    const transport = httpTransport(node.url);
-    publicClient = createPublicClient({ chain: hardhat, transport }) as PublicClient;
+    chain = await startChainServer();
     // The payer holds the token and no ETH: its channel is opened through the server's relay.
     const payer = privateKeyToAccount(generatePrivateKey());
-    const minter = createWalletClient({ account: privateKeyToAccount(MINTER_KEY), chain: hardhat, transport });
-    await publicClient.waitForTransactionReceipt({
-      hash: await minter.writeContract({
-        address: token,
-        abi: usdcAbi,
-        functionName: "mint",
-        args: [payer.address, 10_000_000n],
-      }),
-    });
-
-    dir = mkdtempSync(path.join(os.tmpdir(), "paychan-mcp-"));
-    configFile = writeLocalConfig(
-      path.join(dir, "paychan.config.json"),
-      { rpcUrl: node.url, contract, token },
-      { routes: { "GET /unused": "$0.001" }, settler: { minUnclaimed: "0", intervalSec: 1, watch: false } },
-    );
-    server = await createPaymentServer(
-      loadConfig(configFile, { [PAYEE_KEY_ENV]: PAYEE_KEY, [RELAYER_KEY_ENV]: RELAYER_KEY }),
-      { logger: silentLogger },
-    );
-    await server.startChain();
+    await chain.mint(payer.address, 10_000_000n);
+    const { server } = chain;
 
     mcp = await startPaidMcpServer({
       gate: server.gate,
@@ -188,9 +149,7 @@ describe("paid MCP tool calls (@modelcontextprotocol/sdk over streamable HTTP, h
     await raw?.close();
     await client?.close();
     await mcp?.close();
-    await server?.stop();
-    await node?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await chain?.stop();
   });
 
   it("answers an unpaid call of a priced tool with x402's PaymentRequired, as structured content and as text", async () => {
@@ -338,18 +297,9 @@ describe("paid MCP tool calls (@modelcontextprotocol/sdk over streamable HTTP, h
     const tail = await payWith(buyer, 3, 1);
     expect(tail.paid).to.equal(3);
     const charged = BigInt(buyer.channelState(channelId)!.chargedKnown);
-    const settler = await startSettler(configFile, { env: { [PAYEE_KEY_ENV]: PAYEE_KEY }, logger: silentLogger });
+    const settler = await startSettler(chain.configFile, { env: chain.env, logger: silentLogger });
     try {
-      const { PaymentChannels: contract } = node.deployments!;
-      const claimed = async () =>
-        (
-          await publicClient.readContract({
-            address: contract,
-            abi: paymentChannelsAbi,
-            functionName: "getChannel",
-            args: [channelId],
-          })
-        ).claimed;
+      const claimed = () => chain.claimed(channelId);
       const deadline = Date.now() + 60_000;
       while ((await claimed()) < charged) {
         if (Date.now() > deadline) throw new Error(`the settler claimed ${await claimed()} of ${charged} within 60 s`);
