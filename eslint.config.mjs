@@ -15,9 +15,13 @@ const LAYERS = {
   shared: ["server", "settler", "client", "browser", "cli"],
   server: ["settler", "client", "browser", "cli"],
   "server/x402": ["settler", "client", "browser", "cli"],
+  "server/mcp": ["settler", "client", "browser", "cli"],
   settler: ["server", "client", "browser", "cli"],
   client: ["store", "server", "settler", "browser", "cli"],
   "client/x402": ["store", "server", "settler", "browser", "cli"],
+  "client/mcp": ["store", "server", "settler", "browser", "cli"],
+  // The paychan/mcp entry: re-exports the server's and the client's MCP parts, side by side.
+  mcp: ["settler", "browser", "cli"],
   browser: ["store", "chain", "shared", "server", "settler", "client", "cli"],
   cli: ["browser"],
 };

@@ -221,6 +221,7 @@ describe("the installable package (npm pack, npm install --omit=dev, examples)",
       "paychan/protocol",
       "paychan/settler",
       "paychan/x402",
+      "paychan/mcp",
     ]);
     const script = `
       import { createRequire } from "node:module";
@@ -255,6 +256,8 @@ describe("the installable package (npm pack, npm install --omit=dev, examples)",
     expect(entries["paychan/protocol"].names).to.include.members(["verifyReceipt", "REASONS", "voucherTypedData"]);
     // Loads without @x402/core installed: the plug-in uses its types only.
     expect(entries["paychan/x402"].names).to.include.members(["createChannelScheme", "findDefaultAssetIn"]);
+    // Loads without @modelcontextprotocol/sdk installed: paid tools use its types only.
+    expect(entries["paychan/mcp"].names).to.include.members(["paidTool", "createPayingMcpClient"]);
   });
 
   it("type-checks the examples against the installed declarations", async () => {
