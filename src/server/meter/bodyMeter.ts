@@ -57,12 +57,15 @@ export class BodyMeter {
     status = 200,
     headers: http.OutgoingHttpHeaders = {},
   ): BodyMeter | undefined {
-    let meter: BodyMeter | undefined;
+    const opened: { meter?: BodyMeter } = {};
     const stream = registry.open(paid.request, paid.meter, paid.payment, (request) => {
-      if (framing === "sse" && !res.destroyed && !meter?.receipt) res.write(sseEvent(PAYMENT_REQUIRED_EVENT, request));
+      if (framing === "sse" && !res.destroyed && !opened.meter?.receipt) {
+        res.write(sseEvent(PAYMENT_REQUIRED_EVENT, request));
+      }
     });
     if (!stream) return undefined;
-    meter = new BodyMeter(res, registry, stream, framing);
+    const meter = new BodyMeter(res, registry, stream, framing);
+    opened.meter = meter;
     const head: http.OutgoingHttpHeaders = {
       ...headers,
       [STREAM_HEADER]: stream.id,

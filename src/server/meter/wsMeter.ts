@@ -1,7 +1,7 @@
 import type http from "node:http";
 import type { Duplex } from "node:stream";
 import WebSocket, { WebSocketServer, type RawData } from "ws";
-import { PAYMENT_SIGNATURE_HEADER } from "../../protocol/headers";
+import { PAYMENT_SIGNATURE_HEADER, SCHEME } from "../../protocol/headers";
 import type { StreamEnd, StreamMessage, StreamReceipt } from "../../protocol/stream";
 import type { PaidRequest, PaymentGate, Refusal } from "../gate";
 import type { ResolvedRoute } from "../routes";
@@ -151,11 +151,16 @@ export class WebSocketMeter {
       refuseUpgrade(socket, result);
       return;
     }
+    if (result.scheme !== SCHEME) {
+      // An `exact` transfer is final and cannot be charged by use: streams take vouchers only.
+      refuseUpgrade(socket, this.gate.refuse(request, "unsupported_scheme"));
+      return;
+    }
     const payment = result;
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      let metered: MeteredSocket | undefined;
+      const opened: { socket?: MeteredSocket } = {};
       const stream = this.registry.open(request, meter, payment, (need) => {
-        if (ws.readyState === WebSocket.OPEN && !metered?.ended) {
+        if (ws.readyState === WebSocket.OPEN && !opened.socket?.ended) {
           ws.send(JSON.stringify({ type: "paychan.payment-required", request: need } satisfies StreamMessage));
         }
       });
@@ -163,7 +168,16 @@ export class WebSocketMeter {
         ws.close(1008, "unsupported_scheme");
         return;
       }
-      metered = new MeteredSocket(ws, this.registry, stream);
+      const metered = new MeteredSocket(ws, this.registry, stream);
+      opened.socket = metered;
+      // The first block's PAYMENT-RESPONSE, as an HTTP response would carry it.
+      ws.send(
+        JSON.stringify({
+          type: "paychan.voucher-accepted",
+          response: payment.response(),
+          covered: stream.unitsCovered,
+        } satisfies StreamMessage),
+      );
       onOpen(metered);
     });
   }
