@@ -33,6 +33,8 @@ export interface MeteredStreamInfo {
   readonly vouchers: number;
   /** How long each accepted mid-stream voucher took, from the server's request to its acceptance (ms). */
   readonly voucherMs: readonly number[];
+  /** The PAYMENT-RESPONSE of each accepted mid-stream voucher, in order. */
+  readonly blocks: readonly SettleResponse[];
   /** Application events received (the payment events are taken out of the stream). */
   readonly events: number;
   /** Why paying stopped, when it did (a spend limit, a refusal): the server then ends the stream. */
@@ -64,7 +66,8 @@ export function consumeMeteredStream<R extends Response>(
   const type = response.headers.get("content-type") ?? "";
   if (!id || !terms || !response.body || !/^text\/event-stream\b/i.test(type)) return response;
 
-  let resolveReceipt!: (value: VerifiedStreamReceipt | undefined) => void;
+  let resolveReceipt!: (value: VerifiedStreamReceipt | undefined | Promise<VerifiedStreamReceipt>) => void;
+  let checking: Promise<VerifiedStreamReceipt> | undefined;
   const receipt = new Promise<VerifiedStreamReceipt | undefined>((resolve) => (resolveReceipt = resolve));
   const voucherMs: number[] = [];
   const info = {
@@ -74,15 +77,22 @@ export function consumeMeteredStream<R extends Response>(
     blockUnits: terms.blockUnits,
     vouchers: 0,
     voucherMs,
+    blocks: [] as SettleResponse[],
     events: 0,
     payError: undefined as unknown,
     receipt,
   };
   let covered = terms.blockUnits;
   let paying: Promise<void> | undefined;
+  let waiting: VoucherRequest | undefined;
   const answer = (request: VoucherRequest) => {
-    // Stale (a block was accepted after the server asked), already paying, or given up.
-    if (request.covered < covered || paying || info.payError !== undefined) return;
+    // Stale (a block was accepted after the server asked) or given up.
+    if (request.covered < covered || info.payError !== undefined) return;
+    // One block at a time: a request arriving meanwhile is answered when that one is done.
+    if (paying) {
+      waiting = request;
+      return;
+    }
     const asked = performance.now();
     paying = payer
       .pay(request)
@@ -90,13 +100,19 @@ export function consumeMeteredStream<R extends Response>(
         (paid) => {
           if (paid.covered > covered) covered = paid.covered;
           info.vouchers += 1;
+          info.blocks.push(paid.response);
           voucherMs.push(performance.now() - asked);
         },
         (error: unknown) => {
           info.payError = error;
         },
       )
-      .finally(() => (paying = undefined));
+      .finally(() => {
+        paying = undefined;
+        const next = waiting;
+        waiting = undefined;
+        if (next) answer(next);
+      });
   };
 
   const parser = new SseParser();
@@ -115,7 +131,7 @@ export function consumeMeteredStream<R extends Response>(
           return;
         }
         if (chunk.done) {
-          resolveReceipt(undefined);
+          resolveReceipt(checking);
           controller.close();
           return;
         }
@@ -125,9 +141,9 @@ export function consumeMeteredStream<R extends Response>(
           else if (event.event === PAYMENT_RECEIPT_EVENT) {
             const final = JSON.parse(event.data) as StreamReceipt;
             const events = info.events;
-            void payer.check(final, events).then(
-              (problem) => resolveReceipt({ receipt: final, valid: problem === undefined, ...(problem ? { problem } : {}) }),
-              (error: unknown) => resolveReceipt({ receipt: final, valid: false, problem: String(error) }),
+            checking = payer.check(final, events).then(
+              (problem) => ({ receipt: final, valid: problem === undefined, ...(problem ? { problem } : {}) }),
+              (error: unknown) => ({ receipt: final, valid: false, problem: String(error) }),
             );
           } else {
             info.events += 1;
@@ -145,9 +161,16 @@ export function consumeMeteredStream<R extends Response>(
       return reader.cancel(reason);
     },
   });
-  const wrapped = new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
+  const wrapped = new Response(body, {
+    status: response.status,
+    statusText: response.statusText,
+    headers: response.headers,
+  });
   for (const key of Object.keys(response)) {
-    Object.defineProperty(wrapped, key, { value: (response as unknown as Record<string, unknown>)[key], enumerable: true });
+    Object.defineProperty(wrapped, key, {
+      value: (response as unknown as Record<string, unknown>)[key],
+      enumerable: true,
+    });
   }
   Object.defineProperty(wrapped, "stream", { value: info, enumerable: true });
   return wrapped as unknown as R & { readonly stream?: MeteredStreamInfo };

@@ -21,7 +21,7 @@ import type { FundingResult } from "./openChannel";
 import { memoryStateStore, offerKey, type ChannelState, type ClientStateStore } from "./stateStore";
 import { chainIdOf, type TypedDataSigner } from "./terms";
 import { ChannelBook, requotes, type ChannelSlot, viewOf } from "./trackChannel";
-import { STREAM_HEADER, type StreamReceipt } from "../protocol/stream";
+import { STREAM_HEADER, type StreamReceipt, type VoucherRequest } from "../protocol/stream";
 import {
   consumeMeteredStream,
   type BlockOutcome,
@@ -403,85 +403,112 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
     // What this client counted as spent for each block, by voucher amount.
     const counted = new Map<bigint, bigint>();
     let streamSpent = firstCharge ?? 0n;
-    return {
-      pay: async (need) => {
-        const price = BigInt(need.amount);
-        if (price !== blockPrice) throw new Error(`the stream asks ${price} a block, its offer said ${blockPrice}`);
-        if (options.maxPerStream !== undefined && streamSpent + price > options.maxPerStream) {
-          throw new PaymentLimitError("maxPerStream", price, options.maxPerStream, streamSpent, request.url);
-        }
-        for (let attempt = 0; ; attempt++) {
-          checkLimits(price, request.url);
-          reserved += price;
-          let slot: ChannelSlot;
-          let amount: bigint;
-          try {
-            slot = await slotFor(offer, request.url);
-            amount = await reserveWithin(slot, price, paying, request.url, probe, false);
-          } catch (error) {
-            reserved -= price;
-            throw error;
-          }
-          let outcome: BlockOutcome;
-          try {
-            await slot.persist();
-            const signature = await options.sessionAccount.signTypedData(
-              voucherTypedData(voucherDomain(chainIdOf(offer.network), offer.extra.contract), {
-                channelId: slot.channelId,
-                cumulativeAmount: amount,
-              }),
-            );
-            const header = encodePaymentSignature(
-              paying,
-              { channelId: channelIdHex(slot.channelId), amount: amount.toString(), signature },
-              { url: request.url },
-            );
-            outcome = await deliver(header, need.streamId);
-          } catch (error) {
-            slot.lose(price, amount);
-            reserved -= price;
-            throw error;
-          }
+    const inFlight = new Set<Promise<unknown>>();
+    const pay = async (need: VoucherRequest) => {
+      const price = BigInt(need.amount);
+      if (price !== blockPrice) throw new Error(`the stream asks ${price} a block, its offer said ${blockPrice}`);
+      if (options.maxPerStream !== undefined && streamSpent + price > options.maxPerStream) {
+        throw new PaymentLimitError("maxPerStream", price, options.maxPerStream, streamSpent, request.url);
+      }
+      for (let attempt = 0; ; attempt++) {
+        checkLimits(price, request.url);
+        reserved += price;
+        let slot: ChannelSlot;
+        let amount: bigint;
+        try {
+          slot = await slotFor(offer, request.url);
+          amount = await reserveWithin(slot, price, paying, request.url, probe, false);
+        } catch (error) {
           reserved -= price;
-          if ("paid" in outcome) {
-            const paid = outcome.paid;
-            const problem = await receiptProblem(paid, offer, slot.channelId, amount, price, request);
-            const charge = problem === undefined ? BigInt(paid.amount) : price;
-            slot.release(price, amount, problem === undefined ? BigInt(paid.extra.chargedTotal) : undefined);
-            spent += charge;
-            streamSpent += charge;
-            counted.set(amount, charge);
-            slot.state.receipts += 1;
-            slot.state.lastReceipt = paid.extra.receipt;
-            await saveQuietly(slot);
-            if (problem !== undefined) throw new Error(`invalid block receipt from ${request.url}: ${problem}`);
-            return { response: paid, covered: outcome.covered };
-          }
-          slot.release(price, amount);
-          const view = viewOf(outcome.required, slot.channelId);
-          if (view) {
-            slot.resync(view);
-            await saveQuietly(slot);
-          }
-          const error = outcome.required?.error ?? outcome.error;
-          const corrective = error === "insufficient_amount" || error === "voucher_reused";
-          if (attempt > 0 || !(corrective && view)) {
-            throw new Error(`block refused: ${outcome.status} ${error ?? ""}`.trim());
-          }
+          throw error;
         }
+        let outcome: BlockOutcome;
+        try {
+          await slot.persist();
+          const signature = await options.sessionAccount.signTypedData(
+            voucherTypedData(voucherDomain(chainIdOf(offer.network), offer.extra.contract), {
+              channelId: slot.channelId,
+              cumulativeAmount: amount,
+            }),
+          );
+          const header = encodePaymentSignature(
+            paying,
+            { channelId: channelIdHex(slot.channelId), amount: amount.toString(), signature },
+            { url: request.url },
+          );
+          outcome = await deliver(header, need.streamId);
+        } catch (error) {
+          slot.lose(price, amount);
+          reserved -= price;
+          throw error;
+        }
+        reserved -= price;
+        if ("paid" in outcome) {
+          const paid = outcome.paid;
+          const problem = await receiptProblem(paid, offer, slot.channelId, amount, price, request);
+          const charge = problem === undefined ? BigInt(paid.amount) : price;
+          slot.release(price, amount, problem === undefined ? BigInt(paid.extra.chargedTotal) : undefined);
+          spent += charge;
+          streamSpent += charge;
+          counted.set(amount, charge);
+          slot.state.receipts += 1;
+          slot.state.lastReceipt = paid.extra.receipt;
+          await saveQuietly(slot);
+          if (problem !== undefined) throw new Error(`invalid block receipt from ${request.url}: ${problem}`);
+          return { response: paid, covered: outcome.covered };
+        }
+        slot.release(price, amount);
+        const view = viewOf(outcome.required, slot.channelId);
+        if (view) {
+          slot.resync(view);
+          await saveQuietly(slot);
+        }
+        const error = outcome.required?.error ?? outcome.error;
+        const corrective = error === "insufficient_amount" || error === "voucher_reused";
+        if (attempt > 0 || !(corrective && view)) {
+          throw new Error(`block refused: ${outcome.status} ${error ?? ""}`.trim());
+        }
+      }
+    };
+    return {
+      pay: (need) => {
+        const paying = pay(need);
+        inFlight.add(paying);
+        void paying.catch(() => undefined).finally(() => inFlight.delete(paying));
+        return paying;
       },
       check: async (receipt: StreamReceipt, events: number) => {
+        // A block paid while the stream ended is counted before its final charge is given back.
+        await Promise.allSettled([...inFlight]);
         const unitPrice = BigInt(receipt.unitPrice);
         let sum = 0n;
+        let given = 0n;
         for (const [index, block] of receipt.blocks.entries()) {
           const amount = BigInt(block.extra?.voucherAmount ?? -1);
-          const problem = await receiptProblem(block, offer, BigInt(block.extra.channelId), amount, blockPrice, request);
+          const problem = await receiptProblem(
+            block,
+            offer,
+            BigInt(block.extra.channelId),
+            amount,
+            blockPrice,
+            request,
+          );
           if (problem !== undefined) return `block ${index}: ${problem}`;
           const charge = BigInt(block.amount);
           sum += charge;
           // Give back what a block was finally charged less than counted.
           const before = index === 0 && firstCharge !== undefined ? firstCharge : counted.get(amount);
-          if (before !== undefined && charge < before) spent -= before - charge;
+          if (before !== undefined && charge < before) given += before - charge;
+        }
+        if (given > 0n) {
+          // What the last blocks were charged less than counted is no longer spent, and the
+          // channel's charged total known here comes down by as much, so later vouchers reuse
+          // that headroom instead of signing beyond it (the server would claim it).
+          spent -= given;
+          const slot = await slotFor(offer, request.url);
+          slot.chargedKnown = slot.chargedKnown > given ? slot.chargedKnown - given : 0n;
+          slot.mirror();
+          await saveQuietly(slot);
         }
         if (sum !== BigInt(receipt.charge)) return `blocks charge ${sum}, the receipt says ${receipt.charge}`;
         if (BigInt(receipt.units) * unitPrice !== sum) return `${receipt.units} units do not cost ${sum}`;

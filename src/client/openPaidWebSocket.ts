@@ -1,5 +1,10 @@
 import WebSocket, { type RawData } from "ws";
-import { decodeHeader, PAYMENT_REQUIRED_HEADER, PAYMENT_SIGNATURE_HEADER, type PaymentRequired } from "../protocol/headers";
+import {
+  decodeHeader,
+  PAYMENT_REQUIRED_HEADER,
+  PAYMENT_SIGNATURE_HEADER,
+  type PaymentRequired,
+} from "../protocol/headers";
 import type { StreamMessage, VoucherRequest } from "../protocol/stream";
 import type { BlockOutcome, BlockPayer, VerifiedStreamReceipt } from "./consumeMeteredStream";
 
@@ -16,6 +21,7 @@ export class PaidWebSocket {
   private readonly pending: ((outcome: BlockOutcome) => void)[] = [];
   private readonly listeners: ((data: RawData, isBinary: boolean) => void)[] = [];
   private paying: Promise<void> | undefined;
+  private waiting: VoucherRequest | undefined;
   private covered = 0;
   private resolveClosed!: (value: { code: number; receipt: VerifiedStreamReceipt | undefined }) => void;
   private receipt: Promise<VerifiedStreamReceipt> | undefined;
@@ -130,7 +136,12 @@ export class PaidWebSocket {
   }
 
   private answer(request: VoucherRequest): void {
-    if (request.covered < this.covered || this.paying || this.payError !== undefined || !this.payer) return;
+    if (request.covered < this.covered || this.payError !== undefined || !this.payer) return;
+    // One block at a time: a request arriving meanwhile is answered when that one is done.
+    if (this.paying) {
+      this.waiting = request;
+      return;
+    }
     const asked = performance.now();
     this.paying = this.payer
       .pay(request)
@@ -143,12 +154,19 @@ export class PaidWebSocket {
           this.payError = error;
         },
       )
-      .finally(() => (this.paying = undefined));
+      .finally(() => {
+        this.paying = undefined;
+        const next = this.waiting;
+        this.waiting = undefined;
+        if (next) this.answer(next);
+      });
   }
 }
 
 function parseControl(data: RawData): Exclude<StreamMessage, { type: "paychan.voucher" }> | undefined {
-  const text = Array.isArray(data) ? Buffer.concat(data).toString("utf8") : Buffer.from(data as Buffer).toString("utf8");
+  const text = Array.isArray(data)
+    ? Buffer.concat(data).toString("utf8")
+    : Buffer.from(data as Buffer).toString("utf8");
   if (!text.startsWith("{") || !text.includes('"paychan.')) return undefined;
   try {
     const value = JSON.parse(text) as { type?: unknown };

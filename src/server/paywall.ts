@@ -71,26 +71,24 @@ export function paywall(options: PaywallOptions): RequestHandler {
       description: route.description,
     };
     const meter = route.meter;
-    gate
-      .authorize(paidRequest)
-      .then((answer) => {
-        // A metered stream starts with a fresh block; a resent one would pay for a second stream.
-        const result = meter && answer.ok && answer.retry ? gate.refuse(paidRequest, "voucher_reused") : answer;
-        res.setHeader("access-control-expose-headers", "payment-required, payment-response");
-        if (!result.ok) {
-          if (page && result.status === 402 && wantsPaywallPage(req.method, req.headers.accept, header !== undefined)) {
-            const rendered = page.render(result.body, req.get("sec-fetch-site"));
-            res.status(402).set(result.headers).set(rendered.headers).send(rendered.html);
-            return;
-          }
-          res.status(result.status).set(result.headers).json(result.body);
+    gate.authorize(paidRequest).then((answer) => {
+      // A metered stream starts with a fresh block; a resent one would pay for a second stream.
+      const result = meter && answer.ok && answer.retry ? gate.refuse(paidRequest, "voucher_reused") : answer;
+      res.setHeader("access-control-expose-headers", "payment-required, payment-response");
+      if (!result.ok) {
+        if (page && result.status === 402 && wantsPaywallPage(req.method, req.headers.accept, header !== undefined)) {
+          const rendered = page.render(result.body, req.get("sec-fetch-site"));
+          res.status(402).set(result.headers).set(rendered.headers).send(rendered.html);
           return;
         }
-        res.locals[PAYMENT_KEY] = result;
-        if (meter) holdMeter(res, { registry: streams, request: paidRequest, meter, payment: result });
-        attachResponseHeader(res, result);
-        next();
-      }, next);
+        res.status(result.status).set(result.headers).json(result.body);
+        return;
+      }
+      res.locals[PAYMENT_KEY] = result;
+      if (meter) holdMeter(res, { registry: streams, request: paidRequest, meter, payment: result });
+      attachResponseHeader(res, result);
+      next();
+    }, next);
   };
 }
 

@@ -417,7 +417,13 @@ export class PaymentProxy {
       this.refused(req, res, started, result);
       return;
     }
-    const paid = { request: paidRequest, payment: result, price: route.price, pricing: route.pricing, meter: route.meter };
+    const paid = {
+      request: paidRequest,
+      payment: result,
+      price: route.price,
+      pricing: route.pricing,
+      meter: route.meter,
+    };
     this.forward(req, res, target, paid, started);
   }
 
@@ -611,7 +617,8 @@ export class PaymentProxy {
   ): void {
     const status = upstreamRes.statusCode ?? 502;
     const out = responseHeaders(upstreamRes);
-    if (paid?.meter && status < 300 && this.respondMetered(req, res, upstreamRes, paid, paid.meter, out, started)) return;
+    if (paid?.meter && status < 300 && this.respondMetered(req, res, upstreamRes, paid, paid.meter, out, started))
+      return;
     if (paid) {
       if (paid.pricing === "upto" && !paid.payment.retry) {
         const reported = upstreamRes.headers[CHARGE_HEADER];
@@ -664,7 +671,14 @@ export class PaymentProxy {
   ): boolean {
     const sse = isEventStream(upstreamRes.headers["content-type"]);
     if (this.draining) out.connection = "close";
-    const body = BodyMeter.open(res, this.streams, { ...paid, meter }, sse ? "sse" : "chunked", upstreamRes.statusCode, out);
+    const body = BodyMeter.open(
+      res,
+      this.streams,
+      { ...paid, meter },
+      sse ? "sse" : "chunked",
+      upstreamRes.statusCode,
+      out,
+    );
     if (!body) return false;
     this.finish(req, started, "paid", upstreamRes.statusCode ?? 200, () => ({ stream: body.stream.id }));
     void meterUpstream(upstreamRes, body, meter.unit, this.log);

@@ -765,12 +765,10 @@ function routesSchema(decimals: number) {
     abort: true,
   });
   const meter = strictObject(`an object { "unit", "blockUnits", "voucherTimeoutMs" }`, {
-    unit: oneOf(["token", "chunk", "byte"])
-      .default("chunk")
-      .meta({
-        description:
-          "token: units reported by the upstream; chunk: one SSE event, body chunk or WebSocket message; byte: one byte.",
-      }),
+    unit: oneOf(["token", "chunk", "byte"]).default("chunk").meta({
+      description:
+        "token: units reported by the upstream; chunk: one SSE event, body chunk or WebSocket message; byte: one byte.",
+    }),
     blockUnits: integer({ min: 1, max: 1_000_000_000, unit: "units" })
       .default(100)
       .meta({ description: "Units one voucher (one block) pays for; the last block is charged by use." }),

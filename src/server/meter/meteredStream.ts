@@ -144,6 +144,8 @@ export type BlockAnswer =
  */
 export class StreamRegistry {
   private readonly streams = new Map<string, MeteredStream>();
+  /** Called when a stream ends, with its receipt (for metrics, logs and tests). */
+  onClose: ((stream: MeteredStream, receipt: StreamReceipt) => void) | undefined;
 
   constructor(private readonly gate: PaymentGate) {}
 
@@ -162,8 +164,11 @@ export class StreamRegistry {
 
   /** Ends a stream and forgets it. */
   close(stream: MeteredStream, ended: StreamEnd): StreamReceipt {
+    const first = !stream.ended;
     this.streams.delete(stream.id);
-    return stream.finish(ended);
+    const receipt = stream.finish(ended);
+    if (first) this.onClose?.(stream, receipt);
+    return receipt;
   }
 
   get size(): number {

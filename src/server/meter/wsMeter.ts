@@ -95,7 +95,9 @@ export class MeteredSocket {
 function controlMessage(data: RawData): { type: string; payment?: unknown } | undefined {
   const size = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : data.byteLength;
   if (size > MAX_CONTROL_BYTES) return undefined;
-  const text = Array.isArray(data) ? Buffer.concat(data).toString("utf8") : Buffer.from(data as Buffer).toString("utf8");
+  const text = Array.isArray(data)
+    ? Buffer.concat(data).toString("utf8")
+    : Buffer.from(data as Buffer).toString("utf8");
   if (!text.startsWith("{") || !text.includes(`"${CONTROL_PREFIX}`)) return undefined;
   try {
     const value = JSON.parse(text) as { type?: unknown };
