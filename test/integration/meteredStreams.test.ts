@@ -46,6 +46,13 @@ const DEPOSIT = 50_000_000n;
 async function startUpstream(): Promise<{ server: http.Server; url: string }> {
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? "/", "http://upstream");
+    if (url.pathname === "/raw") {
+      // A plain chunked body: 1,000 bytes in chunks of 100.
+      res.writeHead(200, { "content-type": "application/octet-stream" });
+      for (let i = 0; i < 10; i++) res.write(Buffer.alloc(100, 97 + i));
+      res.end();
+      return;
+    }
     const total = Number(url.searchParams.get("tokens") ?? "100");
     const delay = Number(url.searchParams.get("delay") ?? "0");
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store" });
@@ -193,6 +200,7 @@ describe("metered streams (SSE and WebSocket, real chain and HTTP)", function ()
             meter: { unit: "token", blockUnits: BLOCK_UNITS, voucherTimeoutMs: 1_500 },
           },
           "GET /ws": { price: UNIT_PRICE.toString(), meter: { unit: "chunk", blockUnits: 20 } },
+          "GET /raw": { price: "1", meter: { unit: "byte", blockUnits: 250, voucherTimeoutMs: 300 } },
         },
       },
     );
@@ -291,6 +299,22 @@ describe("metered streams (SSE and WebSocket, real chain and HTTP)", function ()
     expect(BigInt(verified!.receipt.charge)).to.equal(BigInt(tokens) * UNIT_PRICE);
     // It waited (paused) for the voucher timeout before ending.
     expect(elapsed).to.be.at.least(1_400);
+  });
+
+  it("meters a plain chunked body per byte: unpaid bytes are never sent, the receipt goes in a trailer", async () => {
+    const pay = payer();
+    const count = closed.length;
+    // The fetch client pays the first block only (it cannot hear requests in a plain body).
+    const response = await pay(`${baseUrl}/raw`);
+    expect(response.status).to.equal(200);
+    expect(response.headers.get("paychan-meter")).to.equal("unit=byte; unit-price=1; block-units=250");
+    expect(response.headers.get("trailer")).to.equal("payment-receipt");
+    const bytes = (await response.arrayBuffer()).byteLength;
+    expect(bytes).to.equal(250);
+    const { receipt } = await waitFor("the stream's end", () => closed[count]);
+    expect(receipt.ended).to.equal("voucher_timeout");
+    expect(receipt.units).to.equal(250);
+    expect(receipt.charge).to.equal("250");
   });
 
   it("charges 32 concurrent streams on one channel exactly", async () => {
