@@ -4,20 +4,18 @@ import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
-import { createPublicClient, createWalletClient, http as httpTransport, type Hex, type PublicClient } from "viem";
+import { createPublicClient, http as httpTransport, type Hex, type PublicClient } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { hardhat } from "viem/chains";
 import { WebSocketServer } from "ws";
-import { paymentChannelsAbi, usdcAbi } from "../src/chain/abi";
-import { TransactionSender } from "../src/chain/sender";
 import { createPayingFetch, openChannel, termsFromOffer, type VerifiedStreamReceipt } from "../src/client";
 import { formatDollars } from "../src/protocol/price";
 import { SseParser, type StreamReceipt } from "../src/protocol/stream";
 import { createPaymentServer, type PaymentServer } from "../src/server/app";
-import { Settler } from "../src/settler/settler";
 import { loadConfig, PAYEE_KEY_ENV, RELAYER_KEY_ENV } from "../src/shared/config";
 import { createLogger } from "../src/shared/log";
 import { HARDHAT_KEYS } from "../test/helpers/hardhatKeys";
+import { mintUsdc, settleChannel } from "../test/helpers/localSettle";
 import { startHardhatNode, type HardhatNode } from "../test/helpers/hardhatNode";
 
 /**
@@ -157,18 +155,7 @@ async function main(): Promise<number> {
 
     const buyer = privateKeyToAccount(generatePrivateKey());
     const session = privateKeyToAccount(generatePrivateKey());
-    const minter = createWalletClient({
-      account: privateKeyToAccount(MINTER_KEY),
-      chain: hardhat,
-      transport: httpTransport(node.url),
-    });
-    const mint = await minter.writeContract({
-      address: usdc,
-      abi: usdcAbi,
-      functionName: "mint",
-      args: [buyer.address, DEPOSIT],
-    });
-    await publicClient.waitForTransactionReceipt({ hash: mint });
+    await mintUsdc(publicClient, node.url, MINTER_KEY, usdc, buyer.address, DEPOSIT);
     let channelId: bigint | undefined;
     const pay = createPayingFetch(fetch, {
       sessionAccount: session,
@@ -263,44 +250,22 @@ async function main(): Promise<number> {
     if (channelId === undefined) throw new Error("no channel was opened");
     const ledger = store.getLedger(channelId);
     if (!ledger) throw new Error("the server has no ledger for the channel");
-    const payee = privateKeyToAccount(PAYEE_KEY);
-    const settler = new Settler({
+    const { reports, claimed } = await settleChannel(
       publicClient,
-      sender: new TransactionSender({
-        publicClient,
-        walletClient: createWalletClient({ account: payee, chain: hardhat, transport: httpTransport(node.url) }),
-        account: payee,
-        chain: hardhat,
-        confirmations: 0,
-        pollIntervalMs: 100,
-        timeoutMs: 30_000,
-      }),
+      node.url,
+      PAYEE_KEY,
       store,
       contract,
-      policy: { minUnclaimed: 0n, maxAgeSec: 0, maxBatchSize: 50 },
-      opStack: false,
-      intervalSec: 3600,
-      onError: (cause, error) => log(`  settler ${cause}: ${(error as Error).message ?? String(error)}`),
-    });
-    const candidateBy = Date.now() + 20_000;
-    while (!settler.candidates().some((c) => c.channelId === channelId)) {
-      if (Date.now() > candidateBy) throw new Error("the channel never became a claim candidate");
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    const reports = await settler.runOnce();
-    const onChain = await publicClient.readContract({
-      address: contract,
-      abi: paymentChannelsAbi,
-      functionName: "getChannel",
-      args: [channelId],
-    });
+      channelId,
+      (cause, error) => log(`  settler ${cause}: ${(error as Error).message ?? String(error)}`),
+    );
     const charged = store.getLedger(channelId)!.chargedTotal;
     log(
-      `  settlement: ${reports.length} claimBatch tx; claimed on-chain ${formatDollars(onChain.claimed, 6)} ` +
+      `  settlement: ${reports.length} claimBatch tx; claimed on-chain ${formatDollars(claimed, 6)} ` +
         `(the best voucher), charged ${formatDollars(charged, 6)} (the warm-up stream included); ` +
-        `the difference, ${formatDollars(onChain.claimed - charged, 6)}, is what the last blocks signed beyond their use`,
+        `the difference, ${formatDollars(claimed - charged, 6)}, is what the last blocks signed beyond their use`,
     );
-    const ok = unpaidServed === 0 && invalid.length === 0 && onChain.claimed >= charged && mcpPaidCalls === 0;
+    const ok = unpaidServed === 0 && invalid.length === 0 && claimed >= charged && mcpPaidCalls === 0;
     log(ok ? "  OK: nothing served unpaid, every receipt verified" : "  FAILED");
     log(`  total ${((performance.now() - startedAt) / 1000).toFixed(1)} s`);
     log(
@@ -311,7 +276,7 @@ async function main(): Promise<number> {
         midStreamVouchers,
         mcpPaidCalls,
         unpaidServed,
-        claimedOnChain: onChain.claimed.toString(),
+        claimedOnChain: claimed.toString(),
         chargedTotal: charged.toString(),
       }),
     );

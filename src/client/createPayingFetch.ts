@@ -385,6 +385,28 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
     }
   }
 
+  /** Records `amount` as signed (durably), signs it with the session key and encodes PAYMENT-SIGNATURE. */
+  async function signVoucher(
+    slot: ChannelSlot,
+    amount: bigint,
+    offer: ChannelOffer,
+    paying: ChannelOffer,
+    url: string,
+  ): Promise<string> {
+    await slot.persist();
+    const signature = await options.sessionAccount.signTypedData(
+      voucherTypedData(voucherDomain(chainIdOf(offer.network), offer.extra.contract), {
+        channelId: slot.channelId,
+        cumulativeAmount: amount,
+      }),
+    );
+    return encodePaymentSignature(
+      paying,
+      { channelId: channelIdHex(slot.channelId), amount: amount.toString(), signature },
+      { url },
+    );
+  }
+
   /**
    * Pays the later blocks of a metered stream: each voucher is reserved, signed and recorded as
    * a request's would be, and POSTed to the stream's URL with `paychan-stream` (one corrective
@@ -424,18 +446,7 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
         }
         let outcome: BlockOutcome;
         try {
-          await slot.persist();
-          const signature = await options.sessionAccount.signTypedData(
-            voucherTypedData(voucherDomain(chainIdOf(offer.network), offer.extra.contract), {
-              channelId: slot.channelId,
-              cumulativeAmount: amount,
-            }),
-          );
-          const header = encodePaymentSignature(
-            paying,
-            { channelId: channelIdHex(slot.channelId), amount: amount.toString(), signature },
-            { url: request.url },
-          );
+          const header = await signVoucher(slot, amount, offer, paying, request.url);
           outcome = await deliver(header, need.streamId);
         } catch (error) {
           slot.lose(price, amount);
@@ -620,18 +631,7 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
       }
       let response: Response;
       try {
-        await slot.persist();
-        const signature = await options.sessionAccount.signTypedData(
-          voucherTypedData(voucherDomain(chainIdOf(offer.network), offer.extra.contract), {
-            channelId: slot.channelId,
-            cumulativeAmount: amount,
-          }),
-        );
-        const header = encodePaymentSignature(
-          paying,
-          { channelId: channelIdHex(slot.channelId), amount: amount.toString(), signature },
-          { url: request.url },
-        );
+        const header = await signVoucher(slot, amount, offer, paying, request.url);
         response = await send(header);
         // store_unavailable: nothing was charged and the same voucher may be resent (docs/protocol.md).
         for (let retry = 0; retry < STORE_RETRIES && response.status === 503; retry++) {

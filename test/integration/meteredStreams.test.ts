@@ -5,22 +5,20 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { createPublicClient, createWalletClient, http as httpTransport, type Hex, type PublicClient } from "viem";
+import { createPublicClient, http as httpTransport, type Hex, type PublicClient } from "viem";
 import { generatePrivateKey, privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
 import { hardhat } from "viem/chains";
 import { WebSocketServer } from "ws";
-import { paymentChannelsAbi, usdcAbi } from "../../src/chain/abi";
-import { TransactionSender } from "../../src/chain/sender";
 import { createPayingFetch, openChannel, termsFromOffer, type PaidResponse } from "../../src/client";
 import { SseParser, type StreamReceipt } from "../../src/protocol/stream";
 import { createPaymentServer, type PaymentServer } from "../../src/server/app";
 import { meteredResponse } from "../../src/server/meter/meteredResponse";
 import type { MeteredStream } from "../../src/server/meter/meteredStream";
 import { paywall } from "../../src/server/paywall";
-import { Settler } from "../../src/settler/settler";
 import { loadConfig, PAYEE_KEY_ENV, RELAYER_KEY_ENV } from "../../src/shared/config";
 import { createLogger } from "../../src/shared/log";
 import { HARDHAT_KEYS } from "../helpers/hardhatKeys";
+import { mintUsdc, settleChannel } from "../helpers/localSettle";
 import { startHardhatNode, type HardhatNode } from "../helpers/hardhatNode";
 import { writeLocalConfig } from "../helpers/localServer";
 
@@ -208,18 +206,7 @@ describe("metered streams (SSE and WebSocket, real chain and HTTP)", function ()
 
     buyer = privateKeyToAccount(generatePrivateKey());
     session = privateKeyToAccount(generatePrivateKey());
-    const minter = createWalletClient({
-      account: privateKeyToAccount(MINTER_KEY),
-      chain: hardhat,
-      transport: httpTransport(node.url),
-    });
-    const mint = await minter.writeContract({
-      address: usdc,
-      abi: usdcAbi,
-      functionName: "mint",
-      args: [buyer.address, DEPOSIT],
-    });
-    await publicClient.waitForTransactionReceipt({ hash: mint });
+    await mintUsdc(publicClient, node.url, MINTER_KEY, usdc, buyer.address, DEPOSIT);
     const probe = await fetch(`${baseUrl}/llm`);
     expect(probe.status).to.equal(402);
     const { decodeHeader } = await import("../../src/protocol/headers");
@@ -408,34 +395,14 @@ describe("metered streams (SSE and WebSocket, real chain and HTTP)", function ()
     const ledger = server.store.getLedger(channelId)!;
     expect(ledger.highestAmount >= accepted.reduce((a, b) => (a > b ? a : b))).to.equal(true);
 
-    const payee = privateKeyToAccount(PAYEE_KEY);
-    const settler = new Settler({
+    const { claimed } = await settleChannel(
       publicClient,
-      sender: new TransactionSender({
-        publicClient,
-        walletClient: createWalletClient({ account: payee, chain: hardhat, transport: httpTransport(node.url) }),
-        account: payee,
-        chain: hardhat,
-        confirmations: 0,
-        pollIntervalMs: 100,
-        timeoutMs: 30_000,
-      }),
-      store: server.store,
-      contract: node.deployments!.PaymentChannels,
-      policy: { minUnclaimed: 0n, maxAgeSec: 0, maxBatchSize: 50 },
-      opStack: false,
-      intervalSec: 3600,
-    });
-    await waitFor("a claim candidate", () =>
-      settler.candidates().some((c) => c.channelId === channelId) ? true : undefined,
+      node.url,
+      PAYEE_KEY,
+      server.store,
+      node.deployments!.PaymentChannels,
+      channelId,
     );
-    await settler.runOnce();
-    const onChain = await publicClient.readContract({
-      address: node.deployments!.PaymentChannels,
-      abi: paymentChannelsAbi,
-      functionName: "getChannel",
-      args: [channelId],
-    });
-    expect(onChain.claimed).to.equal(ledger.highestAmount);
+    expect(claimed).to.equal(ledger.highestAmount);
   });
 });
