@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
@@ -16,6 +16,7 @@ import { loadConfig, PAYEE_KEY_ENV, RELAYER_KEY_ENV } from "../src/shared/config
 import { createLogger } from "../src/shared/log";
 import { HARDHAT_KEYS } from "../test/helpers/hardhatKeys";
 import { mintUsdc, settleChannel } from "../test/helpers/localSettle";
+import { writeLocalConfig } from "../test/helpers/localServer";
 import { startHardhatNode, type HardhatNode } from "../test/helpers/hardhatNode";
 
 /**
@@ -121,25 +122,17 @@ async function main(): Promise<number> {
     const publicClient = createPublicClient({ chain: hardhat, transport: httpTransport(node.url) }) as PublicClient;
 
     model = await startModel();
-    const configFile = path.join(dir, "paychan.config.json");
-    writeFileSync(
-      configFile,
-      JSON.stringify({
+    const configFile = writeLocalConfig(
+      path.join(dir, "paychan.config.json"),
+      { rpcUrl: node.url, contract, token: usdc },
+      {
         upstream: `http://127.0.0.1:${(model.address() as AddressInfo).port}`,
-        listen: { host: "127.0.0.1", port: 0 },
-        network: "localhost",
-        rpcUrl: node.url,
-        contract,
-        token: { address: usdc, decimals: 6, name: "USD Coin", version: "2" },
         routes: {
           "GET /v1/stream": { price: UNIT_PRICE.toString(), meter: { unit: "token", blockUnits: BLOCK_UNITS } },
           "GET /v1/ws": { price: UNIT_PRICE.toString(), meter: { unit: "chunk", blockUnits: BLOCK_UNITS } },
         },
-        minDeposit: "$1",
-        minWithdrawDelay: 3600,
-        pollIntervalMs: 200,
         database: { path: path.join(dir, "paychan.db"), durable: true },
-      }),
+      },
     );
     const env = { ...process.env, [PAYEE_KEY_ENV]: PAYEE_KEY, [RELAYER_KEY_ENV]: RELAYER_KEY };
     server = await createPaymentServer(loadConfig(configFile, env), { logger: createLogger({ level: "warn" }) });
