@@ -373,7 +373,7 @@ export class PaymentProxy {
 
     if (isBlockPayment(req)) {
       await answerBlockPayment(this.streams, req, res);
-      this.finish(req, started, "paid", res.statusCode);
+      this.finish(req, started, res.statusCode === 200 ? "paid" : "refused", res.statusCode);
       return;
     }
     const route = this.resolve(method, target.matchPath, req);
@@ -619,6 +619,8 @@ export class PaymentProxy {
     const out = responseHeaders(upstreamRes);
     if (paid?.meter && status < 300 && this.respondMetered(req, res, upstreamRes, paid, paid.meter, out, started))
       return;
+    // A metered route's upstream did not stream (an error, a redirect): no unit was served.
+    if (paid?.meter && status >= 300 && !paid.payment.retry) paid.payment.charge(0n);
     if (paid) {
       if (paid.pricing === "upto" && !paid.payment.retry) {
         const reported = upstreamRes.headers[CHARGE_HEADER];

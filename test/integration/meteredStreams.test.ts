@@ -10,6 +10,7 @@ import { generatePrivateKey, privateKeyToAccount, type PrivateKeyAccount } from 
 import { hardhat } from "viem/chains";
 import { WebSocketServer } from "ws";
 import { createPayingFetch, openChannel, termsFromOffer, type PaidResponse } from "../../src/client";
+import { decodeHeader } from "../../src/protocol/headers";
 import { SseParser, type StreamReceipt } from "../../src/protocol/stream";
 import { createPaymentServer, type PaymentServer } from "../../src/server/app";
 import { meteredResponse } from "../../src/server/meter/meteredResponse";
@@ -49,6 +50,11 @@ async function startUpstream(): Promise<{ server: http.Server; url: string }> {
       res.writeHead(200, { "content-type": "application/octet-stream" });
       for (let i = 0; i < 10; i++) res.write(Buffer.alloc(100, 97 + i));
       res.end();
+      return;
+    }
+    if (url.searchParams.has("fail")) {
+      res.writeHead(500, { "content-type": "application/json" });
+      res.end(JSON.stringify({ error: "model unavailable" }));
       return;
     }
     const total = Number(url.searchParams.get("tokens") ?? "100");
@@ -209,7 +215,6 @@ describe("metered streams (SSE and WebSocket, real chain and HTTP)", function ()
     await mintUsdc(publicClient, node.url, MINTER_KEY, usdc, buyer.address, DEPOSIT);
     const probe = await fetch(`${baseUrl}/llm`);
     expect(probe.status).to.equal(402);
-    const { decodeHeader } = await import("../../src/protocol/headers");
     const offer = decodeHeader<{ accepts: [Parameters<typeof termsFromOffer>[0]] }>(
       probe.headers.get("payment-required")!,
     ).accepts[0];
@@ -302,6 +307,19 @@ describe("metered streams (SSE and WebSocket, real chain and HTTP)", function ()
     expect(receipt.ended).to.equal("voucher_timeout");
     expect(receipt.units).to.equal(250);
     expect(receipt.charge).to.equal("250");
+  });
+
+  it("charges nothing when the upstream answers a metered route with an error instead of a stream", async () => {
+    const pay = payer();
+    const response = await pay(`${baseUrl}/llm?fail=1`);
+    expect(response.status).to.equal(500);
+    expect(await response.json()).to.deep.equal({ error: "model unavailable" });
+    // Paid for (the voucher stands, as for any upstream failure), charged nothing.
+    const paid = decodeHeader<{ amount: string; extra: { receipt: { charge: string } } }>(
+      response.headers.get("payment-response")!,
+    );
+    expect(paid.amount).to.equal("0");
+    expect(paid.extra.receipt.charge).to.equal("0");
   });
 
   it("charges 32 concurrent streams on one channel exactly", async () => {
