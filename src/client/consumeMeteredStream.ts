@@ -35,7 +35,7 @@ export interface MeteredStreamInfo {
   readonly voucherMs: readonly number[];
   /** The PAYMENT-RESPONSE of each accepted mid-stream voucher, in order. */
   readonly blocks: readonly SettleResponse[];
-  /** Application events received (the payment events are taken out of the stream). */
+  /** Application events received (the payment events are taken out of the stream); bytes of a plain body. */
   readonly events: number;
   /** Why paying stopped, when it did (a spend limit, a refusal): the server then ends the stream. */
   readonly payError?: unknown;
@@ -54,8 +54,10 @@ export interface VerifiedStreamReceipt {
  * Wraps a metered server-sent event response (one carrying `paychan-stream`): the body given to
  * the caller is the stream without paychan's events; each `payment-required` event is answered
  * by paying one block with `payer` (one at a time; a request made stale by a block already paid
- * is skipped), and the `payment-receipt` event is checked and resolves `stream.receipt`.
- * Responses that are not metered event streams are returned unchanged.
+ * is skipped), and the `payment-receipt` event is checked and resolves `stream.receipt`. A plain
+ * chunked body metered per byte is paid ahead instead, a block whenever half of the covered bytes
+ * have arrived; its receipt is an HTTP trailer, which fetch does not expose (`stream.receipt`
+ * resolves undefined). Other responses are returned unchanged.
  */
 export function consumeMeteredStream<R extends Response>(
   response: R,
@@ -64,7 +66,10 @@ export function consumeMeteredStream<R extends Response>(
   const id = response.headers.get(STREAM_HEADER);
   const terms = parseMeterHeader(response.headers.get(METER_HEADER));
   const type = response.headers.get("content-type") ?? "";
-  if (!id || !terms || !response.body || !/^text\/event-stream\b/i.test(type)) return response;
+  if (!id || !terms || !response.body) return response;
+  const sse = /^text\/event-stream\b/i.test(type);
+  // A plain body cannot carry requests: only byte units can be counted (and paid ahead) here.
+  if (!sse && terms.unit !== "byte") return response;
 
   let resolveReceipt!: (value: VerifiedStreamReceipt | undefined | Promise<VerifiedStreamReceipt>) => void;
   let checking: Promise<VerifiedStreamReceipt> | undefined;
@@ -112,9 +117,23 @@ export function consumeMeteredStream<R extends Response>(
         const next = waiting;
         waiting = undefined;
         if (next) answer(next);
+        afterPay?.();
       });
   };
+  let afterPay: (() => void) | undefined;
 
+  /** A plain body's next block, once half of the covered bytes or more have arrived (and after each block paid). */
+  const payAhead = () => {
+    if (info.events < covered - terms.blockUnits / 2) return;
+    answer({
+      streamId: id,
+      amount: (terms.unitPrice * BigInt(terms.blockUnits)).toString(),
+      blockUnits: terms.blockUnits,
+      served: info.events,
+      covered,
+      paused: false,
+    });
+  };
   const parser = new SseParser();
   const decoder = new TextDecoder();
   const encoder = new TextEncoder();
@@ -133,6 +152,13 @@ export function consumeMeteredStream<R extends Response>(
         if (chunk.done) {
           resolveReceipt(checking);
           controller.close();
+          return;
+        }
+        if (!sse) {
+          info.events += chunk.value.byteLength;
+          afterPay ??= payAhead;
+          payAhead();
+          controller.enqueue(chunk.value);
           return;
         }
         let out = "";

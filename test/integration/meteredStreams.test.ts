@@ -293,16 +293,27 @@ describe("metered streams (SSE and WebSocket, real chain and HTTP)", function ()
     expect(elapsed).to.be.at.least(1_400);
   });
 
-  it("meters a plain chunked body per byte: unpaid bytes are never sent, the receipt goes in a trailer", async () => {
-    const pay = payer();
+  it("meters a plain chunked body per byte: paid ahead by bytes received, the receipt in a trailer", async () => {
     const count = closed.length;
-    // The fetch client pays the first block only (it cannot hear requests in a plain body).
-    const response = await pay(`${baseUrl}/raw`);
+    const response = await payer()(`${baseUrl}/raw`);
     expect(response.status).to.equal(200);
     expect(response.headers.get("paychan-meter")).to.equal("unit=byte; unit-price=1; block-units=250");
     expect(response.headers.get("trailer")).to.equal("payment-receipt");
-    const bytes = (await response.arrayBuffer()).byteLength;
-    expect(bytes).to.equal(250);
+    expect((await response.arrayBuffer()).byteLength).to.equal(1_000);
+    // The last block's answer may reach the client after the bytes it paid for.
+    await waitFor("three mid-stream vouchers", () => (response.stream!.vouchers >= 3 ? true : undefined));
+    const { receipt } = await waitFor("the stream's end", () => closed[count]);
+    expect(receipt.ended).to.equal("complete");
+    expect(receipt.units).to.equal(1_000);
+    expect(receipt.charge).to.equal("1000");
+    expect(await storedCharges(receipt)).to.equal(1_000n);
+  });
+
+  it("never sends the bytes of a chunked body beyond the blocks paid, and ends it when no voucher comes", async () => {
+    const count = closed.length;
+    // One block only (maxPerStream): the server pauses after 250 bytes, then ends the stream.
+    const response = await payer({ maxPerStream: 250n })(`${baseUrl}/raw`);
+    expect((await response.arrayBuffer()).byteLength).to.equal(250);
     const { receipt } = await waitFor("the stream's end", () => closed[count]);
     expect(receipt.ended).to.equal("voucher_timeout");
     expect(receipt.units).to.equal(250);
