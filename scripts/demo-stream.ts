@@ -17,6 +17,7 @@ import { createLogger } from "../src/shared/log";
 import { HARDHAT_KEYS } from "../test/helpers/hardhatKeys";
 import { mintUsdc, settleChannel } from "../test/helpers/localSettle";
 import { writeLocalConfig } from "../test/helpers/localServer";
+import { streamTokens } from "../test/helpers/tokenModel";
 import { startHardhatNode, type HardhatNode } from "../test/helpers/hardhatNode";
 
 /**
@@ -51,23 +52,7 @@ const DEPOSIT = 5_000_000n; // $5
 async function startModel(): Promise<http.Server> {
   const server = http.createServer((req, res) => {
     req.resume();
-    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store" });
-    let sent = 0;
-    let closed = false;
-    res.on("close", () => (closed = true));
-    const next = () => {
-      if (closed) return;
-      if (sent >= TOKENS) {
-        res.end('data: [DONE]\n\nevent: paychan-usage\ndata: {"units":0}\n\n');
-        return;
-      }
-      const n = Math.min(1 + (sent % 4), TOKENS - sent);
-      const tokens = Array.from({ length: n }, (_, i) => `tok${sent + i}`);
-      sent += n;
-      res.write(`data: ${JSON.stringify({ tokens })}\n\nevent: paychan-usage\ndata: {"units":${n}}\n\n`);
-      setTimeout(next, 1);
-    };
-    next();
+    streamTokens(res, TOKENS, 1, 4);
   });
   const wss = new WebSocketServer({ server, path: "/v1/ws" });
   wss.on("connection", (socket) => {
@@ -100,7 +85,6 @@ async function readTokens(body: ReadableStream<Uint8Array>): Promise<number> {
   let tokens = 0;
   for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
     for (const event of parser.push(decoder.decode(chunk, { stream: true }))) {
-      if (event.data === "[DONE]") continue;
       tokens += (JSON.parse(event.data) as { tokens: string[] }).tokens.length;
     }
   }

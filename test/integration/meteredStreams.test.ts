@@ -22,6 +22,7 @@ import { HARDHAT_KEYS } from "../helpers/hardhatKeys";
 import { mintUsdc, settleChannel } from "../helpers/localSettle";
 import { startHardhatNode, type HardhatNode } from "../helpers/hardhatNode";
 import { writeLocalConfig } from "../helpers/localServer";
+import { streamTokens } from "../helpers/tokenModel";
 
 /**
  * Metered streams end to end (docs/protocol.md#metered-streams): a real `hardhat node`, the real
@@ -57,26 +58,7 @@ async function startUpstream(): Promise<{ server: http.Server; url: string }> {
       res.end(JSON.stringify({ error: "model unavailable" }));
       return;
     }
-    const total = Number(url.searchParams.get("tokens") ?? "100");
-    const delay = Number(url.searchParams.get("delay") ?? "0");
-    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store" });
-    let sent = 0;
-    let closed = false;
-    res.on("close", () => (closed = true));
-    const next = () => {
-      if (closed) return;
-      if (sent >= total) {
-        res.end();
-        return;
-      }
-      const n = Math.min(1 + (sent % 3), total - sent);
-      const words = Array.from({ length: n }, (_, i) => `t${sent + i}`).join(" ");
-      sent += n;
-      res.write(`data: ${words}\n\nevent: paychan-usage\ndata: {"units":${n}}\n\n`);
-      if (delay > 0) setTimeout(next, delay);
-      else setImmediate(next);
-    };
-    next();
+    streamTokens(res, Number(url.searchParams.get("tokens") ?? "100"), Number(url.searchParams.get("delay") ?? "0"));
   });
   const wss = new WebSocketServer({ server });
   wss.on("connection", (socket, req) => {
@@ -110,7 +92,7 @@ async function readTokens(response: Response, stopAfter = Infinity): Promise<{ t
     if (done) break;
     for (const event of parser.push(decoder.decode(value, { stream: true }))) {
       expect(event.event).to.equal("message");
-      tokens += event.data.split(" ").length;
+      tokens += (JSON.parse(event.data) as { tokens: string[] }).tokens.length;
       events++;
     }
     if (tokens >= stopAfter) {
@@ -388,7 +370,7 @@ describe("metered streams (SSE and WebSocket, real chain and HTTP)", function ()
     );
     app.get("/count", async (_req, res) => {
       const stream = meteredResponse(res)!;
-      for (let i = 0; i < 35; i++) if (!(await stream.send(`data: ${i}\n\n`, 1))) return;
+      for (let i = 0; i < 35; i++) if (!(await stream.send(`data: {"tokens":["${i}"]}\n\n`, 1))) return;
       stream.end();
     });
     const listener = app.listen(0, "127.0.0.1");
