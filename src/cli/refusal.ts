@@ -146,6 +146,10 @@ const ADVICE: Readonly<Record<ReasonCode, (ctx: RefusalContext) => RefusalAdvice
     meaning: "the exchange-rate quote expired again while paying under a fresh one",
     fix: "run the command again",
   }),
+  unknown_stream: () => ({
+    meaning: "the metered stream this voucher was for has ended or is not served by this server; nothing was charged",
+    fix: "run the command again to start a new stream",
+  }),
   store_unavailable: () => ({
     meaning: "the server could not store the voucher; nothing was charged",
     fix: "run the command again in a moment",

@@ -21,6 +21,14 @@ import type { FundingResult } from "./openChannel";
 import { memoryStateStore, offerKey, type ChannelState, type ClientStateStore } from "./stateStore";
 import { chainIdOf, type TypedDataSigner } from "./terms";
 import { ChannelBook, requotes, type ChannelSlot, viewOf } from "./trackChannel";
+import { STREAM_HEADER, type StreamReceipt, type VoucherRequest } from "../protocol/stream";
+import {
+  consumeMeteredStream,
+  type BlockOutcome,
+  type BlockPayer,
+  type MeteredStreamInfo,
+} from "./consumeMeteredStream";
+import { PaidWebSocket } from "./openPaidWebSocket";
 
 /**
  * `createPayingFetch` wraps `fetch` so that priced resources are paid transparently through a
@@ -90,8 +98,11 @@ export interface PaymentInfo {
   readonly topUpError?: unknown;
 }
 
-/** A response; `payment` is set when the request was paid. */
-export type PaidResponse = Response & { readonly payment?: PaymentInfo };
+/**
+ * A response; `payment` is set when the request was paid (for a metered stream, by its first
+ * block), `stream` when it is a metered stream (docs/protocol.md#metered-streams).
+ */
+export type PaidResponse = Response & { readonly payment?: PaymentInfo; readonly stream?: MeteredStreamInfo };
 
 /**
  * Chooses (or opens) the channel that pays an offer. Called at most once per offer terms
@@ -114,6 +125,12 @@ export interface PayingFetchOptions {
   readonly maxPerRequest: bigint;
   /** Largest total this instance pays (charged plus reserved for requests in flight), atomic units. */
   readonly maxTotal: bigint;
+  /**
+   * Largest sum paid for one metered stream (its blocks), atomic units; default no cap but
+   * `maxTotal`. Each block's price counts against `maxPerRequest` as a request's would. Past it no
+   * more block is paid: the server pauses the stream, then ends it with its receipt.
+   */
+  readonly maxPerStream?: bigint;
   /** Where signedMax / chargedKnown / receipts live. Default: in memory. Use `fileStateStore` to survive restarts. */
   readonly store?: ClientStateStore;
   /** Only pay offers on this CAIP-2 network. */
@@ -148,6 +165,11 @@ export interface PayingFetch {
   readonly toppedUp: bigint;
   /** The persisted state of a channel, if known. */
   channelState(channelId: bigint): Readonly<ChannelState> | undefined;
+  /**
+   * Opens a metered WebSocket (`ws://` or `wss://`; its route's 402 is read over HTTP at the
+   * same path), paying its first block in the upgrade and later blocks in the socket.
+   */
+  openWebSocket(url: string): Promise<PaidWebSocket>;
 }
 
 /**
@@ -363,6 +385,204 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
     }
   }
 
+  /** Records `amount` as signed (durably), signs it with the session key and encodes PAYMENT-SIGNATURE. */
+  async function signVoucher(
+    slot: ChannelSlot,
+    amount: bigint,
+    offer: ChannelOffer,
+    paying: ChannelOffer,
+    url: string,
+  ): Promise<string> {
+    await slot.persist();
+    const signature = await options.sessionAccount.signTypedData(
+      voucherTypedData(voucherDomain(chainIdOf(offer.network), offer.extra.contract), {
+        channelId: slot.channelId,
+        cumulativeAmount: amount,
+      }),
+    );
+    return encodePaymentSignature(
+      paying,
+      { channelId: channelIdHex(slot.channelId), amount: amount.toString(), signature },
+      { url },
+    );
+  }
+
+  /**
+   * Pays the later blocks of a metered stream: each voucher is reserved, signed and recorded as
+   * a request's would be, and POSTed to the stream's URL with `paychan-stream` (one corrective
+   * resynchronization, as for requests); the final receipt is checked block by block, and what
+   * the last blocks were charged by use is given back to `spent`.
+   */
+  function blockPayer(
+    offer: ChannelOffer,
+    paying: ChannelOffer,
+    blockPrice: bigint,
+    firstCharge: bigint | undefined,
+    request: ReplayableRequest,
+    probe: (header: string) => Promise<Response>,
+    deliver: (header: string, streamId: string) => Promise<BlockOutcome>,
+  ): BlockPayer {
+    // What this client counted as spent for each block, by voucher amount.
+    const counted = new Map<bigint, bigint>();
+    let streamSpent = firstCharge ?? 0n;
+    const inFlight = new Set<Promise<unknown>>();
+    const pay = async (need: VoucherRequest) => {
+      const price = BigInt(need.amount);
+      if (price !== blockPrice) throw new Error(`the stream asks ${price} a block, its offer said ${blockPrice}`);
+      if (options.maxPerStream !== undefined && streamSpent + price > options.maxPerStream) {
+        throw new PaymentLimitError("maxPerStream", price, options.maxPerStream, streamSpent, request.url);
+      }
+      for (let attempt = 0; ; attempt++) {
+        checkLimits(price, request.url);
+        reserved += price;
+        let slot: ChannelSlot;
+        let amount: bigint;
+        try {
+          slot = await slotFor(offer, request.url);
+          amount = await reserveWithin(slot, price, paying, request.url, probe, false);
+        } catch (error) {
+          reserved -= price;
+          throw error;
+        }
+        let outcome: BlockOutcome;
+        try {
+          const header = await signVoucher(slot, amount, offer, paying, request.url);
+          outcome = await deliver(header, need.streamId);
+        } catch (error) {
+          slot.lose(price, amount);
+          reserved -= price;
+          throw error;
+        }
+        reserved -= price;
+        if ("paid" in outcome) {
+          const paid = outcome.paid;
+          const problem = await receiptProblem(paid, offer, slot.channelId, amount, price, request);
+          const charge = problem === undefined ? BigInt(paid.amount) : price;
+          slot.release(price, amount, problem === undefined ? BigInt(paid.extra.chargedTotal) : undefined);
+          spent += charge;
+          streamSpent += charge;
+          counted.set(amount, charge);
+          slot.state.receipts += 1;
+          slot.state.lastReceipt = paid.extra.receipt;
+          await saveQuietly(slot);
+          if (problem !== undefined) throw new Error(`invalid block receipt from ${request.url}: ${problem}`);
+          return { response: paid, covered: outcome.covered };
+        }
+        slot.release(price, amount);
+        const view = viewOf(outcome.required, slot.channelId);
+        if (view) {
+          slot.resync(view);
+          await saveQuietly(slot);
+        }
+        const error = outcome.required?.error ?? outcome.error;
+        const corrective = error === "insufficient_amount" || error === "voucher_reused";
+        if (attempt > 0 || !(corrective && view)) {
+          throw new Error(`block refused: ${outcome.status} ${error ?? ""}`.trim());
+        }
+      }
+    };
+    return {
+      pay: (need) => {
+        const paying = pay(need);
+        inFlight.add(paying);
+        void paying.catch(() => undefined).finally(() => inFlight.delete(paying));
+        return paying;
+      },
+      check: async (receipt: StreamReceipt, events: number) => {
+        // A block paid while the stream ended is counted before its final charge is given back.
+        await Promise.allSettled([...inFlight]);
+        const unitPrice = BigInt(receipt.unitPrice);
+        let sum = 0n;
+        let given = 0n;
+        for (const [index, block] of receipt.blocks.entries()) {
+          const amount = BigInt(block.extra?.voucherAmount ?? -1);
+          const problem = await receiptProblem(
+            block,
+            offer,
+            BigInt(block.extra.channelId),
+            amount,
+            blockPrice,
+            request,
+          );
+          if (problem !== undefined) return `block ${index}: ${problem}`;
+          const charge = BigInt(block.amount);
+          sum += charge;
+          // Give back what a block was finally charged less than counted.
+          const before = index === 0 && firstCharge !== undefined ? firstCharge : counted.get(amount);
+          if (before !== undefined && charge < before) given += before - charge;
+        }
+        if (given > 0n) {
+          // What the last blocks were charged less than counted is no longer spent, and the
+          // channel's charged total known here comes down by as much, so later vouchers reuse
+          // that headroom instead of signing beyond it (the server would claim it).
+          spent -= given;
+          const slot = await slotFor(offer, request.url);
+          slot.chargedKnown = slot.chargedKnown > given ? slot.chargedKnown - given : 0n;
+          slot.mirror();
+          await saveQuietly(slot);
+        }
+        if (sum !== BigInt(receipt.charge)) return `blocks charge ${sum}, the receipt says ${receipt.charge}`;
+        if (BigInt(receipt.units) * unitPrice !== sum) return `${receipt.units} units do not cost ${sum}`;
+        if (receipt.unit === "chunk" && receipt.units > events) {
+          return `charged ${receipt.units} events, received ${events}`;
+        }
+        return undefined;
+      },
+    };
+  }
+
+  /** A mid-stream voucher POSTed to the stream's URL with `paychan-stream`. */
+  const postBlock =
+    (url: string) =>
+    async (header: string, streamId: string): Promise<BlockOutcome> => {
+      const response = await fetchImpl(url, {
+        method: "POST",
+        headers: { [PAYMENT_SIGNATURE_HEADER]: header, [STREAM_HEADER]: streamId },
+      });
+      const paidHeader = response.headers.get(PAYMENT_RESPONSE_HEADER);
+      if (response.status === 200 && paidHeader) {
+        const body = (await response.json()) as { covered?: unknown };
+        return {
+          paid: decodeHeader<SettleResponse>(paidHeader),
+          covered: typeof body.covered === "number" ? body.covered : 0,
+        };
+      }
+      const required = decodeRequired(response);
+      let error: string | undefined;
+      try {
+        error = ((await response.json()) as { error?: string }).error;
+      } catch {
+        // No JSON body.
+      }
+      return { status: response.status, ...(required ? { required } : {}), ...(error ? { error } : {}) };
+    };
+
+  /** Opens a metered WebSocket (see openPaidWebSocket.ts), paying its blocks from this instance's channels. */
+  async function openWebSocket(url: string): Promise<PaidWebSocket> {
+    const httpUrl = url.replace(/^ws(s?):/i, "http$1:");
+    const request: ReplayableRequest = { url: httpUrl, method: "GET", headers: new Headers(), init: { method: "GET" } };
+    const route = routeKey(request);
+    let offer = offers.get(route);
+    if (!offer) {
+      const first = await fetchImpl(httpUrl);
+      const required = first.status === 402 ? decodeRequired(first) : undefined;
+      await drain(first);
+      offer = required && pick(required);
+      if (!offer) throw new Error(`createPayingFetch: ${httpUrl} offers no channel payment (status ${first.status})`);
+      offers.set(route, offer);
+    }
+    const chosen = offer;
+    const socket = new PaidWebSocket(url);
+    const probe = (header: string) => fetchImpl(httpUrl, { headers: { [PAYMENT_SIGNATURE_HEADER]: header } });
+    const slot = await slotFor(chosen, httpUrl);
+    const paying = slot.underBoundQuote(chosen);
+    const payer = blockPayer(chosen, paying, BigInt(paying.amount), undefined, request, probe, (header) =>
+      socket.deliver(header),
+    );
+    await socket.open(payer, paying.amount);
+    return socket;
+  }
+
   async function payingFetch(input: string | URL | Request, init?: RequestInit): Promise<PaidResponse> {
     const request = await normalize(input, init);
     const send = (header?: string) => {
@@ -411,18 +631,7 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
       }
       let response: Response;
       try {
-        await slot.persist();
-        const signature = await options.sessionAccount.signTypedData(
-          voucherTypedData(voucherDomain(chainIdOf(offer.network), offer.extra.contract), {
-            channelId: slot.channelId,
-            cumulativeAmount: amount,
-          }),
-        );
-        const header = encodePaymentSignature(
-          paying,
-          { channelId: channelIdHex(slot.channelId), amount: amount.toString(), signature },
-          { url: request.url },
-        );
+        const header = await signVoucher(slot, amount, offer, paying, request.url);
         response = await send(header);
         // store_unavailable: nothing was charged and the same voucher may be resent (docs/protocol.md).
         for (let retry = 0; retry < STORE_RETRIES && response.status === 503; retry++) {
@@ -509,6 +718,10 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
           ...(topUpError !== undefined ? { topUpError } : {}),
         };
         options.onPayment?.(payment, response);
+        if (response.headers.get(STREAM_HEADER)) {
+          const payer = blockPayer(offer, paying, price, charge, request, send, postBlock(request.url));
+          return attach(consumeMeteredStream(response, payer), payment);
+        }
         return attach(response, payment);
       }
 
@@ -551,5 +764,6 @@ export function createPayingFetch(fetchImpl: typeof fetch, options: PayingFetchO
     channelState: {
       value: (channelId: bigint) => book.find(channelId),
     },
+    openWebSocket: { value: openWebSocket },
   }) as PayingFetch;
 }

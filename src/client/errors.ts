@@ -10,9 +10,10 @@ export class PaymentLimitError extends Error {
   constructor(
     /**
      * Which limit: the per-request price cap (`maxAmountPerPayment` is x402's spend control, as
-     * resolved by x402Client), the instance's total budget, or the top-up budget.
+     * resolved by x402Client), the instance's total budget, a metered stream's budget, or the
+     * top-up budget.
      */
-    readonly limit: "maxPerRequest" | "maxAmountPerPayment" | "maxTotal" | "maxTopUpTotal",
+    readonly limit: "maxPerRequest" | "maxAmountPerPayment" | "maxTotal" | "maxPerStream" | "maxTopUpTotal",
     /** The price asked by the server (for `maxTopUpTotal`: the top-up amount), atomic units. */
     readonly price: bigint,
     /** The configured limit, atomic units. */
@@ -24,8 +25,8 @@ export class PaymentLimitError extends Error {
     super(
       limit === "maxPerRequest" || limit === "maxAmountPerPayment"
         ? `payment refused: ${url} asks ${price} atomic units, above ${limit} ${allowed}`
-        : limit === "maxTotal"
-          ? `payment refused: ${url} asks ${price} atomic units, spent ${spent} of maxTotal ${allowed}`
+        : limit === "maxTotal" || limit === "maxPerStream"
+          ? `payment refused: ${url} asks ${price} atomic units, spent ${spent} of ${limit} ${allowed}`
           : `automatic top-up refused: adding ${price} atomic units would exceed maxTopUpTotal ${allowed} ` +
             `(topped up ${spent} so far)`,
     );

@@ -127,3 +127,15 @@ export type {
   ExactTerms,
   TransferWithAuthorization,
 } from "./exact";
+export {
+  formatMeterHeader,
+  METER_HEADER,
+  parseMeterHeader,
+  PAYMENT_RECEIPT_EVENT,
+  PAYMENT_REQUIRED_EVENT,
+  SseParser,
+  sseEvent,
+  STREAM_HEADER,
+  USAGE_EVENT,
+} from "./stream";
+export type { SseEvent, StreamEnd, StreamMessage, StreamReceipt, VoucherRequest } from "./stream";

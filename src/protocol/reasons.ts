@@ -36,6 +36,8 @@ export const REASONS = {
   authorization_expired: 402,
   authorization_reused: 402,
   transfer_failed: 402,
+  // 404: a mid-stream voucher for a metered stream that has ended or is not served here (nothing charged).
+  unknown_stream: 404,
   // 503: the server cannot take payments right now; retry later (a voucher unchanged, an `exact` payment with a new authorization).
   store_unavailable: 503,
   settlement_unavailable: 503,

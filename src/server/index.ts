@@ -20,6 +20,12 @@ export { createPaymentServer } from "./app";
 export type { PaymentServer, PaymentServerOptions } from "./app";
 export { paymentOf, paywall } from "./paywall";
 export type { PaywallOptions } from "./paywall";
+export { meteredResponse } from "./meter/meteredResponse";
+export { BodyMeter, RECEIPT_TRAILER } from "./meter/bodyMeter";
+export type { BodyFraming } from "./meter/bodyMeter";
+export { MeteredStream, StreamRegistry } from "./meter/meteredStream";
+export type { BlockAnswer } from "./meter/meteredStream";
+export { CONTROL_PREFIX, MeteredSocket, WebSocketMeter, refuseUpgrade, relayToUpstream } from "./meter/wsMeter";
 export { CSP_REPORT_PATH, PAYWALL_SCRIPT_PATH, PaywallPage, wantsPaywallPage } from "./paywallPage";
 export type { PaywallResponse } from "./paywallPage";
 export {
@@ -73,7 +79,8 @@ export type { RateReading, RateSource } from "./rateSource";
 export { PriceFeedReader } from "../chain/priceFeed";
 export type { FeedReading } from "../chain/priceFeed";
 export { RouteMatcher } from "./routes";
-export type { ResolvedRoute } from "./routes";
+export { METER_DEFAULTS } from "./routes";
+export type { ResolvedMeter, ResolvedRoute } from "./routes";
 export { VerificationEngine } from "./engine";
 export type { ChannelPrice, CheckResult, EngineOptions, Ticket } from "./engine";
 export {
@@ -88,7 +95,16 @@ export {
   RELAYER_KEY_ENV,
   ServerSecrets,
 } from "../shared/config";
-export type { ParseOptions, RateSetting, RoutePrice, RouteTable, ServerConfig, TokenSettings } from "../shared/config";
+export type {
+  MeterUnit,
+  ParseOptions,
+  RateSetting,
+  RouteMeter,
+  RoutePrice,
+  RouteTable,
+  ServerConfig,
+  TokenSettings,
+} from "../shared/config";
 export { createLogger, silentLogger } from "../shared/log";
 export type { Logger, LoggerOptions, LogLevel } from "../shared/log";
 export { findNetwork, NETWORKS } from "../chain/networks";

@@ -4,6 +4,9 @@ import type { Payment, PaymentGate } from "./gate";
 import { PaywallPage, wantsPaywallPage } from "./paywallPage";
 import type { RouteTable } from "../shared/config";
 import { RouteMatcher, type ResolvedRoute } from "./routes";
+import { StreamRegistry } from "./meter/meteredStream";
+import { answerBlockPayment, isBlockPayment } from "./meter/blockEndpoint";
+import { holdMeter } from "./meter/meteredResponse";
 
 export interface PaywallOptions {
   readonly gate: PaymentGate;
@@ -38,9 +41,14 @@ export function paywall(options: PaywallOptions): RequestHandler {
             matcher.match(req.method, req.path)
         )(new RouteMatcher(options.routes, options.decimals));
   const page = options.page === undefined ? new PaywallPage() : options.page;
+  const streams = new StreamRegistry(gate);
 
   return (req: Request, res: Response, next: NextFunction): void => {
     if (page?.serve(req.method, req.path, req, res)) return;
+    if (isBlockPayment(req)) {
+      answerBlockPayment(streams, req, res).catch(next);
+      return;
+    }
     let route: ResolvedRoute | null | undefined;
     try {
       route = resolve(req);
@@ -53,31 +61,34 @@ export function paywall(options: PaywallOptions): RequestHandler {
       return;
     }
     const header = req.headers[PAYMENT_SIGNATURE_HEADER];
-    gate
-      .authorize({
-        method: req.method,
-        pathAndQuery: req.originalUrl,
-        url: `${req.protocol}://${req.get("host") ?? "localhost"}${req.originalUrl}`,
-        paymentHeader: Array.isArray(header) ? header[0] : header,
-        price: route.price,
-        pricing: route.pricing,
-        description: route.description,
-      })
-      .then((result) => {
-        res.setHeader("access-control-expose-headers", "payment-required, payment-response");
-        if (!result.ok) {
-          if (page && result.status === 402 && wantsPaywallPage(req.method, req.headers.accept, header !== undefined)) {
-            const rendered = page.render(result.body, req.get("sec-fetch-site"));
-            res.status(402).set(result.headers).set(rendered.headers).send(rendered.html);
-            return;
-          }
-          res.status(result.status).set(result.headers).json(result.body);
+    const paidRequest = {
+      method: req.method,
+      pathAndQuery: req.originalUrl,
+      url: `${req.protocol}://${req.get("host") ?? "localhost"}${req.originalUrl}`,
+      paymentHeader: Array.isArray(header) ? header[0] : header,
+      price: route.price,
+      pricing: route.pricing,
+      description: route.description,
+    };
+    const meter = route.meter;
+    gate.authorize(paidRequest).then((answer) => {
+      // A metered stream starts with a fresh block; a resent one would pay for a second stream.
+      const result = meter && answer.ok && answer.retry ? gate.refuse(paidRequest, "voucher_reused") : answer;
+      res.setHeader("access-control-expose-headers", "payment-required, payment-response");
+      if (!result.ok) {
+        if (page && result.status === 402 && wantsPaywallPage(req.method, req.headers.accept, header !== undefined)) {
+          const rendered = page.render(result.body, req.get("sec-fetch-site"));
+          res.status(402).set(result.headers).set(rendered.headers).send(rendered.html);
           return;
         }
-        res.locals[PAYMENT_KEY] = result;
-        attachResponseHeader(res, result);
-        next();
-      }, next);
+        res.status(result.status).set(result.headers).json(result.body);
+        return;
+      }
+      res.locals[PAYMENT_KEY] = result;
+      if (meter) holdMeter(res, { registry: streams, request: paidRequest, meter, payment: result });
+      attachResponseHeader(res, result);
+      next();
+    }, next);
   };
 }
 

@@ -8,7 +8,12 @@ import { silentLogger, type Logger } from "../shared/log";
 import type { PaymentMetrics, RequestOutcome } from "./metrics";
 import { PaywallPage, wantsPaywallPage } from "./paywallPage";
 import type { RoutePrice, RouteTable } from "../shared/config";
-import { RouteMatcher, type ResolvedRoute } from "./routes";
+import { RouteMatcher, type ResolvedMeter, type ResolvedRoute } from "./routes";
+import { StreamRegistry } from "./meter/meteredStream";
+import { BodyMeter } from "./meter/bodyMeter";
+import { answerBlockPayment, isBlockPayment } from "./meter/blockEndpoint";
+import { isEventStream, meterUpstream } from "./meter/meterUpstream";
+import { relayToUpstream, WebSocketMeter } from "./meter/wsMeter";
 
 /**
  * A standalone paying reverse proxy (node:http, no framework) in front of any HTTP API.
@@ -191,6 +196,8 @@ interface PaidRoute {
   readonly payment: Payment;
   readonly price: bigint;
   readonly pricing: Pricing;
+  /** A metered route's terms: the response is a metered stream (docs/protocol.md#metered-streams). */
+  readonly meter?: ResolvedMeter;
 }
 
 class UpstreamTimeoutError extends Error {
@@ -216,12 +223,17 @@ export class PaymentProxy {
   private readonly relayOpen: string | undefined;
   private readonly relayTopUp: string | undefined;
   private readonly page: PaywallPage | null;
+  /** Live metered streams, and the mid-stream voucher path. */
+  readonly streams: StreamRegistry;
+  private readonly sockets: WebSocketMeter;
   private inflight = 0;
   private draining = false;
   private drained: (() => void) | undefined;
 
   constructor(private readonly options: ProxyOptions) {
     this.matcher = new RouteMatcher(normalizeRouteTable(options.routes), options.decimals);
+    this.streams = new StreamRegistry(options.gate);
+    this.sockets = new WebSocketMeter(options.gate, this.streams);
     this.log = options.logger ?? silentLogger;
     this.unmatched = options.unmatchedRoutes ?? "reject";
     this.timeoutMs = options.upstreamTimeoutMs ?? 30_000;
@@ -251,6 +263,34 @@ export class PaymentProxy {
       (req, res) => this.handle(req, res),
     );
     this.server.on("clientError", (error: NodeJS.ErrnoException, socket: Socket) => this.clientError(error, socket));
+    this.server.on("upgrade", (req: http.IncomingMessage, socket: Socket, head: Buffer) => {
+      this.upgrade(req, socket, head).catch((error: unknown) => {
+        this.log.error("websocket upgrade failed", { err: error, url: req.url });
+        socket.destroy();
+      });
+    });
+  }
+
+  /**
+   * A WebSocket upgrade: on a metered route, paid like a request and relayed to the upstream's
+   * WebSocket at the same path, each upstream message metered (see wsMeter.ts); refused otherwise.
+   */
+  private async upgrade(req: http.IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
+    const target = parseRequestTarget(req.url ?? "");
+    const route = target && this.matcher.match("GET", target.matchPath);
+    if (!target || !route?.meter) {
+      socket.end("HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
+      return;
+    }
+    const upstream = this.options.upstream;
+    const url = `${upstream.protocol === "https:" ? "wss:" : "ws:"}//${upstream.host}${this.upstreamBase}${target.forwardPath}${target.query}`;
+    await this.sockets.upgrade(req, socket, head, route, this.resourceUrl(req, target), (metered) => {
+      const paid = metered.stream.request;
+      relayToUpstream(metered, url, {
+        [PRICE_HEADER]: paid.price.toString(),
+        [PRICING_HEADER]: paid.pricing,
+      });
+    });
   }
 
   /** Starts listening; resolves with the bound address. */
@@ -279,6 +319,7 @@ export class PaymentProxy {
    */
   async close(graceMs = 10_000): Promise<void> {
     this.draining = true;
+    this.sockets.close();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
     if (this.inflight > 0) {
@@ -329,6 +370,11 @@ export class PaymentProxy {
       return;
     }
 
+    if (isBlockPayment(req)) {
+      await answerBlockPayment(this.streams, req, res);
+      this.finish(req, started, res.statusCode === 200 ? "paid" : "refused", res.statusCode);
+      return;
+    }
     const route = this.resolve(method, target.matchPath, req);
     if (route === undefined) {
       if (this.unmatched === "reject") {
@@ -354,12 +400,20 @@ export class PaymentProxy {
     };
     // A retry is answered only for the request its receipt was signed for (the gate's
     // retriedReceipt), so a replayed voucher buys nothing else.
-    const result = await this.options.gate.authorize(paidRequest, { early: this.earlyMethods.has(method) });
+    let result = await this.options.gate.authorize(paidRequest, { early: this.earlyMethods.has(method) });
+    // A metered stream starts with a fresh block; a resent one would pay for a second stream.
+    if (result.ok && route.meter && result.retry) result = this.options.gate.refuse(paidRequest, "voucher_reused");
     if (!result.ok) {
       this.refused(req, res, started, result);
       return;
     }
-    const paid = { request: paidRequest, payment: result, price: route.price, pricing: route.pricing };
+    const paid = {
+      request: paidRequest,
+      payment: result,
+      price: route.price,
+      pricing: route.pricing,
+      meter: route.meter,
+    };
     this.forward(req, res, target, paid, started);
   }
 
@@ -553,6 +607,10 @@ export class PaymentProxy {
   ): void {
     const status = upstreamRes.statusCode ?? 502;
     const out = responseHeaders(upstreamRes);
+    if (paid?.meter && status < 300 && this.respondMetered(req, res, upstreamRes, paid, paid.meter, out, started))
+      return;
+    // A metered route's upstream did not stream (an error, a redirect): no unit was served.
+    if (paid?.meter && status >= 300 && !paid.payment.retry) paid.payment.charge(0n);
     if (paid) {
       if (paid.pricing === "upto" && !paid.payment.retry) {
         const reported = upstreamRes.headers[CHARGE_HEADER];
@@ -586,6 +644,37 @@ export class PaymentProxy {
       paid ? { charge: paid.payment.response().amount } : {},
     );
     upstreamRes.pipe(res);
+  }
+
+  /**
+   * Streams a metered route's answer through a {@link BodyMeter}: an event stream with in-band
+   * voucher requests and receipt, any other body chunked with the receipt in a trailer. False
+   * when the payment cannot pay by use (an `exact` transfer): the response then goes out as an
+   * "upto" one charged the full block.
+   */
+  private respondMetered(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    upstreamRes: http.IncomingMessage,
+    paid: PaidRoute,
+    meter: ResolvedMeter,
+    out: http.OutgoingHttpHeaders,
+    started: bigint,
+  ): boolean {
+    const sse = isEventStream(upstreamRes.headers["content-type"]);
+    if (this.draining) out.connection = "close";
+    const body = BodyMeter.open(
+      res,
+      this.streams,
+      { ...paid, meter },
+      sse ? "sse" : "chunked",
+      upstreamRes.statusCode,
+      out,
+    );
+    if (!body) return false;
+    this.finish(req, started, "paid", upstreamRes.statusCode ?? 200, () => ({ stream: body.stream.id }));
+    void meterUpstream(upstreamRes, body, meter.unit, this.log);
+    return true;
   }
 
   /**

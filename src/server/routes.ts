@@ -1,13 +1,26 @@
 import type { Pricing } from "../protocol/headers";
 import { toAtomic } from "../protocol/price";
-import type { RoutePrice, RouteTable } from "../shared/config";
+import type { MeterUnit, RoutePrice, RouteTable } from "../shared/config";
+
+/** A metered route's terms: each block of `blockUnits` units costs `blockUnits × unitPrice`. */
+export interface ResolvedMeter {
+  readonly unit: MeterUnit;
+  readonly unitPrice: bigint;
+  readonly blockUnits: number;
+  readonly voucherTimeoutMs: number;
+}
 
 /** A route's resolved terms. */
 export interface ResolvedRoute {
+  /** The price (for a metered route, of one block: blockUnits × unitPrice, charged "upto"). */
   readonly price: bigint;
   readonly pricing: Pricing;
   readonly description?: string;
+  readonly meter?: ResolvedMeter;
 }
+
+/** Defaults of a route's `meter` (as in the configuration file). */
+export const METER_DEFAULTS = { unit: "chunk", blockUnits: 100, voucherTimeoutMs: 10_000 } as const;
 
 interface CompiledRoute {
   readonly method: string | undefined;
@@ -63,16 +76,22 @@ function compile(key: string, value: RoutePrice, decimals: number): CompiledRout
   const path = normalizePath(prefix ? rawPath.slice(0, -2) : rawPath);
   if (value === null) return { method, path, prefix, resolved: null };
   const spec = typeof value === "object" ? value : { price: value };
-  return {
-    method,
-    path,
-    prefix,
-    resolved: {
-      price: toAtomic(spec.price, decimals),
-      pricing: spec.pricing ?? "fixed",
-      ...(spec.description ? { description: spec.description } : {}),
-    },
-  };
+  const price = toAtomic(spec.price, decimals);
+  const description = spec.description ? { description: spec.description } : {};
+  if (typeof value === "object" && value.meter) {
+    const meter: ResolvedMeter = {
+      unit: value.meter.unit ?? METER_DEFAULTS.unit,
+      unitPrice: price,
+      blockUnits: value.meter.blockUnits ?? METER_DEFAULTS.blockUnits,
+      voucherTimeoutMs: value.meter.voucherTimeoutMs ?? METER_DEFAULTS.voucherTimeoutMs,
+    };
+    if (!Number.isSafeInteger(meter.blockUnits) || meter.blockUnits < 1) {
+      throw new Error(`route "${key}": meter.blockUnits must be a whole number ≥ 1`);
+    }
+    const block = price * BigInt(meter.blockUnits);
+    return { method, path, prefix, resolved: { price: block, pricing: "upto", ...description, meter } };
+  }
+  return { method, path, prefix, resolved: { price, pricing: spec.pricing ?? "fixed", ...description } };
 }
 
 /** Lower case, without trailing slashes ("/" stays "/"). */

@@ -34,7 +34,28 @@ import { MAX_AMOUNT } from "../protocol/voucher";
 
 /** How one route is paid: a price, or `null` for a free route. */
 export type RoutePrice =
-  Price | { readonly price: Price; readonly pricing?: Pricing; readonly description?: string } | null;
+  | Price
+  | {
+      readonly price: Price;
+      readonly pricing?: Pricing;
+      readonly description?: string;
+      /** Metered streams: `price` is then the price of one unit (docs/protocol.md#metered-streams). */
+      readonly meter?: RouteMeter;
+    }
+  | null;
+
+/** What a unit of a metered stream is. */
+export type MeterUnit = "token" | "chunk" | "byte";
+
+/** How a metered stream (SSE, chunked or WebSocket) is paid for: per unit, in blocks of units. */
+export interface RouteMeter {
+  /** token: as reported by the upstream; chunk: one SSE event, body chunk or WebSocket message; byte: one byte. */
+  readonly unit?: MeterUnit;
+  /** Units one voucher (one block) pays for; the last block is charged by use. */
+  readonly blockUnits?: number;
+  /** How long a stream waits, paused, for the next block's voucher before it ends (ms). */
+  readonly voucherTimeoutMs?: number;
+}
 
 /**
  * Route table: keys are "METHOD /path" or "/path" (any method); a path ending in "/*" matches
@@ -743,12 +764,29 @@ function routesSchema(decimals: number) {
     error: "price must be above zero; use null for a free route",
     abort: true,
   });
-  const paid = strictObject(`an object { "price", "pricing", "description" }`, {
-    price: price.meta({ description: "The route's price, or for upto pricing its maximum." }),
+  const meter = strictObject(`an object { "unit", "blockUnits", "voucherTimeoutMs" }`, {
+    unit: oneOf(["token", "chunk", "byte"]).default("chunk").meta({
+      description:
+        "token: units reported by the upstream; chunk: one SSE event, body chunk or WebSocket message; byte: one byte.",
+    }),
+    blockUnits: integer({ min: 1, max: 1_000_000_000, unit: "units" })
+      .default(100)
+      .meta({ description: "Units one voucher (one block) pays for; the last block is charged by use." }),
+    voucherTimeoutMs: integer({ min: 100, max: 600_000, unit: "ms" })
+      .default(10_000)
+      .meta({ description: "How long a paused stream waits for the next block's voucher before it ends." }),
+  });
+  const paid = strictObject(`an object { "price", "pricing", "description", "meter" }`, {
+    price: price.meta({
+      description: "The route's price, or for upto pricing its maximum, or with meter the price of one unit.",
+    }),
     pricing: oneOf(["fixed", "upto"])
       .default("fixed")
       .meta({ description: "fixed: the price is charged; upto: the handler charges up to it." }),
     description: nonEmptyString().optional().meta({ description: "Shown to buyers in the 402 answer." }),
+    meter: meter.optional().meta({
+      description: "Meters a streamed response (SSE, chunked, WebSocket): price is per unit, paid in blocks.",
+    }),
   });
   const value = z
     .union([price, z.null(), paid], {

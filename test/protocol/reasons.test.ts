@@ -68,10 +68,10 @@ describe("reason codes", () => {
     }
   });
 
-  it("maps every payment verdict to 402 (store_unavailable, settlement_unavailable alone to 503) and recognizes only known codes", () => {
+  it("maps every payment verdict to 402 (store_unavailable, settlement_unavailable alone to 503, unknown_stream to 404) and recognizes only known codes", () => {
     const unavailable: readonly ReasonCode[] = ["store_unavailable", "settlement_unavailable"];
     for (const code of Object.keys(REASONS) as ReasonCode[]) {
-      expect(statusOf(code), code).to.equal(unavailable.includes(code) ? 503 : 402);
+      expect(statusOf(code), code).to.equal(unavailable.includes(code) ? 503 : code === "unknown_stream" ? 404 : 402);
       expect(isReasonCode(code)).to.equal(true);
     }
     for (const value of ["", "toString", "__proto__", "hasOwnProperty", "MALFORMED_HEADER", 402, null, undefined]) {

@@ -2,6 +2,26 @@ import { expect } from "chai";
 import { RouteMatcher } from "../../src/server/routes";
 
 describe("RouteMatcher", () => {
+  it("resolves a metered route to one block offered as upto, with the unit price and its defaults", () => {
+    const routes = new RouteMatcher(
+      {
+        "GET /llm": { price: "$0.00001", meter: { unit: "token", blockUnits: 200, voucherTimeoutMs: 5_000 } },
+        "GET /ws": { price: "3", meter: {} },
+      },
+      6,
+    );
+    expect(routes.match("GET", "/llm")).to.deep.equal({
+      price: 2_000n,
+      pricing: "upto",
+      meter: { unit: "token", unitPrice: 10n, blockUnits: 200, voucherTimeoutMs: 5_000 },
+    });
+    expect(routes.match("GET", "/ws")).to.deep.equal({
+      price: 300n,
+      pricing: "upto",
+      meter: { unit: "chunk", unitPrice: 3n, blockUnits: 100, voucherTimeoutMs: 10_000 },
+    });
+  });
+
   it("matches exact paths for any method, and resolves $ and atomic prices", () => {
     const routes = new RouteMatcher({ "/weather": "$0.001", "/raw": "250", "/big": 7n }, 6);
     expect(routes.match("GET", "/weather")).to.deep.equal({ price: 1_000n, pricing: "fixed" });

@@ -298,7 +298,7 @@ describe("server config", () => {
         "config.routes['FETCH /y']: unknown method FETCH; use one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
         `config.routes['GET /a/*/b']: "*" is only allowed as the last segment ("/path/*")`,
         `config.routes['GET /z'].pricing: must be one of "fixed", "upto", got "maybe"`,
-        `config.routes['GET /z']: unknown key "cost" (known: price, pricing, description)`,
+        `config.routes['GET /z']: unknown key "cost" (known: price, pricing, description, meter)`,
         "config.routes['GET /w'].price: a price is required",
         `config.routes['GET /v']: must be a price ("$0.001"), an object { "price", "pricing" } or null (free), got true`,
       ]);
@@ -523,7 +523,7 @@ describe("server config", () => {
         `config.routes['GET /a'].price: price "$0.0000001" has more than the token's 6 decimals`,
         `config.routes['GET /b']: price -1 must be a whole number of atomic units, or a string like "$0.001"`,
         `config.routes['GET /c']: price 1.5 must be a whole number of atomic units, or a string like "$0.001"`,
-        `config.routes['GET /d']: unknown keys "x", "y" (known: price, pricing, description)`,
+        `config.routes['GET /d']: unknown keys "x", "y" (known: price, pricing, description, meter)`,
         `config.minDeposit: amount "79228162514264337593543950336" exceeds the largest channel amount (2^96 - 1 atomic units)`,
         `config.fromBlock: must be a block number or "latest", got 1.5`,
         `config.database: must be a path or an object { "path", "durable", "fsync", "url", "leaseMs" }, got 5`,
