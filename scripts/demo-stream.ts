@@ -19,6 +19,8 @@ import { mintUsdc, settleChannel } from "../test/helpers/localSettle";
 import { writeLocalConfig } from "../test/helpers/localServer";
 import { streamTokens } from "../test/helpers/tokenModel";
 import { startHardhatNode, type HardhatNode } from "../test/helpers/hardhatNode";
+import { paymentChannelsAbi } from "../src/chain/abi";
+import { payMcpCalls, startPaidMcpServer, type PaidMcpServer } from "./demo/mcpCalls";
 
 /**
  * Metered streams end to end on a local chain (`npm run demo:stream`):
@@ -28,7 +30,9 @@ import { startHardhatNode, type HardhatNode } from "../test/helpers/hardhatNode"
  *     by its `paychan-usage` report) and as WebSocket messages;
  *  2. a buyer opens one channel gaslessly; 8 concurrent SSE streams of 2,000 tokens each and one
  *     WebSocket stream of 2,000 messages are paid per token, in blocks, mid-stream vouchers in-band;
- *  3. the settler claims the channel; the chain is compared with the store.
+ *  3. 50 paid MCP tool calls (the official SDK's Client and McpServer over streamable HTTP, the
+ *     tool priced through the same payment gate), from another buyer on its own channel;
+ *  4. the settler claims both channels; the chain is compared with the store.
  *
  * Prints a summary (with how long the streams paused for mid-stream vouchers), then as its last
  * line one JSON object. Exits non-zero when a token was served beyond what the store charged,
@@ -43,6 +47,9 @@ const BLOCK_UNITS = 100;
 const TOKENS = 2_000;
 const SSE_CLIENTS = 8;
 const DEPOSIT = 5_000_000n; // $5
+const MCP_CALLS = 50;
+const MCP_CONCURRENCY = 8;
+const MCP_DEPOSIT = 1_000_000n; // $1
 
 /**
  * The LLM-like upstream: `GET /v1/stream` sends TOKENS tokens as SSE events of 1 to 4 tokens, each
@@ -98,6 +105,7 @@ async function main(): Promise<number> {
   let node: HardhatNode | undefined;
   let model: http.Server | undefined;
   let server: PaymentServer | undefined;
+  let mcp: PaidMcpServer | undefined;
   try {
     log("paychan metered streams demo");
     log("  starting a hardhat node and deploying PaymentChannels + mock USDC ...");
@@ -172,8 +180,6 @@ async function main(): Promise<number> {
     })();
     const results = await Promise.all([...sse, ws]);
     const streamsMs = performance.now() - streamsStarted;
-    // MCP tool calls are not part of this build of the demo.
-    const mcpPaidCalls = 0;
 
     const invalid = results.filter((r) => !r.verified?.valid);
     for (const r of invalid) log(`  INVALID RECEIPT: ${r.verified?.problem ?? "none received"}`);
@@ -224,25 +230,74 @@ async function main(): Promise<number> {
         `p99 ${percentile(roundTrips, 99).toFixed(2)} ms`,
     );
 
-    if (channelId === undefined) throw new Error("no channel was opened");
-    const ledger = store.getLedger(channelId);
-    if (!ledger) throw new Error("the server has no ledger for the channel");
-    const { reports, claimed } = await settleChannel(
-      publicClient,
-      node.url,
-      PAYEE_KEY,
-      store,
-      contract,
-      channelId,
-      (cause, error) => log(`  settler ${cause}: ${(error as Error).message ?? String(error)}`),
+    // Paid MCP tool calls through the same gate, by another buyer on its own channel.
+    mcp = await startPaidMcpServer({ gate: server.gate, relay: server.relay });
+    const mcpBuyer = privateKeyToAccount(generatePrivateKey());
+    const mcpSession = privateKeyToAccount(generatePrivateKey());
+    await mintUsdc(publicClient, node.url, MINTER_KEY, usdc, mcpBuyer.address, MCP_DEPOSIT);
+    const mcpStarted = performance.now();
+    const mcpCalls = await payMcpCalls({
+      url: mcp.url,
+      n: MCP_CALLS,
+      concurrency: MCP_CONCURRENCY,
+      sessionAccount: mcpSession,
+      maxPerRequest: 10_000n,
+      maxTotal: MCP_DEPOSIT,
+      channel: async (offer) =>
+        openChannel({
+          terms: termsFromOffer(offer, mcp!.url),
+          funding: { kind: "relay", payer: mcpBuyer },
+          signer: mcpSession.address,
+          amount: MCP_DEPOSIT,
+          withdrawDelay: 86_400,
+        }),
+    });
+    const mcpPaidCalls = mcpCalls.paid;
+    log(
+      `  ${mcpPaidCalls} paid MCP tool calls (${MCP_CONCURRENCY} at a time) in ` +
+        `${((performance.now() - mcpStarted) / 1000).toFixed(2)} s, ${formatDollars(mcpCalls.charged, 6)} charged`,
     );
-    const charged = store.getLedger(channelId)!.chargedTotal;
+
+    if (channelId === undefined || mcpCalls.channelId === undefined) throw new Error("no channel was opened");
+    const channels = [channelId, mcpCalls.channelId];
+    const claimedOf = async (id: bigint) =>
+      (
+        await publicClient.readContract({
+          address: contract,
+          abi: paymentChannelsAbi,
+          functionName: "getChannel",
+          args: [id],
+        })
+      ).claimed;
+    // One settler pass claims every candidate channel; a channel not yet a candidate gets its own.
+    const reports = [];
+    for (const id of channels) {
+      if (!store.getLedger(id)) throw new Error(`the server has no ledger for channel 0x${id.toString(16)}`);
+      if ((await claimedOf(id)) >= store.getLedger(id)!.chargedTotal) continue;
+      const settled = await settleChannel(publicClient, node.url, PAYEE_KEY, store, contract, id, (cause, error) =>
+        log(`  settler ${cause}: ${(error as Error).message ?? String(error)}`),
+      );
+      reports.push(...settled.reports);
+    }
+    let claimed = 0n;
+    let charged = 0n;
+    for (const id of channels) {
+      claimed += await claimedOf(id);
+      charged += store.getLedger(id)!.chargedTotal;
+    }
+    const mcpClaimed = await claimedOf(mcpCalls.channelId);
+    const mcpCharged = store.getLedger(mcpCalls.channelId)!.chargedTotal;
     log(
       `  settlement: ${reports.length} claimBatch tx; claimed on-chain ${formatDollars(claimed, 6)} ` +
-        `(the best voucher), charged ${formatDollars(charged, 6)} (the warm-up stream included); ` +
-        `the difference, ${formatDollars(claimed - charged, 6)}, is what the last blocks signed beyond their use`,
+        `(the best vouchers), charged ${formatDollars(charged, 6)} (the warm-up stream and the MCP calls ` +
+        `included); the difference, ${formatDollars(claimed - charged, 6)}, is what the last blocks signed beyond their use`,
     );
-    const ok = unpaidServed === 0 && invalid.length === 0 && claimed >= charged && mcpPaidCalls === 0;
+    const ok =
+      unpaidServed === 0 &&
+      invalid.length === 0 &&
+      claimed >= charged &&
+      mcpPaidCalls === MCP_CALLS &&
+      mcpClaimed === mcpCharged;
     log(ok ? "  OK: nothing served unpaid, every receipt verified" : "  FAILED");
     log(`  total ${((performance.now() - startedAt) / 1000).toFixed(1)} s`);
     log(
@@ -259,6 +314,7 @@ async function main(): Promise<number> {
     );
     return ok ? 0 : 1;
   } finally {
+    await mcp?.close().catch(() => undefined);
     await server?.stop().catch(() => undefined);
     if (model) {
       model.closeAllConnections();
