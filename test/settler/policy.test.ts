@@ -45,7 +45,12 @@ describe("settler policy: selectClaims", () => {
     // The voucher runs 2,000,000 ahead of the charge: only 999,999 is owed beyond the claim.
     const ahead = candidate({ amount: 3_499_999n, chargedTotal: 1_499_999n, claimed: 500_000n });
     const owed = candidate({ amount: 3_500_000n, chargedTotal: 1_500_000n, claimed: 500_000n });
-    const nothingOwed = candidate({ amount: 3_000_000n, chargedTotal: 500_000n, claimed: 500_000n, withdrawReadyAt: NOW });
+    const nothingOwed = candidate({
+      amount: 3_000_000n,
+      chargedTotal: 500_000n,
+      claimed: 500_000n,
+      withdrawReadyAt: NOW,
+    });
     const selection = selectClaims([ahead, owed, nothingOwed], POLICY, NOW, GWEI);
     expect(ids(selection.routine)).to.deep.equal([owed.channelId]);
     expect(selection.urgent).to.deep.equal([]);
