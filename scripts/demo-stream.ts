@@ -281,16 +281,19 @@ async function main(): Promise<number> {
     }
     let claimed = 0n;
     let charged = 0n;
+    let best = 0n;
     for (const id of channels) {
       claimed += await claimedOf(id);
       charged += store.getLedger(id)!.chargedTotal;
+      best += store.getLedger(id)!.highestAmount;
     }
     const mcpClaimed = await claimedOf(mcpCalls.channelId);
     const mcpCharged = store.getLedger(mcpCalls.channelId)!.chargedTotal;
     log(
       `  settlement: ${reports.length} claimBatch tx; claimed on-chain ${formatDollars(claimed, 6)} ` +
-        `(the best vouchers), charged ${formatDollars(charged, 6)} (the warm-up stream and the MCP calls ` +
-        `included); the difference, ${formatDollars(claimed - charged, 6)}, is what the last blocks signed beyond their use`,
+        `(per channel, the lowest voucher covering its charge), charged ${formatDollars(charged, 6)} (the warm-up ` +
+        `stream and the MCP calls included); the best vouchers, ${formatDollars(best, 6)}, stay ` +
+        `${formatDollars(best - claimed, 6)} above: blocks signed beyond their use, not claimed`,
     );
     const ok =
       unpaidServed === 0 &&

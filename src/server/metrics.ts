@@ -108,7 +108,8 @@ export type RequestOutcome =
 /** Money state of one channel, as the engine reports it. */
 export interface LedgerSnapshot {
   readonly record: ChannelRecord;
-  readonly highest: bigint;
+  /** What the channel's requests were charged in all. */
+  readonly charged: bigint;
 }
 
 /** Where the scrape-time gauges read their values. */
@@ -127,8 +128,8 @@ export interface MetricsSources {
  *   `paychan_voucher_retries_total`
  * - `paychan_voucher_verification_seconds`: from header decoding to the voucher being durable
  * - `paychan_store_fsync_seconds`: each WAL fsync of a group commit (fed by the store's `onSync`)
- * - `paychan_unclaimed_atomic{token}`: Σ max(0, highest voucher − claimed on-chain), atomic units:
- *   money held as vouchers and not yet settled, i.e. what a lost database would cost
+ * - `paychan_unclaimed_atomic{token}`: Σ max(0, charged total − claimed on-chain), atomic units:
+ *   money charged and not yet settled (what the settler claims), i.e. what a lost database would cost
  * - `paychan_charged_atomic_total{token}`: what accepted vouchers were charged, in each token's
  *   atomic units (token: its symbol), and `paychan_charge_rate{token}`: the dollars per token the
  *   last accepted voucher in it was charged at (a dollar token: 1); with a quote book only
@@ -186,7 +187,7 @@ export class PaymentMetrics {
     });
     this.gauge(
       "paychan_unclaimed_atomic",
-      "Sum over channels of (highest accepted voucher - amount claimed on-chain), token atomic units.",
+      "Sum over channels of (charged total - amount claimed on-chain), token atomic units.",
       () => unclaimedByToken(sources.ledgers()),
       ["token"],
     );
@@ -283,11 +284,11 @@ export class PaymentMetrics {
 
 function unclaimedByToken(ledgers: Iterable<LedgerSnapshot>): Sample[] {
   const byToken = new Map<string, bigint>();
-  for (const { record, highest } of ledgers) {
+  for (const { record, charged } of ledgers) {
     const token = record.token.toLowerCase();
-    // A claim can exceed our highest voucher only if the store lost vouchers; count 0 then,
-    // never a negative that would hide other channels' debt.
-    const open = highest > record.claimedOnChain ? highest - record.claimedOnChain : 0n;
+    // A claim can exceed the charge (a voucher above it claimed directly, or a lost store); count
+    // 0 then, never a negative that would hide other channels' debt.
+    const open = charged > record.claimedOnChain ? charged - record.claimedOnChain : 0n;
     byToken.set(token, (byToken.get(token) ?? 0n) + open);
   }
   return [...byToken].map(([token, value]) => ({ labels: { token }, value }));

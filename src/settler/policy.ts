@@ -1,12 +1,14 @@
 import type { Hex } from "viem";
 import type { SettlerPolicy } from "../shared/config";
 
-/** A channel with an accepted voucher not yet claimed on-chain. */
+/** A channel charged more than is claimed on-chain. */
 export interface ClaimCandidate {
   readonly channelId: bigint;
-  /** The highest accepted voucher. */
+  /** The voucher to claim: the lowest accepted one at or above the charged total. */
   readonly amount: bigint;
   readonly signature: Hex;
+  /** What the channel's requests were charged in all. */
+  readonly chargedTotal: bigint;
   /** Amount already claimed on-chain. */
   readonly claimed: bigint;
   /** Unix seconds when the payer can finalize a withdrawal; 0 when none is pending. */
@@ -36,10 +38,10 @@ export function selectClaims(
   const urgent: ClaimCandidate[] = [];
   const routine: ClaimCandidate[] = [];
   for (const candidate of candidates) {
-    if (candidate.amount <= candidate.claimed) continue;
+    if (candidate.chargedTotal <= candidate.claimed || candidate.amount < candidate.chargedTotal) continue;
     if (candidate.withdrawReadyAt !== 0) urgent.push(candidate);
     else if (
-      candidate.amount - candidate.claimed >= policy.minUnclaimed ||
+      candidate.chargedTotal - candidate.claimed >= policy.minUnclaimed ||
       nowSec - candidate.unclaimedSince >= policy.maxAgeSec
     ) {
       routine.push(candidate);

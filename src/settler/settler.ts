@@ -12,7 +12,7 @@ import { paymentChannelsAbi } from "../chain/abi";
 import { withRetry, type RetryPolicy } from "../chain/client";
 import { claimsOfEvent } from "../chain/events";
 import { encodeClaimItem } from "../protocol/voucher";
-import type { PaymentStore } from "../store/types";
+import type { ChannelLedger, PaymentStore } from "../store/types";
 import type { SettlerPolicy } from "../shared/config";
 import { selectClaims, toBatches, type ClaimCandidate } from "./policy";
 import type { TransactionSender } from "../chain/sender";
@@ -207,7 +207,11 @@ export class Settler {
     return this.running;
   }
 
-  /** The candidates: channels whose best voucher exceeds what the chain shows as claimed. */
+  /**
+   * The candidates: channels charged more than the chain shows as claimed. Each is claimed with
+   * the lowest voucher that covers its charged total, so the payer pays on-chain what its
+   * receipts charged (or the least voucher above it); a higher voucher stays claimable later.
+   */
   candidates(): ClaimCandidate[] {
     const { store } = this.options;
     const now = this.nowSec();
@@ -217,23 +221,23 @@ export class Settler {
     for (const ledger of store.loadLedgers()) {
       const channel = store.getChannel(ledger.channelId);
       const claimed = max(ledger.claimedAmount, channel?.claimedOnChain ?? 0n);
-      if (
-        !channel ||
-        channel.status === "closed" ||
-        ledger.highestSignature === null ||
-        ledger.highestAmount <= claimed
-      ) {
+      const voucher =
+        channel && channel.status !== "closed" && ledger.chargedTotal > claimed
+          ? this.coveringVoucher(ledger)
+          : undefined;
+      if (!channel || !voucher) {
         this.unclaimedSince.delete(ledger.channelId);
         continue;
       }
       const since = this.unclaimedSince.get(ledger.channelId) ?? now;
       this.unclaimedSince.set(ledger.channelId, since);
       oldest = Math.min(oldest, since);
-      unclaimedAmount += ledger.highestAmount - claimed;
+      unclaimedAmount += ledger.chargedTotal - claimed;
       result.push({
         channelId: ledger.channelId,
-        amount: ledger.highestAmount,
-        signature: ledger.highestSignature,
+        amount: voucher.amount,
+        signature: voucher.signature,
+        chargedTotal: ledger.chargedTotal,
         claimed,
         withdrawReadyAt: channel.withdrawReadyAt,
         unclaimedSince: since,
@@ -243,6 +247,14 @@ export class Settler {
     this.metrics.unclaimedCount = result.length;
     this.metrics.oldestUnclaimedAgeSec = now - oldest;
     return result;
+  }
+
+  /** The lowest stored voucher at or above the charged total; the highest one if none is stored. */
+  private coveringVoucher(ledger: ChannelLedger): { amount: bigint; signature: Hex } | undefined {
+    const stored = this.options.store.findCoveringVoucher(ledger.channelId, ledger.chargedTotal);
+    if (stored) return stored;
+    if (ledger.highestSignature === null || ledger.highestAmount < ledger.chargedTotal) return undefined;
+    return { amount: ledger.highestAmount, signature: ledger.highestSignature };
   }
 
   private async pass(): Promise<BatchReport[]> {

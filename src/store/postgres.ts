@@ -227,6 +227,14 @@ export class PgStore implements PaymentStore, AuthorizationStore {
     return row && toVoucher(row);
   }
 
+  findCoveringVoucher(channelId: bigint, atLeast: bigint): AcceptedVoucher | undefined {
+    const [row] = this.sync.query<VoucherRow>(
+      `SELECT ${VOUCHER_COLUMNS} FROM vouchers WHERE channel_id = $1 AND amount >= $2 ORDER BY amount LIMIT 1`,
+      [dec(channelId), dec(atLeast)],
+    );
+    return row && toVoucher(row);
+  }
+
   /**
    * Inserts or replaces a channel's record, unless the stored one was read at a later block:
    * several instances' watchers write the same chain facts, and one lagging behind must not undo

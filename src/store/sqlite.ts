@@ -222,6 +222,7 @@ export class SqliteStore implements PaymentStore, AuthorizationStore {
     voucherAmounts: Database.Statement<[string, string], string>;
     pruneVouchers: Database.Statement<[string, string, number]>;
     voucher: Database.Statement<[string, string], VoucherRow>;
+    coveringVoucher: Database.Statement<[string, string], VoucherRow>;
     upsertChannel: Database.Statement<ChannelRow>;
     allChannels: Database.Statement<[], ChannelRow>;
     channel: Database.Statement<[string], ChannelRow>;
@@ -309,6 +310,10 @@ export class SqliteStore implements PaymentStore, AuthorizationStore {
       voucher: db.prepare(
         `SELECT channel_id, amount, signature, charge, charged_total, receipt, accepted_at
          FROM vouchers WHERE channel_id = ? AND amount = ?`,
+      ),
+      coveringVoucher: db.prepare(
+        `SELECT channel_id, amount, signature, charge, charged_total, receipt, accepted_at
+         FROM vouchers WHERE channel_id = ? AND amount >= ? ORDER BY amount LIMIT 1`,
       ),
       upsertChannel: db.prepare(
         `INSERT INTO channels (channel_id, payer, payee, token, signer, deposit, claimed_on_chain, withdraw_delay,
@@ -449,6 +454,11 @@ export class SqliteStore implements PaymentStore, AuthorizationStore {
 
   findVoucher(channelId: bigint, amount: bigint): AcceptedVoucher | undefined {
     const row = this.stmt.voucher.get(u256(channelId), u256(amount));
+    return row && toVoucher(row);
+  }
+
+  findCoveringVoucher(channelId: bigint, atLeast: bigint): AcceptedVoucher | undefined {
+    const row = this.stmt.coveringVoucher.get(u256(channelId), u256(atLeast));
     return row && toVoucher(row);
   }
 

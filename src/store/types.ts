@@ -23,7 +23,7 @@ export interface ChannelLedger {
   readonly channelId: bigint;
   /** Sum of all charges on this channel. */
   readonly chargedTotal: bigint;
-  /** The highest accepted voucher amount (0 when none). It is what a claim collects. */
+  /** The highest accepted voucher amount (0 when none). */
   readonly highestAmount: bigint;
   /** Signature of the highest voucher, or null when none. */
   readonly highestSignature: Hex | null;
@@ -110,6 +110,11 @@ export interface PaymentStore {
   failure?(): Error | undefined;
   /** One accepted voucher, for idempotent retries. */
   findVoucher(channelId: bigint, amount: bigint): AcceptedVoucher | undefined;
+  /**
+   * The stored voucher of a channel with the lowest amount at or above `atLeast`, or undefined:
+   * the settler claims the least that covers what was charged.
+   */
+  findCoveringVoucher(channelId: bigint, atLeast: bigint): AcceptedVoucher | undefined;
 
   /** Inserts or replaces a channel's on-chain record. */
   upsertChannel(channel: ChannelRecord): void;

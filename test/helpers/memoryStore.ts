@@ -136,6 +136,15 @@ export class MemoryStore implements PaymentStore {
     return this.vouchers.get(voucherKey(channelId, amount));
   }
 
+  findCoveringVoucher(channelId: bigint, atLeast: bigint): AcceptedVoucher | undefined {
+    let best: AcceptedVoucher | undefined;
+    for (const voucher of this.vouchers.values()) {
+      if (voucher.channelId !== channelId || voucher.amount < atLeast) continue;
+      if (best === undefined || voucher.amount < best.amount) best = voucher;
+    }
+    return best;
+  }
+
   upsertChannel(channel: ChannelRecord): void {
     this.channels.set(channel.channelId, channel);
   }

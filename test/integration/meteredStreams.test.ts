@@ -405,6 +405,11 @@ describe("metered streams (SSE and WebSocket, real chain and HTTP)", function ()
     }
     const ledger = server.store.getLedger(channelId)!;
     expect(ledger.highestAmount >= accepted.reduce((a, b) => (a > b ? a : b))).to.equal(true);
+    // The claim is the lowest stored voucher covering the charge; the ones above it stay claimable.
+    const covering = server.store
+      .loadVoucherAmounts(channelId)
+      .filter((amount) => amount >= ledger.chargedTotal)
+      .reduce((a, b) => (a < b ? a : b));
 
     const { claimed } = await settleChannel(
       publicClient,
@@ -414,6 +419,9 @@ describe("metered streams (SSE and WebSocket, real chain and HTTP)", function ()
       node.deployments!.PaymentChannels,
       channelId,
     );
-    expect(claimed).to.equal(ledger.highestAmount);
+    expect(claimed).to.equal(covering);
+    for (const amount of accepted.filter((a) => a > covering)) {
+      expect(server.store.findVoucher(channelId, amount), `voucher ${amount} after the claim`).to.not.equal(undefined);
+    }
   });
 });

@@ -211,7 +211,7 @@ describe("paychan server end to end (hardhat node, real HTTP)", function () {
   const payee = privateKeyToAccount(PAYEE_KEY).address;
   let started = 0;
   let gaslessReceipts: SignedReceipt[] = [];
-  let gaslessHighest = 0n;
+  let gaslessCharged = 0n;
 
   async function send(
     from: PrivateKeyAccount,
@@ -446,7 +446,7 @@ describe("paychan server end to end (hardhat node, real HTTP)", function () {
     expect(toppedBody.deposit).to.equal("15000000");
     expect(await publicClient.getBalance({ address: gasless.address })).to.equal(0n);
     gaslessReceipts = gaslessClient.receipts;
-    gaslessHighest = gaslessClient.highest;
+    gaslessCharged = gaslessClient.charged;
   });
 
   it("reports health and Prometheus metrics", async () => {
@@ -465,8 +465,8 @@ describe("paychan server end to end (hardhat node, real HTTP)", function () {
     expect(health.chain).to.deep.include({ healthy: true, chainId: CHAIN_ID });
     expect(health.chain.lagBlocks).to.be.at.most(1);
 
-    // The watcher picks the top-up up from its event; unclaimed money is every highest voucher.
-    const expectedUnclaimed = client.highest + gaslessHighest;
+    // The watcher picks the top-up up from its event; unclaimed money is everything charged.
+    const expectedUnclaimed = client.charged + gaslessCharged;
     const text = await waitFor("metrics after the top-up", async () => {
       const body = await (await fetch(`${client.baseUrl}/metrics`)).text();
       return metric(body, "paychan_watcher_lag_blocks") === 0 ? body : undefined;
@@ -499,7 +499,7 @@ describe("paychan server end to end (hardhat node, real HTTP)", function () {
     }).catch((error: Error) => {
       throw new Error(`${error.message}\n${childOutput}`);
     });
-    expect(claimed).to.equal(client.highest);
+    expect(claimed).to.equal(client.charged);
     expect(childOutput).to.include('"msg":"withdrawal requested; claiming now"');
     // The settler's figures are on the server's /metrics. The chain shows the claim as soon as
     // the block is mined; the settler counts the batch once it has read the receipt, a poll later.

@@ -333,6 +333,24 @@ describe("VerificationEngine", () => {
       expect(asked).to.deep.equal([20n * PRICE]);
     });
 
+    it("keeps charging within the best voucher after a claim at the charged total below it", () => {
+      // The settler claims the lowest voucher covering the charge (here exactly 2 prices), not the best (10).
+      const { engine } = setup();
+      accepted(check(engine, PRICE));
+      accepted(check(engine, 10n * PRICE));
+      accepted(check(engine, 2n * PRICE));
+      expect(charged(engine)).to.equal(3n * PRICE);
+      engine.applyChannel(channelRecord({ claimedOnChain: 2n * PRICE }));
+      // A voucher between the claim and the best is new: charged against the best's headroom.
+      accepted(check(engine, 4n * PRICE));
+      expect(charged(engine)).to.equal(4n * PRICE);
+      expect(check(engine, 10n * PRICE).kind).to.equal("retry");
+      for (let k = 5n; k <= 10n; k++) accepted(check(engine, k * PRICE + 1n));
+      expect(charged(engine)).to.equal(10n * PRICE);
+      rejected(check(engine, 9n * PRICE + 2n), "insufficient_amount");
+      accepted(check(engine, 11n * PRICE + 1n));
+    });
+
     it("checks reuse before the deposit: a used amount above a lowered deposit is still a retry", () => {
       const { engine } = setup([channelRecord({ deposit: 5_000n })]);
       const sig = signVoucher(CH, 5_000n);

@@ -82,11 +82,12 @@ describe("metrics", () => {
 
     it("computes unclaimed amounts per token and channel counts at scrape time", async () => {
       ledgers.push(
-        { record: record(1n, 400n, "open"), highest: 1_000n },
-        { record: record(2n, 0n, "open"), highest: 250n },
-        // Claimed above our highest (a lost store): counts 0, never negative.
-        { record: record(3n, 900n, "closed"), highest: 500n },
-        { record: record(4n, 0n, "open", OTHER), highest: 7n },
+        // What was charged counts, not a best voucher above it.
+        { record: record(1n, 400n, "open"), charged: 1_000n },
+        { record: record(2n, 0n, "open"), charged: 250n },
+        // Claimed above the charge: counts 0, never negative.
+        { record: record(3n, 900n, "closed"), charged: 500n },
+        { record: record(4n, 0n, "open", OTHER), charged: 7n },
       );
       const text = await metrics.render();
       expect(samples(text, "paychan_unclaimed_atomic")).to.deep.equal([

@@ -16,10 +16,12 @@ const POLICY: SettlerPolicy = {
 
 let nextId = 1n;
 function candidate(overrides: Partial<ClaimCandidate> = {}): ClaimCandidate {
+  const amount = overrides.amount ?? 5_000_000n;
   return {
     channelId: nextId++,
-    amount: 5_000_000n,
+    amount,
     signature: "0x",
+    chargedTotal: amount,
     claimed: 0n,
     withdrawReadyAt: 0,
     unclaimedSince: NOW - 60,
@@ -37,6 +39,21 @@ describe("settler policy: selectClaims", () => {
     expect(ids(selection.routine)).to.deep.equal([atMin.channelId]);
     expect(selection.urgent).to.deep.equal([]);
     expect(selection.deferredForGas).to.equal(0);
+  });
+
+  it("counts as unclaimed what was charged, not the voucher above it", () => {
+    // The voucher runs 2,000,000 ahead of the charge: only 999,999 is owed beyond the claim.
+    const ahead = candidate({ amount: 3_499_999n, chargedTotal: 1_499_999n, claimed: 500_000n });
+    const owed = candidate({ amount: 3_500_000n, chargedTotal: 1_500_000n, claimed: 500_000n });
+    const nothingOwed = candidate({
+      amount: 3_000_000n,
+      chargedTotal: 500_000n,
+      claimed: 500_000n,
+      withdrawReadyAt: NOW,
+    });
+    const selection = selectClaims([ahead, owed, nothingOwed], POLICY, NOW, GWEI);
+    expect(ids(selection.routine)).to.deep.equal([owed.channelId]);
+    expect(selection.urgent).to.deep.equal([]);
   });
 
   it("never selects a channel whose voucher is not above what was claimed", () => {

@@ -289,7 +289,7 @@ describe("Settler (against a hardhat node over JSON-RPC, SQLite store)", functio
     return { settler, sender, account, retries, errors, reports, nonce };
   }
 
-  /** On-chain claimed equals the store's highest voucher, and the store knows it. */
+  /** On-chain claimed equals the store's highest voucher (each charged up to its amount here), and the store knows it. */
   async function expectAllClaimed(store: SqliteStore, d: Deployment, channels: readonly Channel[]) {
     for (const channel of channels) {
       expect(await claimedOnChain(d, channel.id), `channel ${channel.id} on-chain`).to.equal(channel.highest);
@@ -346,6 +346,71 @@ describe("Settler (against a hardhat node over JSON-RPC, SQLite store)", functio
     expect(await s.settler.runOnce()).to.deep.equal([]);
     expect(await s.nonce()).to.equal(1);
     expect(s.settler.metrics.unclaimedCount).to.equal(0);
+    expect(s.errors).to.deep.equal([]);
+  });
+
+  it("claims what was charged when the best voucher runs ahead, and the higher voucher once more is charged", async () => {
+    const d = await deploy();
+    const { store } = openStore();
+    const channel: Channel = { id: await open(d), highest: 0n };
+    await storeChannel(store, d, channel.id);
+    // Three requests; the last one ("upto", or a block paid ahead) was charged 6,000 under its voucher.
+    const charged = [
+      [10_000n, 10_000n],
+      [20_000n, 20_000n],
+      [30_000n, 24_000n],
+    ] as const;
+    for (const [amount, chargedTotal] of charged) {
+      await store.recordVoucher({
+        channelId: channel.id,
+        amount,
+        signature: await sign(d, channel.id, amount),
+        charge: 1_000n,
+        chargedTotal,
+        receipt: `receipt-${amount}`,
+        acceptedAt: Date.now(),
+      });
+    }
+    // A voucher at exactly the charged total exists: it is the one claimed, not the best.
+    await store.recordVoucher({
+      channelId: channel.id,
+      amount: 24_000n,
+      signature: await sign(d, channel.id, 24_000n),
+      charge: 0n,
+      chargedTotal: 24_000n,
+      receipt: "receipt-24000",
+      acceptedAt: Date.now(),
+    });
+    expect(store.getLedger(channel.id)).to.deep.include({ chargedTotal: 24_000n, highestAmount: 30_000n });
+    const payeeBefore = await balanceOf(PAYEE);
+    const s = await makeSettler({ store, contract: d.contract });
+    await s.settler.reconcile();
+    const [first] = await s.settler.runOnce();
+    expect(first.amountClaimed).to.equal(24_000n);
+    expect(await claimedOnChain(d, channel.id)).to.equal(24_000n);
+    expect(store.getLedger(channel.id)?.claimedAmount).to.equal(24_000n);
+    expect(await s.settler.runOnce()).to.deep.equal([]);
+
+    // Pruning after the claim keeps the vouchers above it.
+    expect(store.pruneVouchers([{ channelId: channel.id, upTo: 24_000n }], Date.now() + 1)).to.deep.equal([3]);
+    expect(store.loadVoucherAmounts(channel.id)).to.deep.equal([30_000n]);
+
+    // More is charged on a voucher between the claim and the best (charged 24,000 + 4,000 ≤ 30,000):
+    // no voucher is at 28,000, so the least covering one, the best, is claimed.
+    await store.recordVoucher({
+      channelId: channel.id,
+      amount: 26_000n,
+      signature: await sign(d, channel.id, 26_000n),
+      charge: 4_000n,
+      chargedTotal: 28_000n,
+      receipt: "receipt-26000",
+      acceptedAt: Date.now(),
+    });
+    const [second] = await s.settler.runOnce();
+    expect(second.amountClaimed).to.equal(6_000n);
+    expect(await claimedOnChain(d, channel.id)).to.equal(30_000n);
+    expect((await balanceOf(PAYEE)) - payeeBefore).to.equal(30_000n);
+    expect(await s.settler.runOnce()).to.deep.equal([]);
     expect(s.errors).to.deep.equal([]);
   });
 

@@ -167,6 +167,20 @@ function contract(name: string, setup: (context: Mocha.Context) => Promise<Backe
       expect(store.loadVoucherAmounts(8n)).to.deep.equal([10n]);
     });
 
+    it("finds a channel's lowest voucher at or above an amount, in numeric order", async () => {
+      const store = await open();
+      const amounts = [9n, 10n, 100n, 1n << 200n, MAX_U256];
+      for (const a of amounts) await store.recordVoucher(voucher(9n, a));
+      await store.recordVoucher(voucher(10n, 50n));
+      expect(store.findCoveringVoucher(9n, 0n)?.amount).to.equal(9n);
+      expect(store.findCoveringVoucher(9n, 10n)).to.deep.equal(store.findVoucher(9n, 10n));
+      expect(store.findCoveringVoucher(9n, 11n)?.amount).to.equal(100n);
+      expect(store.findCoveringVoucher(9n, 101n)?.amount).to.equal(1n << 200n);
+      expect(store.findCoveringVoucher(9n, (1n << 200n) + 1n)?.amount).to.equal(MAX_U256);
+      expect(store.findCoveringVoucher(10n, 51n)).to.equal(undefined);
+      expect(store.findCoveringVoucher(11n, 0n)).to.equal(undefined);
+    });
+
     it("keeps the claimed amount at its maximum and replaces channel records and cursors", async () => {
       const store = await open();
       store.markClaimed(9n, 50n);
