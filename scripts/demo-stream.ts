@@ -15,11 +15,10 @@ import { createPaymentServer, type PaymentServer } from "../src/server/app";
 import { loadConfig, PAYEE_KEY_ENV, RELAYER_KEY_ENV } from "../src/shared/config";
 import { createLogger } from "../src/shared/log";
 import { HARDHAT_KEYS } from "../test/helpers/hardhatKeys";
-import { mintUsdc, settleChannel } from "../test/helpers/localSettle";
+import { claimedOnChain, mintUsdc, settleChannel } from "../test/helpers/localSettle";
 import { writeLocalConfig } from "../test/helpers/localServer";
 import { streamTokens } from "../test/helpers/tokenModel";
 import { startHardhatNode, type HardhatNode } from "../test/helpers/hardhatNode";
-import { paymentChannelsAbi } from "../src/chain/abi";
 import { payMcpCalls, startPaidMcpServer, type PaidMcpServer } from "./demo/mcpCalls";
 
 /**
@@ -260,15 +259,7 @@ async function main(): Promise<number> {
 
     if (channelId === undefined || mcpCalls.channelId === undefined) throw new Error("no channel was opened");
     const channels = [channelId, mcpCalls.channelId];
-    const claimedOf = async (id: bigint) =>
-      (
-        await publicClient.readContract({
-          address: contract,
-          abi: paymentChannelsAbi,
-          functionName: "getChannel",
-          args: [id],
-        })
-      ).claimed;
+    const claimedOf = (id: bigint) => claimedOnChain(publicClient, contract, id);
     // One settler pass claims every candidate channel; a channel not yet a candidate gets its own.
     const reports = [];
     for (const id of channels) {

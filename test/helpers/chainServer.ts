@@ -11,13 +11,14 @@ import {
 } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { hardhat } from "viem/chains";
-import { paymentChannelsAbi, usdcAbi } from "../../src/chain/abi";
+import { usdcAbi } from "../../src/chain/abi";
 import { createPaymentServer, type PaymentServer } from "../../src/server/app";
 import { loadConfig, PAYEE_KEY_ENV, RELAYER_KEY_ENV } from "../../src/shared/config";
 import { silentLogger, type Logger } from "../../src/shared/log";
 import { startHardhatNode, type HardhatNode } from "./hardhatNode";
 import { HARDHAT_KEYS } from "./hardhatKeys";
 import { writeLocalConfig } from "./localServer";
+import { claimedOnChain } from "./localSettle";
 
 /**
  * A `hardhat node` with the contracts and mock USDC deployed, and a paychan server for it whose
@@ -85,15 +86,7 @@ export async function startChainServer(options: { readonly logger?: Logger } = {
         });
         await publicClient.waitForTransactionReceipt({ hash });
       },
-      async claimed(channelId) {
-        const channel = await publicClient.readContract({
-          address: contract,
-          abi: paymentChannelsAbi,
-          functionName: "getChannel",
-          args: [channelId],
-        });
-        return channel.claimed;
-      },
+      claimed: (channelId) => claimedOnChain(publicClient, contract, channelId),
       stop: () => stop(server),
     };
   } catch (error) {

@@ -62,11 +62,20 @@ export async function settleChannel(
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   const reports = await settler.runOnce();
-  const onChain = await publicClient.readContract({
+  return { reports, claimed: await claimedOnChain(publicClient, contract, channelId) };
+}
+
+/** What the chain shows as claimed from `channelId`. */
+export async function claimedOnChain(
+  publicClient: PublicClient,
+  contract: Address,
+  channelId: bigint,
+): Promise<bigint> {
+  const channel = await publicClient.readContract({
     address: contract,
     abi: paymentChannelsAbi,
     functionName: "getChannel",
     args: [channelId],
   });
-  return { reports, claimed: onChain.claimed };
+  return channel.claimed;
 }
