@@ -134,6 +134,30 @@ export const MIGRATIONS: readonly Migration[] = [
         ) WITHOUT ROWID;
       `),
   },
+  {
+    version: 5,
+    name: "voucher_log",
+    // The request path's group commits append here instead of writing vouchers and ledgers: a
+    // batch of a dozen vouchers over as many channels dirtied a leaf of the (channel_id, amount)
+    // index and a ledger page per channel, about 19 WAL pages per commit. Appended rows share the
+    // rightmost leaf; the store folds them into vouchers and ledgers in large batches off the
+    // request path (a few pages per channel per fold), and on open whatever a crash left here.
+    // kind: 0 records a voucher, 1 adjusts its charge (signature and accepted_at NULL).
+    up: (db) =>
+      db.exec(`
+        CREATE TABLE voucher_log (
+          id            INTEGER PRIMARY KEY,
+          kind          INTEGER NOT NULL CHECK (kind IN (0, 1)),
+          channel_id    TEXT NOT NULL,
+          amount        TEXT NOT NULL,
+          signature     TEXT,
+          charge        TEXT NOT NULL,
+          charged_total TEXT NOT NULL,
+          receipt       TEXT NOT NULL,
+          accepted_at   INTEGER
+        );
+      `),
+  },
 ];
 
 /** The schema version this code writes. */

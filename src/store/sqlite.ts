@@ -76,6 +76,14 @@ export interface SqliteStoreOptions {
    * without bound under sustained load (it is never fully checkpointed while the writer appends).
    */
   readonly walAutocheckpointPages?: number;
+  /**
+   * Logged writes (see {@link SqliteStore}) after which the store folds them into the vouchers
+   * and ledgers at the next turn of the event loop. A fold runs inline, so this bounds its pause;
+   * larger folds touch each channel's pages once for more vouchers. Default 512.
+   */
+  readonly foldRows?: number;
+  /** How long logged writes wait for a fold when fewer than {@link foldRows} arrive. Default 200 ms. */
+  readonly foldDelayMs?: number;
 }
 
 /** `fdatasync` as the "background" fsync mode uses it (the subset of `node:fs`). */
@@ -94,6 +102,9 @@ export interface SqliteStoreStats {
   readonly writes: number;
   /** Largest batch so far. */
   readonly maxBatchSize: number;
+  /** Folds of the voucher log into the vouchers and ledgers, and the writes they moved. */
+  readonly folds: number;
+  readonly folded: number;
 }
 
 /**
@@ -143,7 +154,15 @@ type QueuedWrite = {
   { readonly kind: "record"; readonly signature: string; readonly acceptedAt: number } | { readonly kind: "adjust" }
 );
 
-/** What one batch does to one channel's ledger row. */
+/** A row of `voucher_log` (see migration 5). */
+interface LogRow extends Omit<VoucherRow, "signature" | "accepted_at"> {
+  readonly id: number;
+  readonly kind: 0 | 1;
+  readonly signature: string | null;
+  readonly accepted_at: number | null;
+}
+
+/** What one fold does to one channel's ledger row. */
 interface LedgerDelta {
   /** The total of the channel's last successful write in the batch (writes are in call order). */
   chargedTotal: string;
@@ -156,7 +175,8 @@ interface LedgerDelta {
  * {@link PaymentStore} on one SQLite file through better-sqlite3, in WAL mode.
  *
  * Request-path writes (recordVoucher, adjustCharge) are group-committed: each call queues its
- * write and returns a promise; the queue is committed in ONE transaction (one WAL fsync) on the
+ * write and returns a promise; the queue is appended to the `voucher_log` table in ONE
+ * transaction (one WAL fsync) on the
  * next `setImmediate` (or after `maxBatchDelayMs`, or at once when `maxBatchSize` is reached),
  * and every promise of the batch settles only after an fsync of the WAL that covers the commit has
  * returned. By default that fsync runs off the event loop (see {@link SqliteStoreOptions.fsync}):
@@ -168,6 +188,13 @@ interface LedgerDelta {
  * throughput (±15%, usually less) and only halved event-loop delay, because the SQLite work still
  * needs a core and a hop is added to every write. Revisit on disks with slow fsync (network block
  * storage at ~1 ms), where blocking the loop per batch costs more.
+ *
+ * The log is folded into `vouchers` and `ledgers` (one transaction, in log order) once
+ * {@link SqliteStoreOptions.foldRows} writes have been logged or {@link SqliteStoreOptions.foldDelayMs}
+ * after the first, before every read of vouchers or ledgers, at close, and on open (what a crash
+ * left). A group commit then writes a few pages at the end of the log whatever channels its
+ * vouchers pay, and a fold writes each channel's index and ledger pages once for all its vouchers.
+ * Logged, unfolded vouchers are kept in memory too, to check duplicates and answer findVoucher.
  *
  * Batch semantics, per call, in call order:
  * - recordVoucher inserts the voucher and sets its channel's ledger charged_total to the
@@ -185,6 +212,7 @@ interface LedgerDelta {
  *
  * Reads see committed state only: writes still queued are invisible to getLedger/findVoucher;
  * a committed write may be read while its fsync is still running (its promise has not settled).
+ * Another process reading the same file sees logged writes once they are folded.
  * The verification engine keeps its own in-memory state and reads the store only at start-up
  * and for idempotent retries of vouchers it has already been told are durable.
  *
@@ -198,7 +226,16 @@ export class SqliteStore implements PaymentStore, AuthorizationStore {
   private queue: QueuedWrite[] = [];
   private flushTimer: { immediate: NodeJS.Immediate } | { timeout: NodeJS.Timeout } | undefined;
   private closed = false;
-  private counters = { batches: 0, syncs: 0, writes: 0, maxBatchSize: 0 };
+  private counters = { batches: 0, syncs: 0, writes: 0, maxBatchSize: 0, folds: 0, folded: 0 };
+
+  // The voucher log: logged vouchers not folded yet (key: channel id + amount, u256 hex), how many
+  // writes the log holds, and the pending fold.
+  private readonly unfolded = new Map<string, VoucherRow>();
+  private logged = 0;
+  private readonly foldRows: number;
+  private readonly foldDelayMs: number;
+  private foldTimer: NodeJS.Timeout | undefined;
+  private foldSoon: NodeJS.Immediate | undefined;
 
   // "background" fsync: committed writes waiting for the next fsync, whether one is running, the
   // WAL's descriptor and the failure that stopped the store.
@@ -214,6 +251,9 @@ export class SqliteStore implements PaymentStore, AuthorizationStore {
 
   private readonly stmt: {
     insertVoucher: Database.Statement<[string, string, string, string, string, string, number]>;
+    logWrite: Database.Statement<[number, string, string, string | null, string, string, string, number | null]>;
+    logRows: Database.Statement<[], LogRow>;
+    clearLog: Database.Statement<[number]>;
     adjustVoucher: Database.Statement<[string, string, string, string, string]>;
     upsertLedger: Database.Statement<[string, string, string, string | null]>;
     voucherSignature: Database.Statement<[string, string], string>;
@@ -239,7 +279,11 @@ export class SqliteStore implements PaymentStore, AuthorizationStore {
   };
 
   /** The batch transaction; better-sqlite3 rolls back and rethrows if the callback or COMMIT throws. */
-  private readonly commitBatch: Database.Transaction<(batch: QueuedWrite[]) => (Error | undefined)[]>;
+  private readonly commitBatch: Database.Transaction<
+    (batch: QueuedWrite[], logged: Map<string, VoucherRow>) => (Error | undefined)[]
+  >;
+  /** The fold transaction: the whole log into vouchers and ledgers; returns the writes folded. */
+  private readonly foldLog: Database.Transaction<() => number>;
 
   /** Opens (creating and migrating if needed) the store; prefer {@link openSqliteStore}. */
   constructor(options: SqliteStoreOptions) {
@@ -247,6 +291,10 @@ export class SqliteStore implements PaymentStore, AuthorizationStore {
     this.maxBatchSize = options.maxBatchSize ?? 512;
     if (!(this.maxBatchDelayMs >= 0)) throw new RangeError("maxBatchDelayMs must be >= 0");
     if (!(this.maxBatchSize >= 1)) throw new RangeError("maxBatchSize must be >= 1");
+    this.foldRows = options.foldRows ?? 512;
+    this.foldDelayMs = options.foldDelayMs ?? 200;
+    if (!(this.foldRows >= 1)) throw new RangeError("foldRows must be >= 1");
+    if (!(this.foldDelayMs >= 0)) throw new RangeError("foldDelayMs must be >= 0");
 
     const durable = options.durable !== false;
     this.background = durable && (options.fsync ?? "background") === "background" && options.path !== ":memory:";
@@ -282,6 +330,12 @@ export class SqliteStore implements PaymentStore, AuthorizationStore {
         `INSERT INTO vouchers (channel_id, amount, signature, charge, charged_total, receipt, accepted_at)
          VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
       ),
+      logWrite: db.prepare(
+        `INSERT INTO voucher_log (kind, channel_id, amount, signature, charge, charged_total, receipt, accepted_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      logRows: db.prepare("SELECT * FROM voucher_log ORDER BY id"),
+      clearLog: db.prepare("DELETE FROM voucher_log WHERE id <= ?"),
       adjustVoucher: db.prepare(
         "UPDATE vouchers SET charge = ?, charged_total = ?, receipt = ? WHERE channel_id = ? AND amount = ?",
       ),
@@ -359,7 +413,17 @@ export class SqliteStore implements PaymentStore, AuthorizationStore {
       authorization: db.prepare("SELECT * FROM exact_authorizations WHERE token = ? AND payer = ? AND nonce = ?"),
     };
 
-    this.commitBatch = db.transaction((batch: QueuedWrite[]) => this.applyBatch(batch));
+    this.commitBatch = db.transaction((batch: QueuedWrite[], logged: Map<string, VoucherRow>) =>
+      this.logBatch(batch, logged),
+    );
+    this.foldLog = db.transaction(() => this.applyLog());
+    try {
+      // What a crash left in the log (the store was not closed): fold it before anything reads.
+      this.fold(true);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
   }
 
   /**
@@ -428,20 +492,24 @@ export class SqliteStore implements PaymentStore, AuthorizationStore {
   }
 
   loadLedgers(): ChannelLedger[] {
+    this.fold();
     return this.stmt.allLedgers.all().map(toLedger);
   }
 
   getLedger(channelId: bigint): ChannelLedger | undefined {
+    this.fold();
     const row = this.stmt.ledger.get(u256(channelId));
     return row && toLedger(row);
   }
 
   loadVoucherAmounts(channelId: bigint, above = -1n): bigint[] {
+    this.fold();
     // Every stored amount is at least 0, so -1 (stored as the empty string, below any hex) means all.
     return this.stmt.voucherAmounts.all(u256(channelId), above < 0n ? "" : u256(above)).map(fromU256);
   }
 
   pruneVouchers(floors: readonly { channelId: bigint; upTo: bigint }[], acceptedBefore: number): number[] {
+    this.fold();
     const prune = this.db.transaction(() =>
       floors.map(
         ({ channelId, upTo }) => this.stmt.pruneVouchers.run(u256(channelId), u256(upTo), acceptedBefore).changes,
@@ -453,11 +521,15 @@ export class SqliteStore implements PaymentStore, AuthorizationStore {
   }
 
   findVoucher(channelId: bigint, amount: bigint): AcceptedVoucher | undefined {
-    const row = this.stmt.voucher.get(u256(channelId), u256(amount));
+    const id = u256(channelId);
+    const key = u256(amount);
+    // A logged voucher is answered from memory: a retry does not wait for a fold.
+    const row = this.unfolded.get(id + key) ?? this.stmt.voucher.get(id, key);
     return row && toVoucher(row);
   }
 
   findCoveringVoucher(channelId: bigint, atLeast: bigint): AcceptedVoucher | undefined {
+    this.fold();
     const row = this.stmt.coveringVoucher.get(u256(channelId), u256(atLeast));
     return row && toVoucher(row);
   }
@@ -562,6 +634,14 @@ export class SqliteStore implements PaymentStore, AuthorizationStore {
     if (this.syncing || this.unsynced.length > 0) {
       await new Promise<void>((resolve) => this.syncDrained.push(resolve));
     }
+    clearTimeout(this.foldTimer);
+    if (this.foldSoon) clearImmediate(this.foldSoon);
+    try {
+      // Folded now rather than on the next open; a failure leaves the log for the next open.
+      if (!this.syncFailure) this.fold();
+    } catch {
+      // (the log is durable: nothing is lost)
+    }
     this.db.close();
     if (this.walFd !== undefined) fs.closeSync(this.walFd);
     this.walFd = undefined;
@@ -605,12 +685,17 @@ export class SqliteStore implements PaymentStore, AuthorizationStore {
     this.counters.maxBatchSize = Math.max(this.counters.maxBatchSize, batch.length);
 
     let outcomes: (Error | undefined)[];
+    const logged = new Map<string, VoucherRow>();
     try {
-      outcomes = this.commitBatch.immediate(batch);
+      outcomes = this.commitBatch.immediate(batch, logged);
     } catch (err) {
       for (const w of batch) w.reject(err);
       return;
     }
+    // Committed: the batch's vouchers are now the log's too.
+    for (const [key, row] of logged) this.unfolded.set(key, row);
+    this.logged += outcomes.reduce((n, error) => (error ? n : n + 1), 0);
+    this.scheduleFold();
     batch.forEach((w, i) => {
       const error = outcomes[i];
       if (error) w.reject(error);
@@ -700,51 +785,139 @@ export class SqliteStore implements PaymentStore, AuthorizationStore {
     }
   }
 
-  /** Runs inside the batch transaction; returns each write's own failure, if any. */
-  private applyBatch(batch: QueuedWrite[]): (Error | undefined)[] {
-    const { insertVoucher, adjustVoucher, voucherSignature, upsertLedger } = this.stmt;
+  /**
+   * Runs inside the batch transaction: appends each write to the log, or returns its own failure.
+   * The batch's new and adjusted vouchers go to `logged` (merged into memory once committed), so a
+   * later write of the same batch sees them.
+   */
+  private logBatch(batch: QueuedWrite[], logged: Map<string, VoucherRow>): (Error | undefined)[] {
+    const { logWrite, voucherSignature } = this.stmt;
+    const known = (key: string): VoucherRow | undefined => logged.get(key) ?? this.unfolded.get(key);
+    return batch.map((w): Error | undefined => {
+      const key = w.channelId + w.amount;
+      const row = known(key);
+      if (w.kind === "record") {
+        const stored = row?.signature ?? voucherSignature.get(w.channelId, w.amount);
+        if (stored !== undefined) {
+          // Already stored or logged: a retry of the same voucher is fine and changes nothing;
+          // another signature for the same amount is a caller bug. Hex case is not part of a
+          // signature's identity.
+          return stored.toLowerCase() === w.signature.toLowerCase()
+            ? undefined
+            : new DuplicateVoucherError(fromU256(w.channelId), fromU256(w.amount));
+        }
+        logWrite.run(0, w.channelId, w.amount, w.signature, w.charge, w.chargedTotal, w.receipt, w.acceptedAt);
+        logged.set(key, {
+          channel_id: w.channelId,
+          amount: w.amount,
+          signature: w.signature,
+          charge: w.charge,
+          charged_total: w.chargedTotal,
+          receipt: w.receipt,
+          accepted_at: w.acceptedAt,
+        });
+        return undefined;
+      }
+      if (row === undefined && voucherSignature.get(w.channelId, w.amount) === undefined) {
+        return new VoucherNotFoundError(fromU256(w.channelId), fromU256(w.amount));
+      }
+      logWrite.run(1, w.channelId, w.amount, null, w.charge, w.chargedTotal, w.receipt, null);
+      if (row) logged.set(key, { ...row, charge: w.charge, charged_total: w.chargedTotal, receipt: w.receipt });
+      return undefined;
+    });
+  }
+
+  /**
+   * Runs inside the fold transaction: applies the whole log, in order, to vouchers and ledgers
+   * (one ledger upsert per channel) and empties it. Returns the writes folded.
+   */
+  private applyLog(): number {
+    const { insertVoucher, adjustVoucher, upsertLedger, logRows, clearLog } = this.stmt;
     const deltas = new Map<string, LedgerDelta>();
     const deltaOf = (channelId: string): LedgerDelta => {
       let delta = deltas.get(channelId);
       if (!delta) deltas.set(channelId, (delta = { chargedTotal: ZERO, highestAmount: ZERO, highestSignature: null }));
       return delta;
     };
-    const outcomes = batch.map((w): Error | undefined => {
-      if (w.kind === "record") {
+    let last = 0;
+    let count = 0;
+    for (const w of logRows.all()) {
+      last = w.id;
+      count++;
+      if (w.kind === 0) {
+        const signature = w.signature ?? "";
         const info = insertVoucher.run(
-          w.channelId,
+          w.channel_id,
           w.amount,
-          w.signature,
+          signature,
           w.charge,
-          w.chargedTotal,
+          w.charged_total,
           w.receipt,
-          w.acceptedAt,
+          w.accepted_at ?? 0,
         );
-        if (info.changes === 0) {
-          // Already stored (earlier batch or earlier in this one): a retry of the same voucher is
-          // fine and changes nothing; another signature for the same amount is a caller bug.
-          // Hex case is not part of a signature's identity.
-          return voucherSignature.get(w.channelId, w.amount)?.toLowerCase() === w.signature.toLowerCase()
-            ? undefined
-            : new DuplicateVoucherError(fromU256(w.channelId), fromU256(w.amount));
-        }
-        const delta = deltaOf(w.channelId);
-        delta.chargedTotal = w.chargedTotal;
+        // Checked when logged; only a second process folding the same log could have been first.
+        if (info.changes === 0) continue;
+        const delta = deltaOf(w.channel_id);
+        delta.chargedTotal = w.charged_total;
         if (w.amount > delta.highestAmount) {
           delta.highestAmount = w.amount;
-          delta.highestSignature = w.signature;
+          delta.highestSignature = signature;
         }
-      } else {
-        const info = adjustVoucher.run(w.charge, w.chargedTotal, w.receipt, w.channelId, w.amount);
-        if (info.changes === 0) return new VoucherNotFoundError(fromU256(w.channelId), fromU256(w.amount));
-        deltaOf(w.channelId).chargedTotal = w.chargedTotal;
+      } else if (adjustVoucher.run(w.charge, w.charged_total, w.receipt, w.channel_id, w.amount).changes > 0) {
+        deltaOf(w.channel_id).chargedTotal = w.charged_total;
       }
-      return undefined;
-    });
-    // One ledger upsert per channel per batch rather than per write.
+    }
     for (const [channelId, d] of deltas)
       upsertLedger.run(channelId, d.chargedTotal, d.highestAmount, d.highestSignature);
-    return outcomes;
+    if (count > 0) clearLog.run(last);
+    return count;
+  }
+
+  /**
+   * Folds the log into vouchers and ledgers now, if it holds anything (`always`: look even when
+   * this connection logged nothing, as on open). Throws if the transaction fails; the log is
+   * then left as it was, for the next fold.
+   */
+  private fold(always = false): void {
+    // After a failed fsync nothing more is written; the next process folds the log on open.
+    if ((this.logged === 0 && !always) || this.syncFailure) return;
+    clearTimeout(this.foldTimer);
+    this.foldTimer = undefined;
+    if (this.foldSoon) clearImmediate(this.foldSoon);
+    this.foldSoon = undefined;
+    const folded = this.foldLog.immediate();
+    if (folded > 0) {
+      this.counters.folds++;
+      this.counters.folded += folded;
+    }
+    this.logged = 0;
+    this.unfolded.clear();
+  }
+
+  /** After a group commit: a fold at the next turn once the log is large, else after foldDelayMs. */
+  private scheduleFold(): void {
+    if (this.logged === 0 || this.foldSoon) return;
+    const run = () => {
+      try {
+        this.fold();
+      } catch {
+        // A lock held elsewhere, an I/O error: the log keeps the writes; try again later.
+        this.foldTimer ??= setTimeout(run, this.foldDelayMs).unref();
+      }
+    };
+    if (this.logged >= this.foldRows) {
+      clearTimeout(this.foldTimer);
+      this.foldTimer = undefined;
+      this.foldSoon = setImmediate(() => {
+        this.foldSoon = undefined;
+        run();
+      });
+    } else if (this.foldTimer === undefined) {
+      this.foldTimer = setTimeout(() => {
+        this.foldTimer = undefined;
+        run();
+      }, this.foldDelayMs).unref();
+    }
   }
 }
 

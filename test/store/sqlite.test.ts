@@ -412,7 +412,15 @@ describe("SqliteStore", () => {
       const settled = await Promise.allSettled(calls);
       expect(settled.filter((s) => s.status === "rejected")).to.deep.equal([]);
       // Default maxBatchSize is 512: two transactions, not 1,000, and one WAL fsync each at most.
-      expect(store.stats()).to.deep.equal({ batches: 2, syncs: 2, writes: 1000, maxBatchSize: 512 });
+      // The first batch reached the default foldRows (512) and was folded at the next turn.
+      expect(store.stats()).to.deep.equal({
+        batches: 2,
+        syncs: 2,
+        writes: 1000,
+        maxBatchSize: 512,
+        folds: 1,
+        folded: 512,
+      });
       await store.close();
 
       store = openStore();
@@ -442,7 +450,43 @@ describe("SqliteStore", () => {
       const fourth = store.recordVoucher(voucher(1n, 4n));
       expect(store.loadVoucherAmounts(1n)).to.have.length(3);
       await Promise.all([...first, fourth]);
-      expect(store.stats()).to.deep.equal({ batches: 2, syncs: 2, writes: 4, maxBatchSize: 3 });
+      // The reads folded the log: the first three vouchers before the fourth was committed.
+      expect(store.stats()).to.deep.equal({ batches: 2, syncs: 2, writes: 4, maxBatchSize: 3, folds: 1, folded: 3 });
+    });
+
+    it("logs each group commit and folds the log into vouchers and ledgers at foldRows, after foldDelayMs and before reads", async () => {
+      const store = openStore({ foldRows: 4, foldDelayMs: 50 });
+      const raw = new Database(file, { readonly: true });
+      const count = (table: string) => raw.prepare(`SELECT count(*) FROM ${table}`).pluck().get() as number;
+      try {
+        await Promise.all([1n, 2n, 3n].map((a) => store.recordVoucher(voucher(1n, a))));
+        // Durable in the log, not yet in vouchers; the store answers a retry's lookup from memory.
+        expect([count("voucher_log"), count("vouchers")]).to.deep.equal([3, 0]);
+        expect(store.findVoucher(1n, 2n)).to.deep.equal(voucher(1n, 2n));
+        expect(await outcome(store.recordVoucher({ ...voucher(1n, 2n), signature: sig(99) }))).to.be.instanceOf(
+          DuplicateVoucherError,
+        );
+        await new Promise((resolve) => setTimeout(resolve, 120));
+        expect([count("voucher_log"), count("vouchers")]).to.deep.equal([0, 3]);
+        expect(store.stats()).to.include({ folds: 1, folded: 3 });
+
+        // Four logged writes fold at the next turn, an adjustment of a logged voucher included.
+        await Promise.all([
+          ...[4n, 5n, 6n].map((a) => store.recordVoucher(voucher(2n, a))),
+          store.adjustCharge(2n, 5n, 0n, 4n, "adjusted"),
+        ]);
+        await new Promise((resolve) => setImmediate(resolve));
+        expect([count("voucher_log"), count("vouchers")]).to.deep.equal([0, 6]);
+        expect(store.findVoucher(2n, 5n)).to.include({ charge: 0n, chargedTotal: 4n, receipt: "adjusted" });
+
+        // A read folds first: the ledger is there at once.
+        await store.recordVoucher(voucher(3n, 7n));
+        expect(count("voucher_log")).to.equal(1);
+        expect(store.getLedger(3n)).to.include({ highestAmount: 7n, chargedTotal: 7n });
+        expect(count("voucher_log")).to.equal(0);
+      } finally {
+        raw.close();
+      }
     });
 
     it("waits maxBatchDelayMs for more writes when asked to", async () => {
@@ -759,7 +803,8 @@ describe("SqliteStore", () => {
       const result = await runChild(
         `
         const { openSqliteStore } = require("./src/store/sqlite");
-        const store = openSqliteStore({ path: process.env.DB });
+        // Nothing is folded before the kill: opening the file again folds the whole log.
+        const store = openSqliteStore({ path: process.env.DB, foldRows: 1e9, foldDelayMs: 60000 });
         const n = Number(process.env.N);
         const writes = [];
         for (let i = 1; i <= n; i++) {
@@ -778,6 +823,10 @@ describe("SqliteStore", () => {
       expect(result.stderr).to.equal("");
       expect(result.stdout).to.equal("done\n");
       expect(result.signal).to.equal("SIGKILL");
+      // Every voucher was still in the log, unfolded: opening folds it.
+      const raw = new Database(file);
+      expect(raw.prepare("SELECT count(*) FROM voucher_log").pluck().get()).to.equal(n);
+      raw.close();
 
       const store = openStore();
       let count = 0;
