@@ -79,7 +79,9 @@ export interface SqliteStoreOptions {
   /**
    * Logged writes (see {@link SqliteStore}) after which the store folds them into the vouchers
    * and ledgers at the next turn of the event loop. A fold runs inline, so this bounds its pause;
-   * larger folds touch each channel's pages once for more vouchers. Default 512.
+   * larger folds touch each channel's pages once for more vouchers. Default 256: on the 2-core
+   * dev machine, over 32 channels, a fold of 256 paused the event loop 3.9 ms (p50) for 15 µs a
+   * voucher, one of 128 3.5 ms for 27 µs, one of 512 12.6 ms (it also checkpoints the WAL).
    */
   readonly foldRows?: number;
   /** How long logged writes wait for a fold when fewer than {@link foldRows} arrive. Default 200 ms. */
@@ -296,7 +298,7 @@ export class SqliteStore implements PaymentStore, AuthorizationStore {
     this.maxBatchSize = options.maxBatchSize ?? 512;
     if (!(this.maxBatchDelayMs >= 0)) throw new RangeError("maxBatchDelayMs must be >= 0");
     if (!(this.maxBatchSize >= 1)) throw new RangeError("maxBatchSize must be >= 1");
-    this.foldRows = options.foldRows ?? 512;
+    this.foldRows = options.foldRows ?? 256;
     this.foldDelayMs = options.foldDelayMs ?? 200;
     if (!(this.foldRows >= 1)) throw new RangeError("foldRows must be >= 1");
     if (!(this.foldDelayMs >= 0)) throw new RangeError("foldDelayMs must be >= 0");

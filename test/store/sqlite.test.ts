@@ -412,14 +412,14 @@ describe("SqliteStore", () => {
       const settled = await Promise.allSettled(calls);
       expect(settled.filter((s) => s.status === "rejected")).to.deep.equal([]);
       // Default maxBatchSize is 512: two transactions, not 1,000, and one WAL fsync each at most.
-      // The first batch reached the default foldRows (512) and was folded at the next turn.
+      // Each batch reached the default foldRows (256) and was folded at the next turn.
       expect(store.stats()).to.deep.equal({
         batches: 2,
         syncs: 2,
         writes: 1000,
         maxBatchSize: 512,
-        folds: 1,
-        folded: 512,
+        folds: 2,
+        folded: 1000,
       });
       await store.close();
 
