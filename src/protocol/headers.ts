@@ -170,7 +170,20 @@ export interface DecodedVoucher {
 export type DecodeResult =
   { readonly ok: true; readonly voucher: DecodedVoucher } | { readonly ok: false; readonly reason: ReasonCode };
 
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+/**
+ * The bytes of `text` when it is standard, padded base64 (what matches /^[A-Za-z0-9+/]*={0,2}$/
+ * with a length that is a multiple of 4), else undefined. Node's decoder skips any other
+ * character and stops at `=`, so a decoded length short of what the length promises means one
+ * was there; it accepts base64url's `-` and `_` though, so those are looked for first. A scan
+ * and one decode instead of a regular expression over the header and a decode.
+ */
+function strictBase64(text: string): Buffer | undefined {
+  const n = text.length;
+  if (n === 0 || n % 4 !== 0 || text.indexOf("-") >= 0 || text.indexOf("_") >= 0) return undefined;
+  const padding = text.charCodeAt(n - 1) !== 61 ? 0 : text.charCodeAt(n - 2) !== 61 ? 1 : 2;
+  const bytes = Buffer.from(text, "base64");
+  return bytes.length === (n / 4) * 3 - padding ? bytes : undefined;
+}
 const CHANNEL_ID = /^0x[0-9a-fA-F]{1,46}$/;
 const AMOUNT = /^(0|[1-9][0-9]{0,28})$/;
 const SIGNATURE = /^0x(?:[0-9a-fA-F]{128}|[0-9a-fA-F]{130})$/;
@@ -206,12 +219,11 @@ export function decodeHeader<T>(header: string): T {
  */
 export function decodePaymentSignature(header: string): DecodeResult {
   if (header.length > MAX_PAYMENT_HEADER_BYTES) return { ok: false, reason: "header_too_large" };
-  if (header.length === 0 || header.length % 4 !== 0 || !BASE64.test(header)) {
-    return { ok: false, reason: "malformed_header" };
-  }
+  const bytes = strictBase64(header);
+  if (bytes === undefined) return { ok: false, reason: "malformed_header" };
   let body: unknown;
   try {
-    body = JSON.parse(Buffer.from(header, "base64").toString("utf8"));
+    body = JSON.parse(bytes.toString("utf8"));
   } catch {
     return { ok: false, reason: "malformed_header" };
   }

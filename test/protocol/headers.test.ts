@@ -146,6 +146,7 @@ describe("x402 headers", () => {
       ["characters outside base64", "ab-_", "malformed_header"],
       ["whitespace", `${encodeHeader(body())} `.padEnd(4 * 200, " "), "malformed_header"],
       ["padding in the middle", "ab==ab==", "malformed_header"],
+      ["a valid body with one character replaced by '!'", `!${encodeHeader(body()).slice(1)}`, "malformed_header"],
       ["not JSON", Buffer.from("not json!").toString("base64"), "malformed_header"],
       ["JSON null", encodeHeader(null as unknown as object), "malformed_header"],
       ["JSON array", encodeHeader([body()]), "malformed_header"],
