@@ -116,6 +116,8 @@ export interface ChannelPayment {
   readonly scheme: typeof SCHEME;
   readonly channelId: bigint;
   readonly amount: bigint;
+  /** The channel's payer (as in the PAYMENT-RESPONSE). */
+  readonly payer: Address;
   /** True when this request repeats an already-accepted voucher (not charged again). */
   readonly retry: boolean;
   /**
@@ -140,6 +142,8 @@ export interface ChannelPayment {
 export interface ExactPayment {
   readonly ok: true;
   readonly scheme: typeof EXACT_SCHEME;
+  /** Who signed the transfer. */
+  readonly payer: Address;
   readonly retry: false;
   readonly durable: undefined;
   /** An exact payment transferred the full price: a lower final charge changes nothing. */
@@ -362,6 +366,7 @@ export class PaymentGate {
     return {
       ok: true,
       scheme: EXACT_SCHEME,
+      payer: response.payer,
       retry: false,
       durable: undefined,
       charge: () => undefined,
@@ -459,6 +464,7 @@ export class PaymentGate {
       scheme: SCHEME,
       channelId: v.channelId,
       amount: v.amount,
+      payer: record.payer,
       retry: false,
       durable: undefined,
       charge: (finalCharge: bigint) => {
@@ -622,6 +628,7 @@ export class PaymentGate {
       scheme: SCHEME,
       channelId,
       amount,
+      payer: response.payer,
       retry: true,
       durable: undefined,
       charge: () => undefined,
@@ -698,6 +705,10 @@ class AcceptedPayment implements ChannelPayment {
 
   get amount(): bigint {
     return this.ticket.amount;
+  }
+
+  get payer(): Address {
+    return this.ticket.payer;
   }
 
   charge(finalCharge: bigint): void {

@@ -1,7 +1,13 @@
 import http from "node:http";
 import https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
-import { PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER, SCHEME, type Pricing } from "../protocol/headers";
+import {
+  PAYMENT_RESPONSE_HEADER,
+  PAYMENT_SIGNATURE_HEADER,
+  SCHEME,
+  channelIdHex,
+  type Pricing,
+} from "../protocol/headers";
 import type { ForwardBeforeDurable, UnmatchedPolicy } from "../shared/config";
 import type { PaidRequest, Payment, PaymentGate, Refusal } from "./gate";
 import { silentLogger, type Logger } from "../shared/log";
@@ -732,11 +738,10 @@ export class PaymentProxy {
     if (!req.headers["x-forwarded-proto"]) out["x-forwarded-proto"] = "http";
     if (paid) {
       const payment = paid.payment;
-      if (payment.scheme === SCHEME) {
-        const response = payment.response();
-        out[PAYER_HEADER] = response.payer;
-        out[CHANNEL_HEADER] = response.extra.channelId;
-      } else out[PAYER_HEADER] = payment.response().payer;
+      // From the payment's fields: building its whole PAYMENT-RESPONSE here would cost a paid
+      // request an object and its strings.
+      out[PAYER_HEADER] = payment.payer;
+      if (payment.scheme === SCHEME) out[CHANNEL_HEADER] = channelIdHex(payment.channelId);
       out[PRICE_HEADER] = paid.price.toString();
       out[PRICING_HEADER] = paid.pricing;
     }
