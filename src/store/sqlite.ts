@@ -231,10 +231,8 @@ export class SqliteStore implements PaymentStore, AuthorizationStore {
   private counters = { batches: 0, syncs: 0, writes: 0, maxBatchSize: 0, folds: 0, folded: 0 };
 
   // The voucher log: signatures of the vouchers logged and not folded yet (key: channel id +
-  // amount, u256 hex), how many writes the log holds, whether one adjusts a charge, the pending fold.
+  // amount, u256 hex), how many writes the log holds, the pending fold.
   private readonly unfolded = new Map<string, string>();
-  /** True when the log may hold an adjustment (unknown on open), which the fold in SQL cannot order. */
-  private adjusted = true;
   private logged = 0;
   private readonly foldRows: number;
   private readonly foldDelayMs: number;
@@ -261,6 +259,7 @@ export class SqliteStore implements PaymentStore, AuthorizationStore {
     foldVouchers: Database.Statement<[]>;
     foldLedgers: Database.Statement<[]>;
     emptyLog: Database.Statement<[]>;
+    logHasAdjustment: Database.Statement<[], number>;
     adjustVoucher: Database.Statement<[string, string, string, string, string]>;
     upsertLedger: Database.Statement<[string, string, string, string | null]>;
     voucherSignature: Database.Statement<[string, string], string>;
@@ -371,6 +370,7 @@ export class SqliteStore implements PaymentStore, AuthorizationStore {
                                     THEN excluded.highest_signature ELSE highest_signature END`,
       ),
       emptyLog: db.prepare("DELETE FROM voucher_log"),
+      logHasAdjustment: db.prepare<[], number>("SELECT 1 FROM voucher_log WHERE kind = 1 LIMIT 1").pluck(),
       adjustVoucher: db.prepare(
         "UPDATE vouchers SET charge = ?, charged_total = ?, receipt = ? WHERE channel_id = ? AND amount = ?",
       ),
@@ -729,7 +729,6 @@ export class SqliteStore implements PaymentStore, AuthorizationStore {
     }
     // Committed: the batch's vouchers are now the log's too.
     for (const [key, signature] of logged) this.unfolded.set(key, signature);
-    if (batch.some((w) => w.kind === "adjust")) this.adjusted = true;
     this.logged += outcomes.reduce((n, error) => (error ? n : n + 1), 0);
     this.scheduleFold();
     batch.forEach((w, i) => {
@@ -858,7 +857,10 @@ export class SqliteStore implements PaymentStore, AuthorizationStore {
    * (one ledger upsert per channel) and empties it. Returns the writes folded.
    */
   private applyLog(): number {
-    if (!this.adjusted) {
+    // Adjustments must apply in order, after their voucher: only a log without any (the common
+    // case; they come from "upto" routes) is folded in SQL alone. Read from the log itself, which
+    // another process may have written.
+    if (this.stmt.logHasAdjustment.get() === undefined) {
       this.stmt.foldVouchers.run();
       this.stmt.foldLedgers.run();
       return this.stmt.emptyLog.run().changes;
@@ -922,7 +924,6 @@ export class SqliteStore implements PaymentStore, AuthorizationStore {
       this.counters.folded += folded;
     }
     this.logged = 0;
-    this.adjusted = false;
     this.unfolded.clear();
   }
 

@@ -482,6 +482,20 @@ describe("SqliteStore", () => {
       }
     });
 
+    it("folds the whole log, another connection's writes and charge adjustments included, in order", async () => {
+      const writer = openStore({ foldRows: 1e9, foldDelayMs: 60_000 });
+      const other = openStore({ foldRows: 1e9, foldDelayMs: 60_000 });
+      await Promise.all([writer.recordVoucher(voucher(1n, 1n)), writer.recordVoucher(voucher(1n, 2n))]);
+      await writer.adjustCharge(1n, 2n, 0n, 1n, "adjusted");
+      // Another connection sees them once folded: here by its own read, having logged a write.
+      expect(other.findVoucher(1n, 2n)).to.equal(undefined);
+      await other.recordVoucher(voucher(2n, 1n));
+      expect(other.getLedger(1n)).to.include({ chargedTotal: 1n, highestAmount: 2n });
+      expect(other.getLedger(1n)?.highestSignature).to.equal(voucher(1n, 2n).signature);
+      expect(other.findVoucher(1n, 2n)).to.include({ charge: 0n, chargedTotal: 1n, receipt: "adjusted" });
+      expect(other.getLedger(2n)).to.include({ chargedTotal: 1n, highestAmount: 1n });
+    });
+
     it("waits maxBatchDelayMs for more writes when asked to", async () => {
       const store = openStore({ maxBatchDelayMs: 20 });
       const a = store.recordVoucher(voucher(1n, 1n));
