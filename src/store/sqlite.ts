@@ -79,9 +79,10 @@ export interface SqliteStoreOptions {
   /**
    * Logged writes (see {@link SqliteStore}) after which the store folds them into the vouchers
    * and ledgers at the next turn of the event loop. A fold runs inline, so this bounds its pause;
-   * larger folds touch each channel's pages once for more vouchers. Default 256: on the 2-core
-   * dev machine, over 32 channels, a fold of 256 paused the event loop 3.9 ms (p50) for 15 µs a
-   * voucher, one of 128 3.5 ms for 27 µs, one of 512 12.6 ms (it also checkpoints the WAL).
+   * larger folds touch each channel's pages once for more vouchers. Default 256: timed once on the
+   * 2-core dev machine (recordVoucher over 32 channels, then a read that folds), a fold of 256
+   * paused the event loop 3.9 ms (p50) for 15 µs a voucher, one of 128 3.5 ms for 27 µs, one of
+   * 512 12.6 ms (it also checkpoints the WAL); `npm run bench` shows folds in the event-loop delay.
    */
   readonly foldRows?: number;
   /** How long logged writes wait for a fold when fewer than {@link foldRows} arrive. Default 200 ms. */
